@@ -1,0 +1,43 @@
+/* hashdb.h - what apt-dht knows about files it has not necessarily seen yet: for each
+ * archive path, the size and hash that the signed indices say it must have. Learnt from
+ * the indices that pass through the proxy (index.h), kept in SQLite in the state dir so
+ * it survives restarts.
+ *
+ * A key is the canonical cache key of a file: "HOST[:PORT]/path/without/leading/slash",
+ * e.g. "mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb" (see url.h).
+ *
+ * One struct hashdb is one SQLite connection and must be used by one thread at a time;
+ * open one per thread (the loop reads, the indexer thread writes; WAL mode). */
+#ifndef APT_DHT_HASHDB_H
+#define APT_DHT_HASHDB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hashdb;
+
+struct hashdb_entry {
+    uint64_t size;          /* bytes; UINT64_MAX = unknown */
+    bool have_sha256;
+    uint8_t sha256[32];
+    bool have_sha1;         /* old archives list only SHA-1 */
+    uint8_t sha1[20];
+};
+
+/* Opens (creating if needed) the database file. 0 or a negative errno (-EIO on SQLite errors). */
+int hashdb_open(struct hashdb **out, const char *path);
+void hashdb_free(struct hashdb *db);
+
+/* 0 and *out filled, -ENOENT if the key is unknown, other negative errno on failure. */
+int hashdb_lookup(struct hashdb *db, const char *key, struct hashdb_entry *out);
+
+/* Inserts or replaces one entry. */
+int hashdb_put(struct hashdb *db, const char *key, const struct hashdb_entry *e);
+
+/* Batches: many puts between begin and commit are one transaction (fast for a Packages file). */
+int hashdb_begin(struct hashdb *db);
+int hashdb_commit(struct hashdb *db);
+int hashdb_rollback(struct hashdb *db);
+
+#endif
