@@ -1,15 +1,237 @@
-/* main.c - wires the daemon's modules together. */
+/* main.c - apt-dht-proxy: reads the command line and config, then wires the modules:
+ * loop <- server (HTTP front, fetcher) <- cache, hash index, indexer thread. */
 #include "config.h"
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/config.h"
+#include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/index.h"
+#include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/version.h"
+
+struct options {
+    const char *config_file; /* NULL = built-in defaults */
+    long port;               /* -1 = from config */
+    const char *cache_dir, *state_dir;
+    bool foreground, verbose;
+};
+
+struct app {
+    struct options opt;
+    struct config *cfg;
+    struct loop *loop;
+    struct server *server;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
+            "                     [--version] [--help]\n"
+            "  -c, --config FILE   YAML config (default: built-in defaults)\n"
+            "  -p, --port PORT     listen port (overrides listen.port)\n"
+            "      --cache-dir DIR cache directory (overrides cache.dir)\n"
+            "      --state-dir DIR state directory (overrides state_dir)\n"
+            "  -f, --foreground    stay in the foreground and log to stderr\n"
+            "  -v, --verbose       log at debug level\n");
+}
+
+/* Returns 0 to go on, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    static const struct option lopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"port", required_argument, NULL, 'p'},
+        {"cache-dir", required_argument, NULL, 'C'}, {"state-dir", required_argument, NULL, 'S'},
+        {"foreground", no_argument, NULL, 'f'}, {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    char *end;
+    o->port = -1;
+    while ((c = getopt_long(argc, argv, "c:p:fvh", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config_file = optarg; break;
+        case 'C': o->cache_dir = optarg; break;
+        case 'S': o->state_dir = optarg; break;
+        case 'f': o->foreground = true; break;
+        case 'v': o->verbose = true; break;
+        case 'V': printf("apt-dht-proxy %s\n", aptdht_version()); return 1;
+        case 'h': usage(stdout); return 1;
+        case 'p':
+            errno = 0;
+            o->port = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || o->port < 0 || o->port > 65535) {
+                fprintf(stderr, "apt-dht-proxy: bad port '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int replace_str(char **dst, const char *src)
+{
+    char *p = strdup(src);
+    if (!p)
+        return -ENOMEM;
+    free(*dst);
+    *dst = p;
+    return 0;
+}
+
+/* Builds a config: defaults, then the file, then the command line. */
+static struct config *load_config(const struct options *o)
+{
+    char err[512];
+    struct config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg || config_init_defaults(cfg) < 0)
+        goto fail;
+    if (o->config_file && config_load_file(cfg, o->config_file, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
+    if (o->port >= 0)
+        cfg->listen_port = (uint16_t)o->port;
+    if ((o->cache_dir && replace_str(&cfg->cache_dir, o->cache_dir) < 0) ||
+        (o->state_dir && replace_str(&cfg->state_dir, o->state_dir) < 0))
+        goto fail;
+    if (o->verbose)
+        cfg->log_level = LOG_DEBUG;
+    return cfg;
+fail:
+    if (cfg) {
+        config_done(cfg);
+        free(cfg);
+    }
+    return NULL;
+}
+
+static void on_stop(struct loop *l, int signo, void *ud)
+{
+    log_info("signal %d: stopping", signo);
+    loop_stop(l);
+}
+
+static void on_reload(struct loop *l, int signo, void *ud)
+{
+    struct app *a = ud;
+    struct config *cfg = load_config(&a->opt);
+    if (!cfg) {
+        log_error("reload failed; keeping the running configuration");
+        return;
+    }
+    if (cfg->listen_port != a->cfg->listen_port || strcmp(cfg->cache_dir, a->cfg->cache_dir) != 0)
+        log_warn("reload: listen port and cache dir changes take effect at the next restart");
+    log_setup(cfg->log_level, !a->opt.foreground);
+    server_set_config(a->server, cfg);
+    config_done(a->cfg);
+    free(a->cfg);
+    a->cfg = cfg;
+    log_info("configuration reloaded");
+}
+
+static int make_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int run(struct app *a)
+{
+    struct cache *cache = NULL;
+    struct hashdb *db = NULL;
+    struct indexer *ix = NULL;
+    char dbpath[PATH_MAX];
+    int r;
+    if ((r = make_dir(a->cfg->state_dir)) < 0)
+        goto out;
+    if ((r = cache_new(&cache, a->cfg->cache_dir, a->cfg->cache_max_size)) < 0) {
+        log_error("cache dir %s: %s", a->cfg->cache_dir, strerror(-r));
+        goto out;
+    }
+    long n = cache_scan(cache);
+    if (n < 0) {
+        r = (int)n;
+        log_error("cache scan of %s: %s", a->cfg->cache_dir, strerror(-r));
+        goto out;
+    }
+    snprintf(dbpath, sizeof dbpath, "%s/hashes.db", a->cfg->state_dir);
+    if ((r = hashdb_open(&db, dbpath)) < 0 || (r = indexer_new(&ix, dbpath)) < 0) {
+        log_error("hash index %s: %s", dbpath, strerror(-r));
+        goto out;
+    }
+    if ((r = loop_new(&a->loop)) < 0 ||
+        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix)) < 0)
+        goto out;
+    if ((r = server_start(a->server)) < 0) {
+        log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
+        goto out;
+    }
+    loop_add_signal(a->loop, SIGTERM, on_stop, a);
+    loop_add_signal(a->loop, SIGINT, on_stop, a);
+    loop_add_signal(a->loop, SIGHUP, on_reload, a);
+    log_info("apt-dht-proxy %s listening on port %u; cache %s (%ld files, %llu MiB)",
+             aptdht_version(), server_port(a->server), a->cfg->cache_dir, n,
+             (unsigned long long)(cache_used(cache) >> 20));
+    r = loop_run(a->loop);
+out:
+    server_free(a->server);
+    a->server = NULL;
+    indexer_free(ix);
+    hashdb_free(db);
+    cache_free(cache);
+    loop_free(a->loop);
+    a->loop = NULL;
+    return r;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("apt-dht-proxy %s\n", aptdht_version());
-        return 0;
+    struct app a = {0};
+    int r = parse_args(argc, argv, &a.opt);
+    if (r != 0)
+        return r > 0 ? 0 : 2;
+    signal(SIGPIPE, SIG_IGN);
+    log_setup(LOG_INFO, 0);
+    a.cfg = load_config(&a.opt);
+    if (!a.cfg)
+        return 1;
+    log_setup(a.cfg->log_level, 0);
+    if (!a.opt.foreground) {
+        if (daemon(1, 0) < 0) {
+            log_error("cannot daemonise: %s", strerror(errno));
+            return 1;
+        }
+        log_setup(a.cfg->log_level, 1);
     }
-    fprintf(stderr, "apt-dht-proxy: not yet runnable\n");
-    return 1;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        log_error("libcurl initialisation failed");
+        return 1;
+    }
+    r = run(&a);
+    curl_global_cleanup();
+    config_done(a.cfg);
+    free(a.cfg);
+    return r < 0 ? 1 : 0;
 }

@@ -1,0 +1,688 @@
+/* fetch.c - shared downloads over libcurl's multi-socket API.
+ *
+ * curl tells us which sockets to watch (socket callback) and when to wake it (timer
+ * callback); the loop reports readiness back with curl_multi_socket_action. Each struct
+ * dl owns one easy handle at a time: on a connect error or a 5xx before any body byte it
+ * moves to the next URL of its list (mirror failover). Body bytes go to a temp file and
+ * through SHA-256 (and SHA-1 for archives that list only SHA-1) as they arrive.
+ *
+ * Lifetime: the fetcher holds one reference while the transfer runs and each reader holds
+ * one; the temp fd stays open until the last reference goes, so readers finish reading
+ * even after the file has been renamed into the cache or (on failure) unlinked. */
+#include "config.h"
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include "apt-dht-proxy/fetch.h"
+#include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/strmap.h"
+
+struct dl_watch {
+    void (*cb)(void *ud);
+    void *ud;
+    struct dl_watch *next;
+};
+
+struct dl {
+    int refs;
+    struct fetcher *f;
+    char *key;
+    char *urls[FETCH_MAX_URLS];
+    size_t n_urls, url_idx;
+    bool immutable, cacheable, verify_first;
+    bool have_expect;
+    struct hashdb_entry expect;
+    time_t ims;
+    char inm[160];
+
+    enum dl_state state;
+    int status;          /* final upstream status for the client's decision */
+    char reason[160];
+    bool mismatch;
+
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    int resp_status;     /* status of the response being received */
+    char tmp_path[PATH_MAX];
+    int fd;              /* -1 = none */
+    uint64_t received;   /* body bytes on disk */
+    int64_t total;       /* -1 = unknown */
+    EVP_MD_CTX *sha256, *sha1;
+    bool have_digest;
+    uint8_t digest[32]; /* SHA-256 of the complete body */
+    time_t last_modified;
+    char source[300];
+    struct dl_watch *watchers;
+};
+
+struct fetcher {
+    struct loop *loop;
+    struct cache *cache;
+    struct fetch_opts opts;
+    CURLM *multi;
+    struct loop_timer *timer;
+    struct strmap *inflight; /* key -> struct dl (transfer running) */
+};
+
+static void start_transfer(struct dl *d);
+static void finish(struct dl *d, enum dl_state st);
+
+/* ---- curl <-> loop glue ---- */
+
+static void check_done(struct fetcher *f);
+
+static void on_sock(struct loop *l, int fd, uint32_t events, void *ud)
+{
+    struct fetcher *f = ud;
+    int flags = 0, running;
+    if (events & EPOLLIN)
+        flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP))
+        flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(f->multi, fd, flags, &running);
+    check_done(f);
+}
+
+static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct fetcher *f = userp;
+    uint32_t ev = 0;
+    if (what == CURL_POLL_REMOVE) {
+        loop_del_fd(f->loop, s);
+        curl_multi_assign(f->multi, s, NULL);
+        return 0;
+    }
+    if (what & CURL_POLL_IN)
+        ev |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev |= EPOLLOUT;
+    if (socketp) {
+        loop_mod_fd(f->loop, s, ev);
+    } else if (loop_add_fd(f->loop, s, ev, on_sock, f) == 0) {
+        curl_multi_assign(f->multi, s, f);
+    }
+    return 0;
+}
+
+static void on_timer(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct fetcher *f = ud;
+    int running;
+    f->timer = NULL;
+    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(f);
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    struct fetcher *f = userp;
+    loop_timer_cancel(f->loop, f->timer);
+    f->timer = NULL;
+    if (timeout_ms >= 0)
+        f->timer = loop_timer_add(f->loop, (uint64_t)timeout_ms, on_timer, f);
+    return 0;
+}
+
+/* ---- the download object ---- */
+
+static void notify(struct dl *d)
+{
+    for (struct dl_watch *w = d->watchers, *next; w; w = next) {
+        next = w->next;
+        w->cb(w->ud);
+    }
+}
+
+static void close_easy(struct dl *d)
+{
+    if (!d->easy)
+        return;
+    curl_multi_remove_handle(d->f->multi, d->easy);
+    curl_easy_cleanup(d->easy);
+    d->easy = NULL;
+    curl_slist_free_all(d->hdrs);
+    d->hdrs = NULL;
+}
+
+static void dl_destroy(struct dl *d)
+{
+    close_easy(d);
+    if (d->fd >= 0)
+        close(d->fd);
+    if (d->tmp_path[0])
+        unlink(d->tmp_path);
+    EVP_MD_CTX_free(d->sha256);
+    EVP_MD_CTX_free(d->sha1);
+    for (size_t i = 0; i < d->n_urls; i++)
+        free(d->urls[i]);
+    while (d->watchers) {
+        struct dl_watch *w = d->watchers;
+        d->watchers = w->next;
+        free(w);
+    }
+    free(d->key);
+    free(d);
+}
+
+void dl_ref(struct dl *d)
+{
+    d->refs++;
+}
+
+void dl_unref(struct dl *d)
+{
+    if (d && --d->refs == 0)
+        dl_destroy(d);
+}
+
+enum dl_state dl_state(const struct dl *d)
+{
+    return d->state;
+}
+
+int64_t dl_total(const struct dl *d)
+{
+    return d->total;
+}
+
+int dl_status(const struct dl *d)
+{
+    return d->status;
+}
+
+const char *dl_reason(const struct dl *d)
+{
+    return d->reason;
+}
+
+time_t dl_last_modified(const struct dl *d)
+{
+    return d->last_modified;
+}
+
+const char *dl_source(const struct dl *d)
+{
+    return d->source;
+}
+
+bool dl_hash_mismatch(const struct dl *d)
+{
+    return d->mismatch;
+}
+
+uint64_t dl_available(const struct dl *d)
+{
+    if (d->state == DL_DONE)
+        return d->received;
+    if (d->state != DL_STREAMING || d->verify_first)
+        return d->state == DL_FAILED ? d->received : 0;
+    if (d->have_expect && d->total > 0 && d->received >= (uint64_t)d->total)
+        return (uint64_t)d->total - 1; /* the tail waits for the hash */
+    return d->received;
+}
+
+ssize_t dl_read(struct dl *d, uint64_t pos, void *buf, size_t n)
+{
+    if (d->fd < 0)
+        return -EIO;
+    ssize_t r = pread(d->fd, buf, n, (off_t)pos);
+    return r < 0 ? -errno : r;
+}
+
+struct dl_watch *dl_watch(struct dl *d, void (*cb)(void *ud), void *ud)
+{
+    struct dl_watch *w = malloc(sizeof *w);
+    if (!w)
+        return NULL;
+    *w = (struct dl_watch){cb, ud, d->watchers};
+    d->watchers = w;
+    return w;
+}
+
+void dl_unwatch(struct dl *d, struct dl_watch *w)
+{
+    for (struct dl_watch **pp = &d->watchers; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            free(w);
+            return;
+        }
+    }
+}
+
+/* ---- curl callbacks ---- */
+
+static void set_reason(struct dl *d, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_reason(struct dl *d, int status, const char *fmt, ...)
+{
+    va_list ap;
+    d->status = status;
+    va_start(ap, fmt);
+    vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* Copies a header value without its line end; refuses control bytes. */
+static bool header_value(const char *line, size_t n, const char *name, char *out, size_t outsz)
+{
+    size_t nl = strlen(name);
+    if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return false;
+    const char *v = line + nl + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t len = (size_t)(end - v);
+    if (len + 1 > outsz)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return false;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return true;
+}
+
+static size_t headers_complete(struct dl *d)
+{
+    if (d->resp_status >= 300 && d->resp_status < 400 && d->resp_status != 304)
+        return 1; /* a redirect; curl follows it */
+    if (d->resp_status != 200)
+        return 1; /* 304, 404, 5xx...: decided when the transfer ends */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(d->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    d->total = cl >= 0 ? (int64_t)cl : -1;
+    if (d->have_expect && d->expect.size != UINT64_MAX) {
+        if (d->total >= 0 && (uint64_t)d->total != d->expect.size) {
+            d->mismatch = true;
+            set_reason(d, 502, "mirror's size differs from the index");
+            return 0; /* abort: CURLE_WRITE_ERROR */
+        }
+        d->total = (int64_t)d->expect.size;
+    }
+    if (d->cacheable && d->total > 0 && cache_make_room(d->f->cache, (uint64_t)d->total) < 0)
+        d->cacheable = false; /* larger than the whole cache: stream only */
+    d->state = DL_STREAMING;
+    notify(d);
+    return 1;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct dl *d = ud;
+    size_t n = size * nitems;
+    char val[160];
+    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        const char *sp = memchr(buf, ' ', n);
+        d->resp_status = sp && (size_t)(sp - buf) + 4 <= n ? (int)strtol(sp + 1, NULL, 10) : 0;
+        d->last_modified = 0;
+        return n;
+    }
+    if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
+        return headers_complete(d) ? n : 0;
+    if (header_value(buf, n, "Last-Modified", val, sizeof val))
+        d->last_modified = curl_getdate(val, NULL) > 0 ? curl_getdate(val, NULL) : 0;
+    return n;
+}
+
+static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct dl *d = ud;
+    size_t n = size * nmemb;
+    if (d->resp_status != 200 || d->state != DL_STREAMING)
+        return n; /* an error page: not kept */
+    if (d->total >= 0 && d->received + n > (uint64_t)d->total) {
+        set_reason(d, 502, "mirror sent more bytes than announced");
+        return 0;
+    }
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(d->fd, buf + off, n - off);
+        if (w < 0 && errno == ENOSPC && cache_make_room(d->f->cache, n + (64u << 20)) == 0)
+            continue; /* evicted old entries; try again */
+        if (w < 0) {
+            set_reason(d, 502, "cannot write the download: %s", strerror(errno));
+            log_error("fetch %s: %s", d->key, d->reason);
+            return 0;
+        }
+        off += (size_t)w;
+    }
+    EVP_DigestUpdate(d->sha256, buf, n);
+    if (d->sha1)
+        EVP_DigestUpdate(d->sha1, buf, n);
+    d->received += n;
+    notify(d);
+    return n;
+}
+
+/* ---- starting and finishing ---- */
+
+static int reset_body(struct dl *d)
+{
+    d->received = 0;
+    d->total = -1;
+    d->resp_status = 0;
+    d->last_modified = 0;
+    if (ftruncate(d->fd, 0) < 0)
+        return -errno;
+    if (lseek(d->fd, 0, SEEK_SET) < 0)
+        return -errno;
+    if (!EVP_DigestInit_ex(d->sha256, EVP_sha256(), NULL))
+        return -EIO;
+    if (d->sha1 && !EVP_DigestInit_ex(d->sha1, EVP_sha1(), NULL))
+        return -EIO;
+    return 0;
+}
+
+static void start_transfer(struct dl *d)
+{
+    struct fetcher *f = d->f;
+    const char *url = d->urls[d->url_idx];
+    CURL *e;
+    if (reset_body(d) < 0 || !(e = curl_easy_init())) {
+        set_reason(d, 502, "cannot start a transfer");
+        finish(d, DL_FAILED);
+        return;
+    }
+    d->easy = e;
+    snprintf(d->source, sizeof d->source, "mirror %s", url);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, d);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, d);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, d);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, d->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy (ourselves) */
+    curl_easy_setopt(e, CURLOPT_USERAGENT, f->opts.user_agent);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)f->opts.connect_timeout_s);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)f->opts.stall_timeout_s);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (d->ims > 0) {
+        curl_easy_setopt(e, CURLOPT_TIMECONDITION, (long)CURL_TIMECOND_IFMODSINCE);
+        curl_easy_setopt(e, CURLOPT_TIMEVALUE_LARGE, (curl_off_t)d->ims);
+    }
+    if (d->inm[0]) {
+        char h[200];
+        snprintf(h, sizeof h, "If-None-Match: %s", d->inm);
+        d->hdrs = curl_slist_append(NULL, h);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->hdrs);
+    }
+    log_debug("fetch %s from %s", d->key, url);
+    if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+        set_reason(d, 502, "cannot start a transfer");
+        finish(d, DL_FAILED);
+    }
+}
+
+static bool digest_matches(EVP_MD_CTX *ctx, const uint8_t *want, unsigned len)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    return EVP_DigestFinal_ex(ctx, md, &n) && n == len && memcmp(md, want, len) == 0;
+}
+
+/* Finalises the SHA-256 of the body into d->digest. */
+static void finish_sha256(struct dl *d)
+{
+    unsigned n = 0;
+    d->have_digest = EVP_DigestFinal_ex(d->sha256, d->digest, &n) && n == 32;
+}
+
+/* The body is complete: check it against what the index promised, then commit. */
+static void complete_body(struct dl *d)
+{
+    if (d->total >= 0 && d->received != (uint64_t)d->total) {
+        set_reason(d, 502, "mirror sent a short body");
+        finish(d, DL_FAILED);
+        return;
+    }
+    finish_sha256(d);
+    if (d->have_expect) {
+        bool ok = d->expect.have_sha256
+                      ? d->have_digest && memcmp(d->digest, d->expect.sha256, 32) == 0
+                  : d->expect.have_sha1 ? digest_matches(d->sha1, d->expect.sha1, 20)
+                                        : true;
+        if (!ok) {
+            d->mismatch = true;
+            set_reason(d, 502, "mirror's file does not match the index hash");
+            log_warn("fetch %s: hash mismatch from %s", d->key, d->source);
+            finish(d, DL_FAILED);
+            return;
+        }
+    }
+    d->status = 200;
+    if (d->cacheable) {
+        int r = cache_commit(d->f->cache, d->tmp_path, d->key, d->last_modified, d->immutable,
+                             d->have_digest ? d->digest : NULL);
+        if (r == 0) {
+            d->tmp_path[0] = '\0'; /* it is the cache entry now */
+            if (d->f->opts.on_commit) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", cache_dir(d->f->cache), d->key);
+                d->f->opts.on_commit(d->f->opts.ud, d->key, path);
+            }
+        } else {
+            log_warn("cache: cannot store %s: %s", d->key, strerror(-r));
+        }
+    }
+    finish(d, DL_DONE);
+}
+
+static void transfer_ended(struct dl *d, CURLcode res)
+{
+    bool body_started = d->state == DL_STREAMING;
+    int st = d->resp_status;
+    close_easy(d);
+    if (res == CURLE_OK && st == 200 && body_started) {
+        complete_body(d);
+        return;
+    }
+    if (res == CURLE_OK && st == 304) {
+        d->status = 304;
+        finish(d, DL_NOT_MODIFIED);
+        return;
+    }
+    if (d->mismatch || body_started) {
+        if (!d->reason[0])
+            set_reason(d, 502, "mirror transfer failed: %s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
+        log_warn("fetch %s: %s", d->key, d->reason);
+        finish(d, DL_FAILED);
+        return;
+    }
+    /* Nothing delivered yet: a connect error or a 5xx moves on to the next mirror. */
+    bool retry = res != CURLE_OK || st >= 500;
+    if (res != CURLE_OK)
+        set_reason(d, res == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "mirror unreachable: %s",
+                   d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
+    else if (st == 404 || st == 410)
+        set_reason(d, 404, "not found on the mirror");
+    else if (st == 403)
+        set_reason(d, 403, "mirror refused the request");
+    else {
+        char num[16];
+        snprintf(num, sizeof num, "%d", st);
+        set_reason(d, 502, "mirror answered %s", num);
+    }
+    if (retry && d->url_idx + 1 < d->n_urls) {
+        log_warn("fetch %s: %s; trying the next mirror", d->key, d->reason);
+        d->url_idx++;
+        d->errbuf[0] = '\0';
+        start_transfer(d);
+        return;
+    }
+    finish(d, DL_FAILED);
+}
+
+static void check_done(struct fetcher *f)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(f->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct dl *d = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&d);
+        if (d)
+            transfer_ended(d, m->data.result);
+    }
+}
+
+/* Ends the transfer for good: readers are told, the in-flight slot is freed and the
+ * fetcher's reference dropped. */
+static void finish(struct dl *d, enum dl_state st)
+{
+    close_easy(d);
+    d->state = st;
+    if (st != DL_DONE && d->tmp_path[0] && d->fd >= 0 && d->received == 0) {
+        unlink(d->tmp_path);
+        d->tmp_path[0] = '\0';
+    }
+    if (st == DL_FAILED && d->tmp_path[0]) {
+        unlink(d->tmp_path); /* readers keep their fd; nothing reaches the cache */
+        d->tmp_path[0] = '\0';
+    }
+    if (strmap_get(d->f->inflight, d->key) == d)
+        strmap_del(d->f->inflight, d->key);
+    notify(d);
+    dl_unref(d);
+}
+
+/* ---- public ---- */
+
+static int dl_init(struct dl *d, const struct dl_request *req)
+{
+    if (!(d->key = strdup(req->key)))
+        return -ENOMEM;
+    for (size_t i = 0; i < req->n_urls; i++)
+        if (!(d->urls[d->n_urls++] = strdup(req->urls[i])))
+            return -ENOMEM;
+    d->immutable = req->immutable;
+    d->cacheable = req->cacheable;
+    d->verify_first = req->verify_first;
+    if (req->expect) {
+        d->have_expect = true;
+        d->expect = *req->expect;
+    }
+    d->ims = req->if_modified_since;
+    if (req->if_none_match)
+        snprintf(d->inm, sizeof d->inm, "%s", req->if_none_match);
+    d->sha256 = EVP_MD_CTX_new();
+    if (!d->sha256 || (d->have_expect && !d->expect.have_sha256 && !(d->sha1 = EVP_MD_CTX_new())))
+        return -ENOMEM;
+    int fd = cache_tmp_create(d->f->cache, d->tmp_path, sizeof d->tmp_path);
+    if (fd < 0) {
+        d->tmp_path[0] = '\0';
+        return fd;
+    }
+    d->fd = fd;
+    return 0;
+}
+
+struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err)
+{
+    struct dl *d = strmap_get(f->inflight, req->key);
+    if (d) {
+        dl_ref(d);
+        return d;
+    }
+    if (req->n_urls == 0 || req->n_urls > FETCH_MAX_URLS) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    d->f = f;
+    d->fd = -1;
+    d->total = -1;
+    d->refs = 1; /* the transfer's own */
+    int r = dl_init(d, req);
+    if (r < 0 || (r = strmap_put(f->inflight, d->key, d, NULL)) < 0) {
+        dl_destroy(d);
+        *err = r;
+        return NULL;
+    }
+    dl_ref(d); /* the caller's */
+    start_transfer(d);
+    return d;
+}
+
+struct dl *fetcher_find(struct fetcher *f, const char *key)
+{
+    return strmap_get(f->inflight, key);
+}
+
+size_t fetcher_active(const struct fetcher *f)
+{
+    return strmap_count(f->inflight);
+}
+
+int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
+                const struct fetch_opts *opts)
+{
+    struct fetcher *f = calloc(1, sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    f->loop = l;
+    f->cache = c;
+    f->opts = *opts;
+    if (strmap_new(&f->inflight) < 0 || !(f->multi = curl_multi_init())) {
+        fetcher_free(f);
+        return -ENOMEM;
+    }
+    curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+    curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    *out = f;
+    return 0;
+}
+
+static void abort_one(const char *key, void *value, void *ud)
+{
+    struct dl **list = ud;
+    struct dl *d = value;
+    *list = d;
+}
+
+void fetcher_free(struct fetcher *f)
+{
+    if (!f)
+        return;
+    while (f->inflight && strmap_count(f->inflight) > 0) {
+        struct dl *d = NULL;
+        strmap_each(f->inflight, abort_one, &d);
+        set_reason(d, 503, "proxy shutting down");
+        finish(d, DL_FAILED);
+    }
+    loop_timer_cancel(f->loop, f->timer);
+    if (f->multi)
+        curl_multi_cleanup(f->multi);
+    strmap_free(f->inflight, NULL);
+    free(f);
+}

@@ -1,0 +1,93 @@
+/* fetch.h - downloads from upstream (mirrors now, peers later) with libcurl's multi
+ * interface driven by the event loop.
+ *
+ * A download in progress is one shared object (struct dl) per cache key: one upstream
+ * transfer written to a temp file in the cache, read by every client that asked for the
+ * same file while it arrives. Readers see bytes as soon as they are on disk, except that
+ * when the expected hash is known the last byte is held back until the whole file
+ * checks out; so a client never receives a complete file that fails verification, and a
+ * transfer that fails leaves the client with a short body it detects. On success the
+ * temp file is renamed into the cache (cache_commit); readers keep their open fd. */
+#ifndef APT_DHT_FETCH_H
+#define APT_DHT_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/loop.h"
+
+#define FETCH_MAX_URLS 8
+
+struct fetcher;
+struct dl;
+
+enum dl_state {
+    DL_CONNECTING,   /* no response headers yet */
+    DL_STREAMING,    /* 200 received; body arriving (dl_total may be known) */
+    DL_DONE,         /* complete (and verified when the hash was known); committed if cacheable */
+    DL_NOT_MODIFIED, /* conditional request answered 304: the cached copy is current */
+    DL_FAILED,       /* see dl_status / dl_reason */
+};
+
+struct fetch_opts {
+    uint32_t connect_timeout_s;
+    uint32_t stall_timeout_s; /* no byte for this long = failure */
+    const char *user_agent;
+    /* Called when a download has been committed to the cache as key (path = its file). */
+    void (*on_commit)(void *ud, const char *key, const char *path);
+    void *ud;
+};
+
+struct dl_request {
+    const char *key;           /* cache key */
+    const char *urls[FETCH_MAX_URLS]; /* upstream URLs, tried in order (failover) */
+    size_t n_urls;
+    bool immutable;
+    bool cacheable;            /* false: stream only, never commit */
+    bool verify_first;         /* deliver nothing until the whole file is verified */
+    const struct hashdb_entry *expect; /* size/hash the file must have, or NULL */
+    time_t if_modified_since;  /* > 0: conditional request (volatile revalidation) */
+    const char *if_none_match; /* ETag of the cached copy, or NULL */
+};
+
+int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
+                const struct fetch_opts *opts);
+/* Aborts every transfer; readers still holding a dl see DL_FAILED. Accepts NULL. */
+void fetcher_free(struct fetcher *f);
+
+/* Returns the download in progress for req->key or starts one; the caller holds a
+ * reference (dl_unref when done). NULL with *err set (-ENOMEM, -ENAMETOOLONG...). */
+struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err);
+
+/* The in-flight download for key, if any (no reference taken). */
+struct dl *fetcher_find(struct fetcher *f, const char *key);
+size_t fetcher_active(const struct fetcher *f);
+
+void dl_ref(struct dl *d);
+void dl_unref(struct dl *d);
+
+enum dl_state dl_state(const struct dl *d);
+/* Bytes a reader may have now (the held-back tail excluded). */
+uint64_t dl_available(const struct dl *d);
+/* Total size if known (Content-Length or expected size), else -1. */
+int64_t dl_total(const struct dl *d);
+/* Reads up to n bytes at pos (pos + n <= dl_available). Returns bytes or negative errno. */
+ssize_t dl_read(struct dl *d, uint64_t pos, void *buf, size_t n);
+/* Upstream status (200, 304, 404, 500 ...; 0 = no answer) and a one-line reason. */
+int dl_status(const struct dl *d);
+const char *dl_reason(const struct dl *d);
+time_t dl_last_modified(const struct dl *d); /* 0 = unknown */
+const char *dl_source(const struct dl *d);   /* "mirror HOST" */
+bool dl_hash_mismatch(const struct dl *d);
+
+/* Watchers are told of every change (new bytes, new state). The callback must not free
+ * the dl. Returns a handle for dl_unwatch, or NULL (-ENOMEM). */
+struct dl_watch;
+struct dl_watch *dl_watch(struct dl *d, void (*cb)(void *ud), void *ud);
+void dl_unwatch(struct dl *d, struct dl_watch *w);
+
+#endif
