@@ -5,7 +5,7 @@
  * one file system; so a crash can leave debris only in DIR/.tmp/, which cache_scan
  * empties. The index (key -> size, LRU links) is rebuilt from the directory at start. */
 #define _GNU_SOURCE
-#include "config.h"
+#include "aptdht-config.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
  * Lifetime: the fetcher holds one reference while the transfer runs and each reader holds
  * one; the temp fd stays open until the last reference goes, so readers finish reading
  * even after the file has been renamed into the cache or (on failure) unlinked. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>

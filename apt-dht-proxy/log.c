@@ -2,7 +2,7 @@
  * The daemon is one thread apart from the indexer, and each line is written with a single
  * write so lines from the two never interleave. This is the one piece of process-wide state
  * in the daemon: a logger is configured once for the process, like stderr itself. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include "apt-dht-proxy/log.h"
 
-static enum log_level threshold = LOG_INFO;
+static enum log_level threshold = LOG_LEVEL_INFO;
 static int to_syslog;
 
 void log_setup(enum log_level level, int use_syslog)
@@ -74,6 +74,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
 void log_request(const char *client, const char *method, const char *path, unsigned status,
                  uint64_t bytes, const char *source, uint64_t ms)
 {
-    log_msg(LOG_INFO, "%s %s %s %u %llu %s %llums", client, method, path, status,
+    log_msg(LOG_LEVEL_INFO, "%s %s %s %u %llu %s %llums", client, method, path, status,
             (unsigned long long)bytes, source, (unsigned long long)ms);
 }

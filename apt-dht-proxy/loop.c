@@ -4,7 +4,7 @@
  * (the daemon has a handful: curl's, the DHT's, housekeeping), and the wait timeout is
  * the nearest deadline, also bounded by the prepare hooks (libmicrohttpd's timeout).
  * Signals arrive as reads on a signalfd, so no handler runs at an arbitrary point. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>

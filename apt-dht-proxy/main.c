@@ -1,6 +1,6 @@
 /* main.c - apt-dht-proxy: reads the command line and config, then wires the modules:
  * loop <- server (HTTP front, fetcher) <- cache, hash index, indexer thread. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -114,7 +114,7 @@ static struct config *load_config(const struct options *o)
         (o->state_dir && replace_str(&cfg->state_dir, o->state_dir) < 0))
         goto fail;
     if (o->verbose)
-        cfg->log_level = LOG_DEBUG;
+        cfg->log_level = LOG_LEVEL_DEBUG;
     return cfg;
 fail:
     if (cfg) {
@@ -213,7 +213,7 @@ int main(int argc, char **argv)
     if (r != 0)
         return r > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    log_setup(LOG_INFO, 0);
+    log_setup(LOG_LEVEL_INFO, 0);
     a.cfg = load_config(&a.opt);
     if (!a.cfg)
         return 1;

@@ -16,7 +16,7 @@
  *             copy instead. So apt never gets a by-name index that disagrees with the
  *             InRelease it was just given ("Hash Sum mismatch").
  *             Anything else: revalidate like InRelease. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

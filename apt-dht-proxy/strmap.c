@@ -1,5 +1,5 @@
 /* strmap.c - chained hash map with FNV-1a; load factor kept at or below 1. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

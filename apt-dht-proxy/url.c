@@ -6,7 +6,7 @@
  * bytes, backslashes or non-ASCII. That makes the decoded path safe to use as a
  * relative path under the cache dir, and its re-encoding for the upstream is canonical,
  * so every spelling of one file reaches one cache entry. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <ctype.h>
 #include <errno.h>
 #include <string.h>

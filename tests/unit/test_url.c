@@ -1,5 +1,5 @@
 /* test_url.c - request-target parsing, path safety, classification, encoding. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <string.h>
 #include "tests/unit/unit.h"

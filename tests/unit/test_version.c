@@ -1,5 +1,5 @@
 /* test_version.c - the daemon and the DHT library report the configured version. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <string.h>
 #include "tests/unit/unit.h"
 #include "apt-dht-proxy/version.h"
