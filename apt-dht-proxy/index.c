@@ -175,13 +175,24 @@ static bool named(const char *base, const char *stem)
            (base[n] == '\0' || strcmp(base + n, ".gz") == 0 || strcmp(base + n, ".xz") == 0);
 }
 
+/* dists/SUITE/COMPONENT/binary-ARCH/Release (and .../source/Release) describe one
+ * directory and list no hashes; only the suite's own Release teaches anything. */
+static bool per_arch_release(const char *key, const char *base)
+{
+    const char *dir_end = base - 1, *dir = dir_end;
+    while (dir > key && dir[-1] != '/')
+        dir--;
+    size_t n = (size_t)(dir_end - dir);
+    return (n > 7 && strncmp(dir, "binary-", 7) == 0) || (n == 6 && strncmp(dir, "source", 6) == 0);
+}
+
 enum index_kind index_kind_of(const char *key)
 {
     if (!key || !strstr(key, "/dists/") || strstr(key, "/by-hash/"))
         return INDEX_NONE;
     const char *base = base_name(key);
     if (strcmp(base, "InRelease") == 0 || strcmp(base, "Release") == 0)
-        return INDEX_RELEASE;
+        return per_arch_release(key, base) ? INDEX_NONE : INDEX_RELEASE;
     if (named(base, "Packages"))
         return INDEX_PACKAGES;
     if (named(base, "Sources"))
