@@ -25,15 +25,30 @@ struct hashdb_entry {
     uint8_t sha1[20];
 };
 
-/* Opens (creating if needed) the database file. 0 or a negative errno (-EIO on SQLite errors). */
+/* Opens (creating if needed) the database file (":memory:" = a private in-memory db).
+ * 0 or a negative errno (-EIO on SQLite errors, -EBUSY if locked past the busy timeout,
+ * -ENOTSUP for a schema newer than this build knows). Other functions return -EIO for
+ * SQLite errors and -EBUSY for lock timeouts too. */
 int hashdb_open(struct hashdb **out, const char *path);
 void hashdb_free(struct hashdb *db);
 
 /* 0 and *out filled, -ENOENT if the key is unknown, other negative errno on failure. */
 int hashdb_lookup(struct hashdb *db, const char *key, struct hashdb_entry *out);
 
-/* Inserts or replaces one entry. */
+/* Inserts or replaces one entry. -EINVAL for an empty key or a size above INT64_MAX
+ * (other than UINT64_MAX = unknown). */
 int hashdb_put(struct hashdb *db, const char *key, const struct hashdb_entry *e);
+
+/* Like hashdb_put, and remembers that the entry was learnt by name from the Release file
+ * whose key is origin (NULL = no origin, as hashdb_put). Used by the index parsers. */
+int hashdb_put_origin(struct hashdb *db, const char *key, const struct hashdb_entry *e,
+                      const char *origin);
+
+/* Forgets every entry whose origin is this Release key: a fresh parse of a Release first
+ * drops what the previous version promised, so a lookup by name always answers what the
+ * latest parsed Release says (or -ENOENT if it no longer lists the file). Returns the
+ * number of entries removed or a negative errno. */
+int hashdb_forget_origin(struct hashdb *db, const char *origin);
 
 /* Batches: many puts between begin and commit are one transaction (fast for a Packages file). */
 int hashdb_begin(struct hashdb *db);

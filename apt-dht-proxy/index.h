@@ -5,8 +5,16 @@
  * by-hash names of those indices are recorded too (ROOT/dists/SUITE/<dir>/by-hash/SHA256/<hex>).
  * Packages: Filename + Size + SHA256 (else SHA1) per stanza, keyed ROOT/<Filename>.
  * Sources: Directory + Checksums-Sha256 (else Checksums-Sha1) lines, keyed ROOT/<Directory>/<name>.
- * ROOT is the part of the index's own key before "/dists/".
- * Plain, .gz and .xz files are read; the compression is chosen by the key's suffix.
+ * ROOT is the part of the index's own key before its first "/dists/" (no "/dists/":
+ * -EINVAL). Listed paths are checked (relative, no "." / ".." / empty components, no
+ * control bytes, spaces or backslashes) and keys are at most 4095 bytes.
+ * A Release first retracts the by-name entries its previous version gave (see
+ * hashdb_forget_origin); an InRelease is parsed between its OpenPGP armor lines (the
+ * signature itself is apt's business), and one without a signature block is -EBADMSG,
+ * as is a Release that lists no SHA256 or SHA1 section.
+ * Plain, .gz and .xz files are read; the compression is chosen by the key's suffix
+ * (.bz2/.lzma/.zst/.lz4 -> -ENOTSUP); for by-hash keys (.../by-hash/SHA256/<hex>), whose
+ * kind the caller passes, it is sniffed from the magic bytes.
  * Every parser is bounded: lines over 64 KiB, bad hex, bad numbers are skipped (counted),
  * never trusted. */
 #ifndef APT_DHT_INDEX_H
@@ -37,6 +45,11 @@ struct index_stats {
 int index_parse_file(struct hashdb *db, const char *key, enum index_kind kind,
                      const char *file_path, struct index_stats *stats);
 
+/* The same over an open descriptor, read from its current position and not closed
+ * (compression still chosen from key). */
+int index_parse_fd(struct hashdb *db, const char *key, enum index_kind kind, int fd,
+                   struct index_stats *stats);
+
 /* The same over a plain (already decompressed) buffer; for unit tests and fuzzing. */
 int index_parse_buffer(struct hashdb *db, const char *key, enum index_kind kind,
                        const char *buf, size_t len, struct index_stats *stats);
@@ -48,15 +61,19 @@ struct indexer;
 /* Starts the thread. db_path is the SQLite file (shared with the loop's hashdb). */
 int indexer_new(struct indexer **out, const char *db_path);
 
-/* Queues a parse of a copy of file_path (the caller may delete or replace the file right
- * after: the indexer hard-links or copies it first). kind as in index_parse_file.
- * Returns 0, -EAGAIN when the queue is full (bounded), or a negative errno. */
+/* Queues a parse of file_path's current content. The file is opened here, before the
+ * call returns, and the job reads that open descriptor: the caller may unlink the file or
+ * rename another over it right after (what the cache does); only rewriting it in place
+ * would change what gets parsed. Nothing is read here, so the loop never waits on it.
+ * kind as in index_parse_file. Returns 0, -EAGAIN when the queue is full (bounded),
+ * -EINVAL for a key that is no index (kind INDEX_NONE), or open(2)'s negative errno. */
 int indexer_submit(struct indexer *ix, const char *key, enum index_kind kind, const char *file_path);
 
 /* Blocks until every job queued so far is done (tests and orderly shutdown). */
 void indexer_drain(struct indexer *ix);
 
-/* Stops the thread after the current job; frees everything. Accepts NULL. */
+/* Stops the thread after the current job (jobs still queued are dropped); frees
+ * everything. Accepts NULL. */
 void indexer_free(struct indexer *ix);
 
 #endif

@@ -1,0 +1,213 @@
+/* test_hashdb.c - the SQLite hash index: round trips, replacement, transactions,
+ * persistence across reopen, origins, two connections at once, schema versioning. */
+#include "config.h"
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tests/unit/unit.h"
+#include "apt-dht-proxy/hashdb.h"
+
+static char dir[64];
+static char path[128];
+
+static void tmp_db(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/aptdht-hashdb-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/hashes.sqlite", dir);
+}
+
+static void rm_db(void)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[160];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static struct hashdb_entry entry(uint64_t size, int fill256, int fill1)
+{
+    struct hashdb_entry e = {.size = size};
+    if (fill256 >= 0) {
+        e.have_sha256 = true;
+        memset(e.sha256, fill256, 32);
+    }
+    if (fill1 >= 0) {
+        e.have_sha1 = true;
+        memset(e.sha1, fill1, 20);
+    }
+    return e;
+}
+
+static void assert_same(const struct hashdb_entry *a, const struct hashdb_entry *b)
+{
+    CU_ASSERT_EQUAL(a->size, b->size);
+    CU_ASSERT_EQUAL(a->have_sha256, b->have_sha256);
+    CU_ASSERT_EQUAL(a->have_sha1, b->have_sha1);
+    if (a->have_sha256 && b->have_sha256)
+        CU_ASSERT(memcmp(a->sha256, b->sha256, 32) == 0);
+    if (a->have_sha1 && b->have_sha1)
+        CU_ASSERT(memcmp(a->sha1, b->sha1, 20) == 0);
+}
+
+static void test_roundtrip(void)
+{
+    static const struct {
+        const char *key;
+        uint64_t size;
+        int f256, f1;
+    } rows[] = {
+        {"mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", 53256, 0xab, -1},
+        {"mirror.example/old/pool/main/a/a_1_i386.deb", 0, -1, 0x11},
+        {"mirror.example/debian/dists/bookworm/main/binary-amd64/Packages.xz", 8791532, 1, 2},
+        {"mirror.example:8080/x/dists/s/Release", UINT64_MAX, 0xff, -1},
+        {"mirror.example/big", (uint64_t)INT64_MAX, 7, -1},
+    };
+    struct hashdb *db = NULL;
+    struct hashdb_entry got;
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, ":memory:"), 0);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct hashdb_entry e = entry(rows[i].size, rows[i].f256, rows[i].f1);
+        CU_ASSERT_EQUAL(hashdb_put(db, rows[i].key, &e), 0);
+    }
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct hashdb_entry e = entry(rows[i].size, rows[i].f256, rows[i].f1);
+        CU_ASSERT_EQUAL(hashdb_lookup(db, rows[i].key, &got), 0);
+        assert_same(&got, &e);
+    }
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/none", &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "", &got), -EINVAL);
+    hashdb_free(db);
+}
+
+static void test_invalid(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_entry e = entry((uint64_t)INT64_MAX + 1, 1, -1);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, ":memory:"), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/k", &e), -EINVAL);
+    e.size = 1;
+    CU_ASSERT_EQUAL(hashdb_put(db, "", &e), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_put(db, NULL, &e), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_forget_origin(db, ""), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_commit(db), -EIO); /* no transaction open */
+    hashdb_free(db);
+    hashdb_free(NULL);
+    CU_ASSERT(hashdb_open(&db, "/nonexistent-dir/x/y.sqlite") < 0);
+}
+
+static void test_replace_and_tx(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_entry a = entry(10, 1, 2), b = entry(20, 3, -1), got;
+    const char *k = "mirror.example/debian/pool/main/a/a.deb";
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, ":memory:"), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, k, &a), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, k, &b), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, k, &got), 0);
+    assert_same(&got, &b); /* replaced whole: the old SHA-1 is gone too */
+    CU_ASSERT_EQUAL(hashdb_begin(db), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/t1", &a), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, k, &a), 0);
+    CU_ASSERT_EQUAL(hashdb_rollback(db), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/t1", &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, k, &got), 0);
+    assert_same(&got, &b);
+    CU_ASSERT_EQUAL(hashdb_begin(db), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/t2", &a), 0);
+    CU_ASSERT_EQUAL(hashdb_commit(db), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/t2", &got), 0);
+    hashdb_free(db);
+}
+
+static void test_origin(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_entry e = entry(5, 9, -1), got;
+    const char *rel = "mirror.example/debian/dists/bookworm/InRelease";
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, ":memory:"), 0);
+    CU_ASSERT_EQUAL(hashdb_put_origin(db, "mirror.example/debian/dists/bookworm/a", &e, rel), 0);
+    CU_ASSERT_EQUAL(hashdb_put_origin(db, "mirror.example/debian/dists/bookworm/b", &e, rel), 0);
+    CU_ASSERT_EQUAL(hashdb_put_origin(db, "mirror.example/debian/dists/sid/a", &e,
+                                      "mirror.example/debian/dists/sid/InRelease"), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/debian/pool/x.deb", &e), 0);
+    CU_ASSERT_EQUAL(hashdb_forget_origin(db, rel), 2);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/dists/bookworm/a", &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/dists/sid/a", &got), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/pool/x.deb", &got), 0);
+    CU_ASSERT_EQUAL(hashdb_forget_origin(db, rel), 0);
+    hashdb_free(db);
+}
+
+static void test_persist(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_entry e = entry(1234, 0x5a, 0xa5), got;
+    const char *k = "mirror.example/debian/pool/main/h/hello/hello_2.10-3.dsc";
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, k, &e), 0);
+    hashdb_free(db);
+    db = NULL;
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, k, &got), 0);
+    assert_same(&got, &e);
+    hashdb_free(db);
+    rm_db();
+}
+
+/* WAL: a reader sees the last committed state while a writer's transaction is open. */
+static void test_two_connections(void)
+{
+    struct hashdb *w = NULL, *r = NULL;
+    struct hashdb_entry a = entry(1, 1, -1), b = entry(2, 2, -1), got;
+    const char *k = "mirror.example/debian/pool/a.deb";
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&w, path), 0);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&r, path), 0);
+    CU_ASSERT_EQUAL(hashdb_put(w, k, &a), 0);
+    CU_ASSERT_EQUAL(hashdb_begin(w), 0);
+    CU_ASSERT_EQUAL(hashdb_put(w, k, &b), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 1);
+    CU_ASSERT_EQUAL(hashdb_commit(w), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 2);
+    hashdb_free(w);
+    hashdb_free(r);
+    rm_db();
+}
+
+static void test_newer_schema(void)
+{
+    sqlite3 *raw = NULL;
+    struct hashdb *db = NULL;
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    CU_ASSERT_EQUAL(hashdb_open(&db, path), -ENOTSUP);
+    CU_ASSERT_PTR_NULL(db);
+    rm_db();
+}
+
+int main(void)
+{
+    static const struct unit_case cases[] = {
+        {"put and lookup", test_roundtrip},
+        {"invalid arguments", test_invalid},
+        {"replace and transactions", test_replace_and_tx},
+        {"origin forget", test_origin},
+        {"persistence across reopen", test_persist},
+        {"two connections (WAL)", test_two_connections},
+        {"newer schema refused", test_newer_schema},
+        {NULL, NULL},
+    };
+    return unit_run("hashdb", cases);
+}
