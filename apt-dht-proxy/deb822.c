@@ -7,7 +7,7 @@
  * (`skipping`), so memory stays bounded whatever the input. deb822_next() classifies each
  * line and tracks whether a paragraph is open, so every paragraph ends with DEB822_END,
  * the last one included. */
-#include "config.h"
+#include "aptdht-config.h"
 #include "apt-dht-proxy/deb822.h"
 
 #include <errno.h>

@@ -11,7 +11,7 @@
  * origin is the key of the Release that listed an entry by name (NULL for everything
  * else: pool files, by-hash names); it lets a re-parsed Release retract what it no longer
  * promises, which is what the daemon's "is this by-name index stale?" check relies on. */
-#include "config.h"
+#include "aptdht-config.h"
 #include "apt-dht-proxy/hashdb.h"
 
 #include <errno.h>

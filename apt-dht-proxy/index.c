@@ -12,7 +12,7 @@
  * Release files are small (< 1 MiB in practice, capped at INDEX_RELEASE_MAX) and are
  * parsed from memory in two passes: the first finds out whether a SHA256 section exists
  * and whether Acquire-By-Hash is on (either may follow the other), the second writes. */
-#include "config.h"
+#include "aptdht-config.h"
 #include "apt-dht-proxy/index.h"
 
 #include <errno.h>

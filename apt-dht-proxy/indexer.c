@@ -7,7 +7,7 @@
  * covers the job being parsed outside the lock, so drain waits for it too.
  * The worker blocks every signal: the daemon receives signals through a signalfd in the
  * loop, which only works if no other thread can take them. */
-#include "config.h"
+#include "aptdht-config.h"
 #include "apt-dht-proxy/index.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@
  * call decodes until it has produced at least one byte or the data ends, so the caller's
  * buffer size alone bounds the work per call. The only "end" that is not an error is the
  * end the compressed format itself declares; running out of input earlier is -EIO. */
-#include "config.h"
+#include "aptdht-config.h"
 #include "apt-dht-proxy/zread.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * kind (Release, Packages, Sources) and the key it is parsed under, the rest is the
  * (already decompressed) file. One in-memory hashdb lives for the whole run; every
  * parse must return a documented code and leave the database usable. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * with descriptions drawn from a large vocabulary so it compresses like the real thing),
  * compresses it with xz, then parses it with index_parse_file into a fresh on-disk hashdb
  * (WAL, as the daemon runs it) and prints the time and rates. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <lzma.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* test_hashdb.c - the SQLite hash index: round trips, replacement, transactions,
  * persistence across reopen, origins, two connections at once, schema versioning. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>

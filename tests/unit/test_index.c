@@ -2,7 +2,7 @@
  * derivation, decompression (plain, gzip, xz, sniffed by-hash), rollback on corrupt
  * input, and the background indexer. Samples are written the way Debian's archive tools
  * write them; mirror hosts are placeholders. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <lzma.h>
