@@ -1,0 +1,93 @@
+/* config.h - apt-dht-proxy's configuration: built-in defaults, the YAML file (libyaml),
+ * and command-line overrides, in that order. The names of keys are a contract shared
+ * with the packaging and the docs (DESIGN.md "Command line and config").
+ *
+ * Every string in struct config is owned by the struct (config_done frees it). */
+#ifndef APT_DHT_CONFIG_H
+#define APT_DHT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An address block, "127.0.0.0/8" or "::1/128"; a bare address is a full-length prefix. */
+struct cidr {
+    sa_family_t family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];   /* network byte order; first 4 bytes used for AF_INET */
+    uint8_t prefix;     /* 0..32 or 0..128 */
+};
+
+/* A named backend (approx style): "debian" -> ordered mirror base URLs
+ * ("http://mirror.example/debian", no trailing slash kept). */
+struct config_backend {
+    char *name;
+    char **mirrors;
+    size_t n_mirrors;
+};
+
+enum dht_mode_cfg { DHT_MODE_APTDHT = 0, DHT_MODE_BEP5, DHT_MODE_OFF };
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct config {
+    /* listen: */
+    char *listen_address;       /* NULL = "0.0.0.0" with the DHT on, "127.0.0.1" with it off */
+    uint16_t listen_port;       /* default 9977 */
+
+    struct cidr *allowed_clients; /* apt-facing routes; default 127.0.0.0/8 and ::1/128 */
+    size_t n_allowed_clients;
+    struct cidr *peer_clients;  /* peer routes (/~/...); default private ranges + loopback + link-local */
+    size_t n_peer_clients;
+
+    /* cache: */
+    char *cache_dir;            /* default "/var/cache/apt-dht" */
+    uint64_t cache_max_size;    /* bytes; default 10 GiB; YAML accepts 500M, 10G, 1T, plain bytes */
+    uint32_t negative_ttl_s;    /* cache.negative_ttl: seconds a mirror 404 is remembered; default 60 */
+
+    char *state_dir;            /* default "/var/lib/apt-dht" */
+
+    struct config_backend *backends;
+    size_t n_backends;
+
+    /* upstream: */
+    uint32_t connect_timeout_s; /* upstream.connect_timeout, default 10 */
+    uint32_t stall_timeout_s;   /* upstream.stall_timeout: no byte for this long = failure, default 30 */
+
+    /* dht: */
+    enum dht_mode_cfg dht_mode; /* default apt-dht */
+    uint16_t dht_port;          /* 0 = same as listen_port (the default) */
+    char **dht_bootstrap;       /* "host:port" strings */
+    size_t n_dht_bootstrap;
+    bool dht_lan_discovery;     /* default true */
+    bool dht_resolve_only;      /* default false */
+    uint32_t dht_ttl_s;         /* 0 = the dialect's default */
+
+    /* log: */
+    enum log_level log_level;   /* default info */
+};
+
+/* Fills *cfg with the built-in defaults. Returns 0 or -ENOMEM. */
+int config_init_defaults(struct config *cfg);
+
+/* Loads the YAML file at path over the values already in *cfg. On failure returns a
+ * negative errno and writes one line "FILE:LINE: key 'a.b': what is wrong" into err. */
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* The same from a buffer; name is used in error messages in place of a file name. */
+int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
+                       char *err, size_t errlen);
+
+/* Parses "10.0.0.0/8", "::1", "fe80::/10". Returns 0 or -EINVAL. */
+int cidr_parse(const char *s, struct cidr *out);
+
+/* True if the address (a sockaddr_in or sockaddr_in6; v4-mapped v6 counts as v4)
+ * is inside any of the n blocks. */
+bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *sa);
+
+/* Parses "500M", "10G", "1T", "123" (bytes; K/M/G/T are powers of 1024). 0 or -EINVAL. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* Frees everything cfg owns and zeroes it. Accepts a half-filled struct. */
+void config_done(struct config *cfg);
+
+#endif
