@@ -1,5 +1,5 @@
 /* main.c - wires the daemon's modules together. */
-#include "config.h"
+#include <config.h>
 #include <stdio.h>
 #include <string.h>
 #include "apt-dht-proxy/version.h"
