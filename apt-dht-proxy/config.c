@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -91,16 +92,11 @@ int config_parse_size(const char *s, uint64_t *out)
     if (!s || !out)
         return -EINVAL;
     size_t len = strlen(s);
-    unsigned shift = 0;
-    if (len > 0) {
-        switch (s[len - 1]) {
-        case 'K': case 'k': shift = 10; break;
-        case 'M': case 'm': shift = 20; break;
-        case 'G': case 'g': shift = 30; break;
-        case 'T': case 't': shift = 40; break;
-        default: break;
-        }
-    }
+    /* K, M, G, T in either case: 2^10, 2^20, 2^30, 2^40. */
+    static const char suffixes[] = "KMGT";
+    char last = len ? (char)(s[len - 1] & ~0x20) : 0;
+    const char *p = last ? strchr(suffixes, last) : NULL;
+    unsigned shift = p ? 10u * (unsigned)(p - suffixes + 1) : 0;
     if (shift)
         len--;
     uint64_t v;
@@ -188,9 +184,9 @@ bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *
 /* ---- defaults, copy, done ------------------------------------------------------------ */
 
 static const char *const default_allowed[] = {"127.0.0.0/8", "::1/128"};
-static const char *const default_peers[] = {
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8",
-    "fc00::/7",   "fe80::/10",     "::1/128"};
+static const char *const default_peers[] = {"10.0.0.0/8",     "172.16.0.0/12", "192.168.0.0/16",
+                                            "169.254.0.0/16", "127.0.0.0/8",   "fc00::/7",
+                                            "fe80::/10",      "::1/128"};
 
 static int cidrs_from_strings(struct cidr **out, size_t *n, const char *const *s, size_t count)
 {
@@ -379,9 +375,12 @@ static yaml_node_t *node_at(struct loader *ld, int index)
 static const char *type_name(const yaml_node_t *n)
 {
     switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    default: return "a single value";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    default:
+        return "a single value";
     }
 }
 
@@ -571,7 +570,8 @@ static const char *fix_mirror_url(char *s)
     size_t len = strlen(s);
     while (len > skip && s[len - 1] == '/')
         s[--len] = '\0';
-    if (s[skip] == '\0' || s[skip] == '/')
+    char h = s[skip];
+    if (!((h >= 'a' && h <= 'z') || (h >= 'A' && h <= 'Z') || (h >= '0' && h <= '9') || h == '['))
         return "has no host";
     return NULL;
 }
@@ -579,16 +579,16 @@ static const char *fix_mirror_url(char *s)
 /* ---- the schema ------------------------------------------------------------------------ */
 
 enum kind {
-    K_SECTION,  /* a mapping of further keys */
-    K_PORT,     /* uint16_t, min..max */
-    K_NUMBER,   /* uint32_t, min..max */
-    K_SIZE,     /* uint64_t bytes */
-    K_BOOL,     /* bool */
-    K_ADDRESS,  /* char *, numeric address; null = default */
-    K_PATH,     /* char *, absolute path */
-    K_CIDRS,    /* struct cidr * + size_t count */
+    K_SECTION,   /* a mapping of further keys */
+    K_PORT,      /* uint16_t, min..max */
+    K_NUMBER,    /* uint32_t, min..max */
+    K_SIZE,      /* uint64_t bytes */
+    K_BOOL,      /* bool */
+    K_ADDRESS,   /* char *, numeric address; null = default */
+    K_PATH,      /* char *, absolute path */
+    K_CIDRS,     /* struct cidr * + size_t count */
     K_HOSTPORTS, /* char ** + size_t count */
-    K_BACKENDS, /* the backends mapping */
+    K_BACKENDS,  /* the backends mapping */
     K_DHT_MODE,
     K_LOG_LEVEL,
 };
@@ -648,8 +648,8 @@ static void *field(struct loader *ld, size_t off)
 typedef int (*pair_fn)(struct loader *ld, const char *prefix, const char *name,
                        const yaml_node_t *kn, const yaml_node_t *vn, void *arg);
 
-static int walk_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix,
-                        pair_fn fn, void *arg)
+static int walk_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix, pair_fn fn,
+                        void *arg)
 {
     const yaml_node_pair_t *start = map->data.mapping.pairs.start;
     const yaml_node_pair_t *top = map->data.mapping.pairs.top;
@@ -812,12 +812,14 @@ static int set_backends(struct loader *ld, const struct key *k, const yaml_node_
         return 0;
     }
     if (vn->type != YAML_MAPPING_NODE)
-        return fail_at(ld, vn, k->path, -EINVAL, "expected a mapping of names to mirror lists, "
-                                                 "found %s", type_name(vn));
+        return fail_at(ld, vn, k->path, -EINVAL,
+                       "expected a mapping of names to mirror lists, "
+                       "found %s",
+                       type_name(vn));
     size_t pairs = (size_t)(vn->data.mapping.pairs.top - vn->data.mapping.pairs.start);
     struct backend_list list = {NULL, 0};
-    list.items = calloc(pairs < CONFIG_MAX_BACKENDS ? pairs + 1 : CONFIG_MAX_BACKENDS,
-                        sizeof(*list.items));
+    list.items =
+        calloc(pairs < CONFIG_MAX_BACKENDS ? pairs + 1 : CONFIG_MAX_BACKENDS, sizeof(*list.items));
     if (!list.items)
         return -ENOMEM;
     int rc = walk_mapping(ld, vn, k->path, backend_pair, &list);
@@ -896,8 +898,7 @@ static int set_value(struct loader *ld, const struct key *k, const yaml_node_t *
         if (is_null(vn))
             return 0; /* every key commented out: keep what is there */
         if (vn->type != YAML_MAPPING_NODE)
-            return fail_at(ld, vn, k->path, -EINVAL, "expected a mapping, found %s",
-                           type_name(vn));
+            return fail_at(ld, vn, k->path, -EINVAL, "expected a mapping, found %s", type_name(vn));
         return walk_mapping(ld, vn, k->path, section_pair, NULL);
     case K_ADDRESS:
     case K_PATH:
@@ -917,8 +918,8 @@ static int section_pair(struct loader *ld, const char *prefix, const char *name,
                         const yaml_node_t *kn, const yaml_node_t *vn, void *arg)
 {
     char path[CONFIG_SHOW * 2 + 2];
-    snprintf(path, sizeof(path), "%s%s%.*s", prefix ? prefix : "", prefix ? "." : "",
-             CONFIG_SHOW, name);
+    snprintf(path, sizeof(path), "%s%s%.*s", prefix ? prefix : "", prefix ? "." : "", CONFIG_SHOW,
+             name);
     /* A dotted name ("listen.port: 1" at the top) must not reach a nested key. */
     const struct key *k = strchr(name, '.') ? NULL : find_key(path);
     if (!k || strlen(name) > CONFIG_SHOW)
@@ -967,21 +968,20 @@ static int check_single_document(struct loader *ld, yaml_parser_t *parser, const
     unsigned long line = (unsigned long)extra.start_mark.line + 1;
     yaml_document_delete(&extra);
     if (more) {
-        set_error(ld->err, ld->errlen, "%s:%lu: only one YAML document is allowed", ld->name,
-                  line);
+        set_error(ld->err, ld->errlen, "%s:%lu: only one YAML document is allowed", ld->name, line);
         return -EINVAL;
     }
     return 0;
 }
 
-int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
-                       char *err, size_t errlen)
+int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len, char *err,
+                       size_t errlen)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
     struct config work;
-    struct loader ld = {.doc = &doc, .name = name ? name : "(config)", .err = err,
-                        .errlen = errlen, .cfg = &work};
+    struct loader ld = {
+        .doc = &doc, .name = name ? name : "(config)", .err = err, .errlen = errlen, .cfg = &work};
     bool parser_ok = false, doc_ok = false, work_ok = false;
     int rc;
     set_error(err, errlen, "%s", "");

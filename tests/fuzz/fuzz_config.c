@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0 || (rc < 0 && (err[0] == '\0' || strchr(err, '\n'))))
         abort();
     /* A successful load must survive a second load of the same bytes over itself. */
-    if (rc == 0 && config_load_buffer(&cfg, "fuzz", (const char *)data, size, err,
-                                      sizeof(err)) != 0)
+    if (rc == 0 &&
+        config_load_buffer(&cfg, "fuzz", (const char *)data, size, err, sizeof(err)) != 0)
         abort();
     config_done(&cfg);
 

@@ -56,9 +56,8 @@ static bool config_equal(const struct config *a, const struct config *b)
         !cidr_equal(a->peer_clients, a->n_peer_clients, b->peer_clients, b->n_peer_clients) ||
         !str_equal(a->cache_dir, b->cache_dir) || a->cache_max_size != b->cache_max_size ||
         a->negative_ttl_s != b->negative_ttl_s || !str_equal(a->state_dir, b->state_dir) ||
-        a->connect_timeout_s != b->connect_timeout_s ||
-        a->stall_timeout_s != b->stall_timeout_s || a->dht_mode != b->dht_mode ||
-        a->dht_port != b->dht_port ||
+        a->connect_timeout_s != b->connect_timeout_s || a->stall_timeout_s != b->stall_timeout_s ||
+        a->dht_mode != b->dht_mode || a->dht_port != b->dht_port ||
         !str_list_equal(a->dht_bootstrap, a->n_dht_bootstrap, b->dht_bootstrap,
                         b->n_dht_bootstrap) ||
         a->dht_lan_discovery != b->dht_lan_discovery ||
@@ -91,9 +90,9 @@ static bool cidrs_are(const struct cidr *blocks, size_t n, const char *const *te
 static void test_defaults(void)
 {
     static const char *const allowed[] = {"127.0.0.0/8", "::1/128", NULL};
-    static const char *const peers[] = {"10.0.0.0/8",  "172.16.0.0/12", "192.168.0.0/16",
-                                        "169.254.0.0/16", "127.0.0.0/8", "fc00::/7",
-                                        "fe80::/10",   "::1/128",       NULL};
+    static const char *const peers[] = {"10.0.0.0/8",     "172.16.0.0/12", "192.168.0.0/16",
+                                        "169.254.0.0/16", "127.0.0.0/8",   "fc00::/7",
+                                        "fe80::/10",      "::1/128",       NULL};
     struct config c;
     CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
     CU_ASSERT_PTR_NULL(c.listen_address);
@@ -126,15 +125,16 @@ static void test_shipped_conf(void)
     CU_ASSERT_EQUAL_FATAL(config_init_defaults(&d), 0);
     CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
     /* Start from a config that differs everywhere, so the file must set each value. */
-    CU_ASSERT_EQUAL(load(&c, "listen: {port: 1}\nallowed_clients: []\npeer_clients: []\n"
-                             "cache: {dir: /x, max_size: 1, negative_ttl: 1}\nstate_dir: /y\n"
-                             "upstream: {connect_timeout: 1, stall_timeout: 1}\n"
-                             "backends: {x: [http://mirror.example]}\n"
-                             "dht: {mode: off, port: 5, bootstrap: [\"node.example:1\"],"
-                             " lan_discovery: no, resolve_only: yes, ttl: 5}\n"
-                             "log: {level: debug}\n",
-                        err),
-                   0);
+    CU_ASSERT_EQUAL(load(&c,
+                         "listen: {port: 1}\nallowed_clients: []\npeer_clients: []\n"
+                         "cache: {dir: /x, max_size: 1, negative_ttl: 1}\nstate_dir: /y\n"
+                         "upstream: {connect_timeout: 1, stall_timeout: 1}\n"
+                         "backends: {x: [http://mirror.example]}\n"
+                         "dht: {mode: off, port: 5, bootstrap: [\"node.example:1\"],"
+                         " lan_discovery: no, resolve_only: yes, ttl: 5}\n"
+                         "log: {level: debug}\n",
+                         err),
+                    0);
     int rc = config_load_file(&c, path, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "\n  %s\n", err);
@@ -146,8 +146,13 @@ static void test_shipped_conf(void)
 
 static void test_empty_inputs(void)
 {
-    static const char *const inputs[] = {"", "\n\n", "# only a comment\n", "---\n", "---\n...\n",
-                                         "~\n", "cache:\nlog:\n# all commented out\n"};
+    static const char *const inputs[] = {"",
+                                         "\n\n",
+                                         "# only a comment\n",
+                                         "---\n",
+                                         "---\n...\n",
+                                         "~\n",
+                                         "cache:\nlog:\n# all commented out\n"};
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
         struct config d, c;
         char err[ERRLEN];
@@ -251,12 +256,12 @@ static void test_value_forms(void)
         int mode, level, lan;
         const char *address;
     } rows[] = {
-        {"dht: {mode: \"off\", lan_discovery: Yes}\nlog: {level: error}", DHT_MODE_OFF,
-         LOG_ERROR, 1, NULL},
+        {"dht: {mode: \"off\", lan_discovery: Yes}\nlog: {level: error}", DHT_MODE_OFF, LOG_ERROR,
+         1, NULL},
         {"dht: {mode: apt-dht, lan_discovery: FALSE}\nlog: {level: warn}", DHT_MODE_APTDHT,
          LOG_WARN, 0, NULL},
-        {"listen: {address: 10.0.0.1}\ndht: {lan_discovery: true}", DHT_MODE_APTDHT, LOG_INFO,
-         1, "10.0.0.1"},
+        {"listen: {address: 10.0.0.1}\ndht: {lan_discovery: true}", DHT_MODE_APTDHT, LOG_INFO, 1,
+         "10.0.0.1"},
         {"listen: {address: ~}", DHT_MODE_APTDHT, LOG_INFO, 1, NULL},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -351,7 +356,8 @@ static const struct bad_case bad_cases[] = {
     {"cache: {negative_ttl: 86401}\n", -ERANGE,
      "t.yaml:1: key 'cache.negative_ttl': 86401 is out of range (0..86400)"},
     {"dht: {port: 70000}\n", -ERANGE, "t.yaml:1: key 'dht.port': 70000 is out of range (0..65535)"},
-    {"dht: {ttl: 604801}\n", -ERANGE, "t.yaml:1: key 'dht.ttl': 604801 is out of range (0..604800)"},
+    {"dht: {ttl: 604801}\n", -ERANGE,
+     "t.yaml:1: key 'dht.ttl': 604801 is out of range (0..604800)"},
     /* sizes */
     {"cache:\n  max_size: 10GB\n", -EINVAL,
      "t.yaml:2: key 'cache.max_size': '10GB' is not a size (a number > 0 with an optional K, M, "
@@ -433,6 +439,12 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:2: key 'backends.debian': control character in value"},
     {"backends:\n  debian: [\"http:///debian\"]\n", -EINVAL,
      "t.yaml:2: key 'backends.debian': 'http:///debian' has no host"},
+    {"backends:\n  debian: [\"https://:8080/debian\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'https://:8080/debian' has no host"},
+    {"backends:\n  debian: [\"http://\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://' has no host"},
+    {"backends:\n  debian: [\"http://\\\\mirror.example\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://\\mirror.example' has a space or backslash"},
     {"backends:\n  debian: []\n", -EINVAL,
      "t.yaml:2: key 'backends.debian': a backend needs at least one mirror URL"},
     /* documents */
@@ -540,9 +552,9 @@ static void test_failure_keeps_config(void)
     char err[ERRLEN];
     CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
     CU_ASSERT_EQUAL_FATAL(load(&c, full_yaml, err), 0);
-    CU_ASSERT_EQUAL(load(&c, "listen: {port: 1}\nstate_dir: /new\nbackends: {}\nlog: {level: x}",
-                         err),
-                    -EINVAL);
+    CU_ASSERT_EQUAL(
+        load(&c, "listen: {port: 1}\nstate_dir: /new\nbackends: {}\nlog: {level: x}", err),
+        -EINVAL);
     check_full(&c);
     CU_ASSERT_EQUAL(config_load_buffer(&c, "t.yaml", "bogus: 1", 8, NULL, 0), -EINVAL);
     CU_ASSERT_EQUAL(config_load_buffer(&c, "t.yaml", "bogus: 1", 8, err, 1), -EINVAL);
@@ -590,10 +602,11 @@ static void test_load_twice(void)
     CU_ASSERT_EQUAL(load(&c, full_yaml, err), 0);
     check_full(&c);
     /* Lists and strings given again replace the old ones (ASan reports a leak otherwise). */
-    CU_ASSERT_EQUAL(load(&c, "listen: {address: 127.0.0.1}\nallowed_clients: []\n"
-                             "backends: {x: [\"http://mirror.example\"]}\n"
-                             "dht: {bootstrap: [\"node.example:1\"]}\nstate_dir: /s\n",
-                        err),
+    CU_ASSERT_EQUAL(load(&c,
+                         "listen: {address: 127.0.0.1}\nallowed_clients: []\n"
+                         "backends: {x: [\"http://mirror.example\"]}\n"
+                         "dht: {bootstrap: [\"node.example:1\"]}\nstate_dir: /s\n",
+                         err),
                     0);
     CU_ASSERT_STRING_EQUAL(c.listen_address, "127.0.0.1");
     CU_ASSERT_EQUAL(c.n_allowed_clients, 0);
