@@ -1,0 +1,847 @@
+/* test_config.c - the configuration loader: defaults, the shipped apt-dht.conf, every key,
+ * every class of bad input (with the exact FILE:LINE: key message), CIDR blocks and sizes.
+ * Most cases are rows of tables; a failing row names itself through its CU_ASSERT line
+ * and the message printed beside it. */
+#include "aptdht-config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tests/unit/unit.h"
+#include "apt-dht-proxy/config.h"
+
+#define ERRLEN 512
+
+static int load(struct config *cfg, const char *yaml, char *err)
+{
+    return config_load_buffer(cfg, "t.yaml", yaml, strlen(yaml), err, ERRLEN);
+}
+
+static bool cidr_equal(const struct cidr *a, size_t na, const struct cidr *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        if (a[i].family != b[i].family || a[i].prefix != b[i].prefix ||
+            memcmp(a[i].addr, b[i].addr, 16) != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool str_list_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++) {
+        if (!str_equal(a[i], b[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool config_equal(const struct config *a, const struct config *b)
+{
+    if (!str_equal(a->listen_address, b->listen_address) || a->listen_port != b->listen_port ||
+        !cidr_equal(a->allowed_clients, a->n_allowed_clients, b->allowed_clients,
+                    b->n_allowed_clients) ||
+        !cidr_equal(a->peer_clients, a->n_peer_clients, b->peer_clients, b->n_peer_clients) ||
+        !str_equal(a->cache_dir, b->cache_dir) || a->cache_max_size != b->cache_max_size ||
+        a->negative_ttl_s != b->negative_ttl_s || !str_equal(a->state_dir, b->state_dir) ||
+        a->connect_timeout_s != b->connect_timeout_s || a->stall_timeout_s != b->stall_timeout_s ||
+        a->dht_mode != b->dht_mode || a->dht_port != b->dht_port ||
+        !str_list_equal(a->dht_bootstrap, a->n_dht_bootstrap, b->dht_bootstrap,
+                        b->n_dht_bootstrap) ||
+        a->dht_lan_discovery != b->dht_lan_discovery ||
+        a->dht_resolve_only != b->dht_resolve_only || a->dht_ttl_s != b->dht_ttl_s ||
+        a->log_level != b->log_level || a->n_backends != b->n_backends)
+        return false;
+    for (size_t i = 0; i < a->n_backends; i++) {
+        if (!str_equal(a->backends[i].name, b->backends[i].name) ||
+            !str_list_equal(a->backends[i].mirrors, a->backends[i].n_mirrors,
+                            b->backends[i].mirrors, b->backends[i].n_mirrors))
+            return false;
+    }
+    return true;
+}
+
+/* True if the block list holds exactly the CIDRs in texts (NULL-terminated), in order. */
+static bool cidrs_are(const struct cidr *blocks, size_t n, const char *const *texts)
+{
+    size_t i = 0;
+    for (; texts[i]; i++) {
+        struct cidr c;
+        if (i >= n || cidr_parse(texts[i], &c) < 0 || !cidr_equal(&blocks[i], 1, &c, 1))
+            return false;
+    }
+    return i == n;
+}
+
+/* ---- defaults and the shipped file ---------------------------------------------------- */
+
+static void test_defaults(void)
+{
+    static const char *const allowed[] = {"127.0.0.0/8", "::1/128", NULL};
+    static const char *const peers[] = {"10.0.0.0/8",     "172.16.0.0/12", "192.168.0.0/16",
+                                        "169.254.0.0/16", "127.0.0.0/8",   "fc00::/7",
+                                        "fe80::/10",      "::1/128",       NULL};
+    struct config c;
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    CU_ASSERT_PTR_NULL(c.listen_address);
+    CU_ASSERT_EQUAL(c.listen_port, 9977);
+    CU_ASSERT(cidrs_are(c.allowed_clients, c.n_allowed_clients, allowed));
+    CU_ASSERT(cidrs_are(c.peer_clients, c.n_peer_clients, peers));
+    CU_ASSERT_STRING_EQUAL(c.cache_dir, "/var/cache/apt-dht");
+    CU_ASSERT_EQUAL(c.cache_max_size, 10ULL << 30);
+    CU_ASSERT_EQUAL(c.negative_ttl_s, 60);
+    CU_ASSERT_STRING_EQUAL(c.state_dir, "/var/lib/apt-dht");
+    CU_ASSERT_EQUAL(c.n_backends, 0);
+    CU_ASSERT_EQUAL(c.connect_timeout_s, 10);
+    CU_ASSERT_EQUAL(c.stall_timeout_s, 30);
+    CU_ASSERT_EQUAL(c.dht_mode, DHT_MODE_APTDHT);
+    CU_ASSERT_EQUAL(c.dht_port, 0);
+    CU_ASSERT_EQUAL(c.n_dht_bootstrap, 0);
+    CU_ASSERT_TRUE(c.dht_lan_discovery);
+    CU_ASSERT_FALSE(c.dht_resolve_only);
+    CU_ASSERT_EQUAL(c.dht_ttl_s, 0);
+    CU_ASSERT_EQUAL(c.log_level, LOG_LEVEL_INFO);
+    config_done(&c);
+}
+
+static void test_shipped_conf(void)
+{
+    const char *top = getenv("top_srcdir");
+    char path[4096], err[ERRLEN];
+    struct config d, c;
+    snprintf(path, sizeof(path), "%s/apt-dht.conf", top ? top : ".");
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&d), 0);
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    /* Start from a config that differs everywhere, so the file must set each value. */
+    CU_ASSERT_EQUAL(load(&c,
+                         "listen: {port: 1}\nallowed_clients: []\npeer_clients: []\n"
+                         "cache: {dir: /x, max_size: 1, negative_ttl: 1}\nstate_dir: /y\n"
+                         "upstream: {connect_timeout: 1, stall_timeout: 1}\n"
+                         "backends: {x: [http://mirror.example]}\n"
+                         "dht: {mode: off, port: 5, bootstrap: [\"node.example:1\"],"
+                         " lan_discovery: no, resolve_only: yes, ttl: 5}\n"
+                         "log: {level: debug}\n",
+                         err),
+                    0);
+    int rc = config_load_file(&c, path, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "\n  %s\n", err);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(config_equal(&c, &d));
+    config_done(&c);
+    config_done(&d);
+}
+
+static void test_empty_inputs(void)
+{
+    static const char *const inputs[] = {"",
+                                         "\n\n",
+                                         "# only a comment\n",
+                                         "---\n",
+                                         "---\n...\n",
+                                         "~\n",
+                                         "cache:\nlog:\n# all commented out\n"};
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        struct config d, c;
+        char err[ERRLEN];
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&d), 0);
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+        CU_ASSERT_EQUAL(load(&c, inputs[i], err), 0);
+        CU_ASSERT_TRUE(config_equal(&c, &d));
+        config_done(&c);
+        config_done(&d);
+    }
+}
+
+/* ---- every key set -------------------------------------------------------------------- */
+
+static const char full_yaml[] =
+    "listen:\n"
+    "  address: \"::\"\n"
+    "  port: 8080\n"
+    "allowed_clients: [10.1.0.0/16, \"2001:db8::/32\", 192.0.2.7]\n"
+    "peer_clients:\n"
+    "  - 10.0.0.0/8\n"
+    "  - \"fd00::/8\"\n"
+    "cache:\n"
+    "  dir: /srv/cache\n"
+    "  max_size: 500M\n"
+    "  negative_ttl: 0\n"
+    "state_dir: /srv/state\n"
+    "upstream:\n"
+    "  connect_timeout: 5\n"
+    "  stall_timeout: 120\n"
+    "backends:\n"
+    "  debian: [http://mirror.example/debian/, HTTPS://mirror2.example/debian]\n"
+    "  debian-security:\n"
+    "    - http://mirror.example/debian-security\n"
+    "  ubuntu_2.x: ['http://mirror.example:8080/ubuntu//']\n"
+    "dht:\n"
+    "  mode: bep5\n"
+    "  port: 6881\n"
+    "  bootstrap: [\"node.example:9977\", \"[2001:db8::1]:9977\", 192.0.2.1:1]\n"
+    "  lan_discovery: no\n"
+    "  resolve_only: true\n"
+    "  ttl: 3600\n"
+    "log:\n"
+    "  level: debug\n";
+
+static void check_full(const struct config *c)
+{
+    static const char *const allowed[] = {"10.1.0.0/16", "2001:db8::/32", "192.0.2.7/32", NULL};
+    static const char *const peers[] = {"10.0.0.0/8", "fd00::/8", NULL};
+    CU_ASSERT_STRING_EQUAL(c->listen_address, "::");
+    CU_ASSERT_EQUAL(c->listen_port, 8080);
+    CU_ASSERT(cidrs_are(c->allowed_clients, c->n_allowed_clients, allowed));
+    CU_ASSERT(cidrs_are(c->peer_clients, c->n_peer_clients, peers));
+    CU_ASSERT_STRING_EQUAL(c->cache_dir, "/srv/cache");
+    CU_ASSERT_EQUAL(c->cache_max_size, 500ULL << 20);
+    CU_ASSERT_EQUAL(c->negative_ttl_s, 0);
+    CU_ASSERT_STRING_EQUAL(c->state_dir, "/srv/state");
+    CU_ASSERT_EQUAL(c->connect_timeout_s, 5);
+    CU_ASSERT_EQUAL(c->stall_timeout_s, 120);
+    CU_ASSERT_EQUAL_FATAL(c->n_backends, 3);
+    CU_ASSERT_STRING_EQUAL(c->backends[0].name, "debian");
+    CU_ASSERT_EQUAL_FATAL(c->backends[0].n_mirrors, 2);
+    CU_ASSERT_STRING_EQUAL(c->backends[0].mirrors[0], "http://mirror.example/debian");
+    CU_ASSERT_STRING_EQUAL(c->backends[0].mirrors[1], "https://mirror2.example/debian");
+    CU_ASSERT_STRING_EQUAL(c->backends[1].name, "debian-security");
+    CU_ASSERT_EQUAL_FATAL(c->backends[1].n_mirrors, 1);
+    CU_ASSERT_STRING_EQUAL(c->backends[1].mirrors[0], "http://mirror.example/debian-security");
+    CU_ASSERT_STRING_EQUAL(c->backends[2].name, "ubuntu_2.x");
+    CU_ASSERT_EQUAL_FATAL(c->backends[2].n_mirrors, 1);
+    CU_ASSERT_STRING_EQUAL(c->backends[2].mirrors[0], "http://mirror.example:8080/ubuntu");
+    CU_ASSERT_EQUAL(c->dht_mode, DHT_MODE_BEP5);
+    CU_ASSERT_EQUAL(c->dht_port, 6881);
+    CU_ASSERT_EQUAL_FATAL(c->n_dht_bootstrap, 3);
+    CU_ASSERT_STRING_EQUAL(c->dht_bootstrap[0], "node.example:9977");
+    CU_ASSERT_STRING_EQUAL(c->dht_bootstrap[1], "[2001:db8::1]:9977");
+    CU_ASSERT_STRING_EQUAL(c->dht_bootstrap[2], "192.0.2.1:1");
+    CU_ASSERT_FALSE(c->dht_lan_discovery);
+    CU_ASSERT_TRUE(c->dht_resolve_only);
+    CU_ASSERT_EQUAL(c->dht_ttl_s, 3600);
+    CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
+}
+
+static void test_every_key(void)
+{
+    struct config c;
+    char err[ERRLEN];
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    int rc = load(&c, full_yaml, err);
+    if (rc != 0)
+        fprintf(stderr, "\n  %s\n", err);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    check_full(&c);
+    config_done(&c);
+}
+
+/* Single values in every accepted spelling. */
+static void test_value_forms(void)
+{
+    static const struct {
+        const char *yaml;
+        int mode, level, lan;
+        const char *address;
+    } rows[] = {
+        {"dht: {mode: \"off\", lan_discovery: Yes}\nlog: {level: error}", DHT_MODE_OFF, LOG_LEVEL_ERROR,
+         1, NULL},
+        {"dht: {mode: apt-dht, lan_discovery: FALSE}\nlog: {level: warn}", DHT_MODE_APTDHT,
+         LOG_LEVEL_WARN, 0, NULL},
+        {"listen: {address: 10.0.0.1}\ndht: {lan_discovery: true}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1,
+         "10.0.0.1"},
+        {"listen: {address: ~}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct config c;
+        char err[ERRLEN];
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+        CU_ASSERT_EQUAL(load(&c, "listen: {address: 192.0.2.9}", err), 0);
+        CU_ASSERT_EQUAL(load(&c, rows[i].yaml, err), 0);
+        CU_ASSERT_EQUAL((int)c.dht_mode, rows[i].mode);
+        CU_ASSERT_EQUAL((int)c.log_level, rows[i].level);
+        CU_ASSERT_EQUAL((int)c.dht_lan_discovery, rows[i].lan);
+        const char *want = i < 2 ? "192.0.2.9" : rows[i].address; /* untouched by rows 0, 1 */
+        CU_ASSERT_TRUE(str_equal(c.listen_address, want));
+        config_done(&c);
+    }
+}
+
+/* ---- bad input ------------------------------------------------------------------------ */
+
+struct bad_case {
+    const char *yaml;
+    int rc;
+    const char *msg; /* the exact error line */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* unknown and duplicate keys */
+    {"bogus: 1\n", -EINVAL, "t.yaml:1: key 'bogus': unknown key"},
+    {"cache:\n  dir: /x\n  maxsize: 1G\n", -EINVAL, "t.yaml:3: key 'cache.maxsize': unknown key"},
+    {"listen.port: 80\n", -EINVAL, "t.yaml:1: key 'listen.port': unknown key"},
+    {"log:\n  level: info\n  log:\n    level: info\n", -EINVAL,
+     "t.yaml:3: key 'log.log': unknown key"},
+    {"dht: {mode: off, Mode: off}\n", -EINVAL, "t.yaml:1: key 'dht.Mode': unknown key"},
+    {"log:\n  level: info\n  level: debug\n", -EINVAL,
+     "t.yaml:3: key 'log.level': duplicate key (first at line 2)"},
+    {"log: {}\n\nlog: {}\n", -EINVAL, "t.yaml:3: key 'log': duplicate key (first at line 1)"},
+    {"backends:\n  debian: [http://mirror.example/a]\n  debian: [http://mirror.example/b]\n",
+     -EINVAL, "t.yaml:3: key 'backends.debian': duplicate key (first at line 2)"},
+    {"? [a]\n: b\n", -EINVAL, "t.yaml:1: a key must be a name, found a list"},
+    {"cache:\n  ? {a: b}\n  : c\n", -EINVAL,
+     "t.yaml:2: key 'cache': a key must be a name, found a mapping"},
+    /* wrong types */
+    {"- listen\n", -EINVAL, "t.yaml:1: the top level must be a mapping of keys, found a list"},
+    {"just text\n", -EINVAL,
+     "t.yaml:1: the top level must be a mapping of keys, found a single value"},
+    {"listen:\n  port: [1]\n", -EINVAL,
+     "t.yaml:2: key 'listen.port': expected a single value, found a list"},
+    {"cache: big\n", -EINVAL, "t.yaml:1: key 'cache': expected a mapping, found a single value"},
+    {"log: [info]\n", -EINVAL, "t.yaml:1: key 'log': expected a mapping, found a list"},
+    {"allowed_clients:\n  a: b\n", -EINVAL,
+     "t.yaml:2: key 'allowed_clients': expected a list, found a mapping"},
+    {"allowed_clients: 127.0.0.1\n", -EINVAL,
+     "t.yaml:1: key 'allowed_clients': expected a list, found a single value"},
+    {"allowed_clients:\nlog: {}\n", -EINVAL,
+     "t.yaml:1: key 'allowed_clients': expected a list, found a single value "
+     "(write [] for an empty list)"},
+    {"allowed_clients: [[127.0.0.1]]\n", -EINVAL,
+     "t.yaml:1: key 'allowed_clients': expected a single value, found a list"},
+    {"backends: [debian]\n", -EINVAL,
+     "t.yaml:1: key 'backends': expected a mapping of names to mirror lists, found a list"},
+    {"backends:\n  debian: http://mirror.example/debian\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': expected a list, found a single value"},
+    {"dht:\n  bootstrap: {a: 1}\n", -EINVAL,
+     "t.yaml:2: key 'dht.bootstrap': expected a list, found a mapping"},
+    {"log:\n  level: {a: b}\n", -EINVAL,
+     "t.yaml:2: key 'log.level': expected a single value, found a mapping"},
+    {"state_dir:\n", -EINVAL, "t.yaml:1: key 'state_dir': missing value"},
+    {"state_dir: \"\"\n", -EINVAL, "t.yaml:1: key 'state_dir': empty value"},
+    /* numbers */
+    {"listen:\n  port: 0\n", -ERANGE, "t.yaml:2: key 'listen.port': 0 is out of range (1..65535)"},
+    {"listen:\n  port: 65536\n", -ERANGE,
+     "t.yaml:2: key 'listen.port': 65536 is out of range (1..65535)"},
+    {"listen: {port: 1e3}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '1e3' is not a plain decimal number"},
+    {"listen: {port: -1}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '-1' is not a plain decimal number"},
+    {"listen: {port: +80}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '+80' is not a plain decimal number"},
+    {"listen: {port: 0977}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '0977' is not a plain decimal number"},
+    {"listen: {port: 0x50}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '0x50' is not a plain decimal number"},
+    {"listen: {port: 80.0}\n", -EINVAL,
+     "t.yaml:1: key 'listen.port': '80.0' is not a plain decimal number"},
+    {"upstream: {stall_timeout: 99999999999999999999999}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.stall_timeout': '99999999999999999999999' is not a plain "
+     "decimal number"},
+    {"upstream: {stall_timeout: 18446744073709551615}\n", -ERANGE,
+     "t.yaml:1: key 'upstream.stall_timeout': 18446744073709551615 is out of range (1..86400)"},
+    {"upstream: {connect_timeout: 0}\n", -ERANGE,
+     "t.yaml:1: key 'upstream.connect_timeout': 0 is out of range (1..3600)"},
+    {"cache: {negative_ttl: 86401}\n", -ERANGE,
+     "t.yaml:1: key 'cache.negative_ttl': 86401 is out of range (0..86400)"},
+    {"dht: {port: 70000}\n", -ERANGE, "t.yaml:1: key 'dht.port': 70000 is out of range (0..65535)"},
+    {"dht: {ttl: 604801}\n", -ERANGE,
+     "t.yaml:1: key 'dht.ttl': 604801 is out of range (0..604800)"},
+    /* sizes */
+    {"cache:\n  max_size: 10GB\n", -EINVAL,
+     "t.yaml:2: key 'cache.max_size': '10GB' is not a size (a number > 0 with an optional K, M, "
+     "G or T)"},
+    {"cache: {max_size: 0}\n", -EINVAL,
+     "t.yaml:1: key 'cache.max_size': '0' is not a size (a number > 0 with an optional K, M, G "
+     "or T)"},
+    {"cache: {max_size: 20000000T}\n", -EINVAL,
+     "t.yaml:1: key 'cache.max_size': '20000000T' is not a size (a number > 0 with an optional "
+     "K, M, G or T)"},
+    /* booleans and enumerations */
+    {"dht:\n  lan_discovery: maybe\n", -EINVAL,
+     "t.yaml:2: key 'dht.lan_discovery': 'maybe' is not a boolean (true, false, yes, no)"},
+    {"dht: {resolve_only: 1}\n", -EINVAL,
+     "t.yaml:1: key 'dht.resolve_only': '1' is not a boolean (true, false, yes, no)"},
+    {"dht:\n  mode: kad\n", -EINVAL,
+     "t.yaml:2: key 'dht.mode': 'kad' is not one of apt-dht, bep5, off"},
+    {"dht: {mode: BEP5}\n", -EINVAL,
+     "t.yaml:1: key 'dht.mode': 'BEP5' is not one of apt-dht, bep5, off"},
+    {"log: {level: trace}\n", -EINVAL,
+     "t.yaml:1: key 'log.level': 'trace' is not one of error, warn, info, debug"},
+    /* addresses and blocks */
+    {"allowed_clients: [127.0.0.0/8, 10.0.0.0/33]\n", -EINVAL,
+     "t.yaml:1: key 'allowed_clients': '10.0.0.0/33' is not an address block (ADDRESS or "
+     "ADDRESS/PREFIX)"},
+    {"peer_clients:\n  - 10.0.0.0/8\n  - \"fe80::/129\"\n", -EINVAL,
+     "t.yaml:3: key 'peer_clients': 'fe80::/129' is not an address block (ADDRESS or "
+     "ADDRESS/PREFIX)"},
+    {"peer_clients:\n  - 10.0.0/8\n", -EINVAL,
+     "t.yaml:2: key 'peer_clients': '10.0.0/8' is not an address block (ADDRESS or "
+     "ADDRESS/PREFIX)"},
+    {"listen:\n  address: localhost\n", -EINVAL,
+     "t.yaml:2: key 'listen.address': 'localhost' is not a numeric IPv4 or IPv6 address"},
+    {"dht:\n  bootstrap:\n    - node.example:9977\n    - node.example\n", -EINVAL,
+     "t.yaml:4: key 'dht.bootstrap': 'node.example' is not HOST:PORT or [IPV6]:PORT"},
+    {"dht: {bootstrap: [\"2001:db8::1:9977\"]}\n", -EINVAL,
+     "t.yaml:1: key 'dht.bootstrap': '2001:db8::1:9977' is not HOST:PORT or [IPV6]:PORT"},
+    {"dht: {bootstrap: [\"[2001:db8::1]\"]}\n", -EINVAL,
+     "t.yaml:1: key 'dht.bootstrap': '[2001:db8::1]' is not HOST:PORT or [IPV6]:PORT"},
+    {"dht: {bootstrap: [\"node.example:0\"]}\n", -EINVAL,
+     "t.yaml:1: key 'dht.bootstrap': 'node.example:0' is not HOST:PORT or [IPV6]:PORT"},
+    {"dht: {bootstrap: [\"node_x.example:1\"]}\n", -EINVAL,
+     "t.yaml:1: key 'dht.bootstrap': 'node_x.example:1' is not HOST:PORT or [IPV6]:PORT"},
+    /* paths and strings */
+    {"cache:\n  dir: var/cache\n", -EINVAL,
+     "t.yaml:2: key 'cache.dir': 'var/cache' is not an absolute path"},
+    {"state_dir: \"/var/lib/a\\nb\"\n", -EINVAL,
+     "t.yaml:1: key 'state_dir': control character in value"},
+    {"state_dir: \"/var/lib/a\\0b\"\n", -EINVAL,
+     "t.yaml:1: key 'state_dir': control character in value"},
+    /* backends */
+    {"backends:\n  Debian: [http://mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.Debian': 'Debian' is not a backend name ([a-z0-9][a-z0-9._-]*)"},
+    {"backends:\n  -debian: [http://mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.-debian': '-debian' is not a backend name ([a-z0-9][a-z0-9._-]*)"},
+    {"backends:\n  deb/ian: [http://mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.deb/ian': 'deb/ian' is not a backend name ([a-z0-9][a-z0-9._-]*)"},
+    {"backends:\n  \"~\": [http://mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.~': '~' collides with the peer prefix '~'"},
+    {"backends:\n  ~peers: [http://mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.~peers': '~peers' collides with the peer prefix '~'"},
+    {"backends:\n  debian:\n    - http://mirror.example/debian\n    - ftp://mirror.example/d\n",
+     -EINVAL,
+     "t.yaml:4: key 'backends.debian': 'ftp://mirror.example/d' does not start with http:// or "
+     "https://"},
+    {"backends:\n  debian: [mirror.example/debian]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'mirror.example/debian' does not start with http:// or "
+     "https://"},
+    {"backends:\n  debian: [\"http://mirror.example/debian?x=1\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://mirror.example/debian?x=1' has a query or "
+     "fragment"},
+    {"backends:\n  debian: [\"http://mirror.example/debian#top\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://mirror.example/debian#top' has a query or "
+     "fragment"},
+    {"backends:\n  debian: [\"http://mirror.example/deb ian\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://mirror.example/deb ian' has a space or "
+     "backslash"},
+    {"backends:\n  debian: [\"http://mirror.example/debian\\r\\nX-Evil: 1\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': control character in value"},
+    {"backends:\n  debian: [\"http:///debian\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http:///debian' has no host"},
+    {"backends:\n  debian: [\"https://:8080/debian\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'https://:8080/debian' has no host"},
+    {"backends:\n  debian: [\"http://\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://' has no host"},
+    {"backends:\n  debian: [\"http://\\\\mirror.example\"]\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': 'http://\\mirror.example' has a space or backslash"},
+    {"backends:\n  debian: []\n", -EINVAL,
+     "t.yaml:2: key 'backends.debian': a backend needs at least one mirror URL"},
+    /* documents */
+    {"log: {}\n---\nlog: {}\n", -EINVAL, "t.yaml:2: only one YAML document is allowed"},
+    {NULL, 0, NULL},
+};
+
+static void test_bad_input(void)
+{
+    for (const struct bad_case *b = bad_cases; b->yaml; b++) {
+        struct config c;
+        char err[ERRLEN];
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+        int rc = load(&c, b->yaml, err);
+        if (rc != b->rc || strcmp(err, b->msg) != 0)
+            fprintf(stderr, "\n  input: %s\n  want %d '%s'\n  got  %d '%s'\n", b->yaml, b->rc,
+                    b->msg, rc, err);
+        CU_ASSERT_EQUAL(rc, b->rc);
+        CU_ASSERT_STRING_EQUAL(err, b->msg);
+        config_done(&c);
+    }
+}
+
+/* YAML syntax and encoding errors carry libyaml's own wording after "FILE:LINE: YAML: ". */
+static void test_yaml_errors(void)
+{
+    static const struct {
+        const char *yaml;
+        size_t len; /* 0 = strlen */
+        const char *prefix;
+    } rows[] = {
+        {"listen:\n  port: 1\n   bad: 2\n", 0, "t.yaml:3: YAML: "},
+        {"a: b\n  c: d\n", 0, "t.yaml:2: YAML: mapping values are not allowed"},
+        {"allowed_clients: [127.0.0.1\n", 0, "t.yaml:2: YAML: "},
+        {"log:\n\tlevel: info\n", 0, "t.yaml:2: YAML: "},
+        {"log: {level: \"info}\n", 0, "t.yaml:2: YAML: "},
+        {"log: *nothing\n", 0, "t.yaml:1: YAML: "},
+        {"log: {}\n\nstate_dir: /a\xff\n", 0, "t.yaml:3: YAML: invalid "},
+        {"log: {}\nx\0y: 1\n", 12, "t.yaml:2: YAML: control characters are not allowed"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct config c, d;
+        char err[ERRLEN];
+        size_t len = rows[i].len ? rows[i].len : strlen(rows[i].yaml);
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+        CU_ASSERT_EQUAL_FATAL(config_init_defaults(&d), 0);
+        int rc = config_load_buffer(&c, "t.yaml", rows[i].yaml, len, err, sizeof(err));
+        if (rc != -EINVAL || strncmp(err, rows[i].prefix, strlen(rows[i].prefix)) != 0)
+            fprintf(stderr, "\n  row %zu: got %d '%s'\n", i, rc, err);
+        CU_ASSERT_EQUAL(rc, -EINVAL);
+        CU_ASSERT_NSTRING_EQUAL(err, rows[i].prefix, strlen(rows[i].prefix));
+        CU_ASSERT_PTR_NULL(strchr(err, '\n'));
+        CU_ASSERT_TRUE(config_equal(&c, &d));
+        config_done(&c);
+        config_done(&d);
+    }
+}
+
+/* Ceilings: long strings, long lists, many backends, a huge file. */
+static void test_limits(void)
+{
+    size_t cap = 1100 * 16 + 64;
+    char *y = malloc(cap), err[ERRLEN];
+    struct config c;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+
+    size_t n = (size_t)snprintf(y, cap, "state_dir: /");
+    memset(y + n, 'a', 4096);
+    y[n + 4096] = '\0';
+    CU_ASSERT_EQUAL(load(&c, y, err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err, "t.yaml:1: key 'state_dir': value longer than 4096 bytes");
+    y[n + 4095] = '\0'; /* exactly 4096 bytes */
+    CU_ASSERT_EQUAL(load(&c, y, err), 0);
+    CU_ASSERT_EQUAL(strlen(c.state_dir), 4096);
+
+    n = (size_t)snprintf(y, cap, "allowed_clients: [");
+    for (int i = 0; i < 1025; i++)
+        n += (size_t)snprintf(y + n, cap - n, "%s10.0.%d.%d", i ? "," : "", i / 256, i % 256);
+    snprintf(y + n, cap - n, "]\n");
+    CU_ASSERT_EQUAL(load(&c, y, err), -E2BIG);
+    CU_ASSERT_STRING_EQUAL(err, "t.yaml:1: key 'allowed_clients': more than 1024 items");
+
+    n = (size_t)snprintf(y, cap, "backends:\n");
+    for (int i = 0; i < 257; i++)
+        n += (size_t)snprintf(y + n, cap - n, "  b%d: [http://m.example]\n", i);
+    CU_ASSERT_EQUAL(load(&c, y, err), -E2BIG);
+    CU_ASSERT_STRING_EQUAL(err, "t.yaml:258: key 'backends': more than 256 backends");
+
+    free(y);
+    size_t big = 1024 * 1024 + 1;
+    y = malloc(big);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    memset(y, '#', big);
+    CU_ASSERT_EQUAL(config_load_buffer(&c, "t.yaml", y, big, err, sizeof(err)), -EFBIG);
+    CU_ASSERT_STRING_EQUAL(err, "t.yaml: larger than 1048576 bytes");
+    free(y);
+    config_done(&c);
+}
+
+/* A failed load leaves the config as it was; no error buffer is fine. */
+static void test_failure_keeps_config(void)
+{
+    struct config c;
+    char err[ERRLEN];
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(load(&c, full_yaml, err), 0);
+    CU_ASSERT_EQUAL(
+        load(&c, "listen: {port: 1}\nstate_dir: /new\nbackends: {}\nlog: {level: x}", err),
+        -EINVAL);
+    check_full(&c);
+    CU_ASSERT_EQUAL(config_load_buffer(&c, "t.yaml", "bogus: 1", 8, NULL, 0), -EINVAL);
+    CU_ASSERT_EQUAL(config_load_buffer(&c, "t.yaml", "bogus: 1", 8, err, 1), -EINVAL);
+    CU_ASSERT_EQUAL(err[0], '\0');
+    check_full(&c);
+    config_done(&c);
+}
+
+static void test_load_file(void)
+{
+    struct config c, d;
+    char err[ERRLEN], path[] = "/tmp/apt-dht-test-config-XXXXXX";
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    CU_ASSERT_EQUAL(config_load_file(&c, "/nonexistent/apt-dht.conf", err, sizeof(err)), -ENOENT);
+    CU_ASSERT_STRING_EQUAL(err, "/nonexistent/apt-dht.conf: No such file or directory");
+
+    int fd = mkstemp(path);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("log:\n  level: debug\ncache:\n  max_size: 1Q\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(config_load_file(&c, path, err, sizeof(err)), -EINVAL);
+    char want[ERRLEN];
+    snprintf(want, sizeof(want),
+             "%s:4: key 'cache.max_size': '1Q' is not a size (a number > 0 with an optional K, "
+             "M, G or T)",
+             path);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&d), 0);
+    CU_ASSERT_TRUE(config_equal(&c, &d));
+    unlink(path);
+    config_done(&c);
+    config_done(&d);
+}
+
+/* ---- lifetime --------------------------------------------------------------------------- */
+
+static void test_load_twice(void)
+{
+    struct config c;
+    char err[ERRLEN];
+    CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
+    CU_ASSERT_EQUAL(load(&c, full_yaml, err), 0);
+    CU_ASSERT_EQUAL(load(&c, full_yaml, err), 0);
+    check_full(&c);
+    /* Lists and strings given again replace the old ones (ASan reports a leak otherwise). */
+    CU_ASSERT_EQUAL(load(&c,
+                         "listen: {address: 127.0.0.1}\nallowed_clients: []\n"
+                         "backends: {x: [\"http://mirror.example\"]}\n"
+                         "dht: {bootstrap: [\"node.example:1\"]}\nstate_dir: /s\n",
+                         err),
+                    0);
+    CU_ASSERT_STRING_EQUAL(c.listen_address, "127.0.0.1");
+    CU_ASSERT_EQUAL(c.n_allowed_clients, 0);
+    CU_ASSERT_EQUAL_FATAL(c.n_backends, 1);
+    CU_ASSERT_STRING_EQUAL(c.backends[0].mirrors[0], "http://mirror.example");
+    CU_ASSERT_EQUAL(c.n_dht_bootstrap, 1);
+    CU_ASSERT_STRING_EQUAL(c.state_dir, "/s");
+    CU_ASSERT_STRING_EQUAL(c.cache_dir, "/srv/cache"); /* not in the second file: kept */
+    CU_ASSERT_EQUAL(load(&c, "backends:\nlisten: {address: null}\n", err), 0);
+    CU_ASSERT_EQUAL(c.n_backends, 0);
+    CU_ASSERT_PTR_NULL(c.listen_address);
+    config_done(&c);
+}
+
+static void test_done_half_filled(void)
+{
+    struct config c;
+    memset(&c, 0, sizeof(c));
+    config_done(&c);
+    config_done(NULL);
+    c.cache_dir = malloc(4);
+    c.backends = calloc(2, sizeof(*c.backends));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c.backends);
+    c.n_backends = 2; /* the second entry never got its name or mirrors */
+    c.backends[0].name = malloc(3);
+    c.backends[0].mirrors = calloc(2, sizeof(char *));
+    c.backends[0].n_mirrors = 2; /* only the first mirror was filled */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c.backends[0].mirrors);
+    c.backends[0].mirrors[0] = malloc(5);
+    c.dht_bootstrap = calloc(1, sizeof(char *));
+    c.n_dht_bootstrap = 1;
+    config_done(&c);
+    CU_ASSERT_PTR_NULL(c.cache_dir);
+    CU_ASSERT_EQUAL(c.n_backends, 0);
+    config_done(&c); /* twice is fine */
+}
+
+/* ---- CIDR blocks and sizes ------------------------------------------------------------ */
+
+static void test_cidr_parse(void)
+{
+    static const struct {
+        const char *text;
+        int rc;
+        int family;
+        int prefix;
+        const char *addr; /* the stored network, as text */
+    } rows[] = {
+        {"127.0.0.0/8", 0, AF_INET, 8, "127.0.0.0"},
+        {"10.1.2.3/8", 0, AF_INET, 8, "10.0.0.0"},
+        {"192.168.1.77", 0, AF_INET, 32, "192.168.1.77"},
+        {"192.168.1.77/32", 0, AF_INET, 32, "192.168.1.77"},
+        {"0.0.0.0/0", 0, AF_INET, 0, "0.0.0.0"},
+        {"1.2.3.4/0", 0, AF_INET, 0, "0.0.0.0"},
+        {"172.31.255.255/12", 0, AF_INET, 12, "172.16.0.0"},
+        {"::1/128", 0, AF_INET6, 128, "::1"},
+        {"::1", 0, AF_INET6, 128, "::1"},
+        {"::/0", 0, AF_INET6, 0, "::"},
+        {"fe80::1234/10", 0, AF_INET6, 10, "fe80::"},
+        {"fc00::/7", 0, AF_INET6, 7, "fc00::"},
+        {"2001:db8:ffff::/33", 0, AF_INET6, 33, "2001:db8:8000::"},
+        {"::ffff:10.0.0.0/104", 0, AF_INET6, 104, "::ffff:10.0.0.0"},
+        {"", -EINVAL, 0, 0, NULL},
+        {"/8", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/33", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/-1", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/08", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/8/8", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0/8 ", -EINVAL, 0, 0, NULL},
+        {" 10.0.0.0/8", -EINVAL, 0, 0, NULL},
+        {"10.0.0/8", -EINVAL, 0, 0, NULL},
+        {"256.0.0.0/8", -EINVAL, 0, 0, NULL},
+        {"10.0.0.0.0", -EINVAL, 0, 0, NULL},
+        {"localhost", -EINVAL, 0, 0, NULL},
+        {"::1/129", -EINVAL, 0, 0, NULL},
+        {"fe80::1%eth0/64", -EINVAL, 0, 0, NULL},
+        {"1:2:3:4:5:6:7:8:9/64", -EINVAL, 0, 0, NULL},
+        {":::/0", -EINVAL, 0, 0, NULL},
+        {"0000:0000:0000:0000:0000:0000:0000:0000:0000/1", -EINVAL, 0, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct cidr c;
+        char text[INET6_ADDRSTRLEN];
+        int rc = cidr_parse(rows[i].text, &c);
+        if (rc != rows[i].rc)
+            fprintf(stderr, "\n  cidr '%s': got %d\n", rows[i].text, rc);
+        CU_ASSERT_EQUAL(rc, rows[i].rc);
+        if (rc != 0 || rows[i].rc != 0)
+            continue;
+        CU_ASSERT_EQUAL(c.family, rows[i].family);
+        CU_ASSERT_EQUAL(c.prefix, rows[i].prefix);
+        CU_ASSERT_PTR_NOT_NULL(inet_ntop(c.family, c.addr, text, sizeof(text)));
+        CU_ASSERT_STRING_EQUAL(text, rows[i].addr);
+    }
+    CU_ASSERT_EQUAL(cidr_parse(NULL, NULL), -EINVAL);
+}
+
+static void make_addr(const char *text, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (strchr(text, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        CU_ASSERT_EQUAL(inet_pton(AF_INET6, text, &s6->sin6_addr), 1);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        s4->sin_family = AF_INET;
+        CU_ASSERT_EQUAL(inet_pton(AF_INET, text, &s4->sin_addr), 1);
+    }
+}
+
+static void test_cidr_match(void)
+{
+    static const struct {
+        const char *blocks; /* comma-separated */
+        const char *addr;
+        bool match;
+    } rows[] = {
+        {"127.0.0.0/8", "127.0.0.1", true},
+        {"127.0.0.0/8", "127.255.255.254", true},
+        {"127.0.0.0/8", "128.0.0.1", false},
+        {"127.0.0.0/8", "::ffff:127.0.0.1", true},
+        {"127.0.0.0/8", "::ffff:10.0.0.1", false},
+        {"127.0.0.0/8", "::1", false},
+        {"127.0.0.0/8", "::127.0.0.1", false},
+        {"::1/128", "::1", true},
+        {"::1/128", "127.0.0.1", false},
+        {"::1/128", "::2", false},
+        {"192.168.1.10/32", "192.168.1.10", true},
+        {"192.168.1.10/32", "192.168.1.11", false},
+        {"192.168.1.10", "::ffff:192.168.1.10", true},
+        {"0.0.0.0/0", "203.0.113.9", true},
+        {"0.0.0.0/0", "::ffff:203.0.113.9", true},
+        {"0.0.0.0/0", "2001:db8::1", false},
+        {"::/0", "2001:db8::1", true},
+        {"::/0", "203.0.113.9", true}, /* as ::ffff:203.0.113.9 */
+        {"::ffff:0:0/96", "10.1.1.1", true},
+        {"172.16.0.0/12", "172.31.255.255", true},
+        {"172.16.0.0/12", "172.32.0.0", false},
+        {"fe80::/10", "fe80::1", true},
+        {"fe80::/10", "febf:ffff::1", true},
+        {"fe80::/10", "fec0::1", false},
+        {"fc00::/7", "fd12:3456::1", true},
+        {"10.0.0.0/8,fc00::/7,::1/128", "::1", true},
+        {"10.0.0.0/8,fc00::/7,::1/128", "::ffff:10.9.8.7", true},
+        {"10.0.0.0/8,fc00::/7,::1/128", "11.0.0.1", false},
+        {"", "127.0.0.1", false},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct cidr blocks[4];
+        size_t n = 0;
+        char list[128];
+        snprintf(list, sizeof(list), "%s", rows[i].blocks);
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && n < 4;
+             tok = strtok_r(NULL, ",", &save))
+            CU_ASSERT_EQUAL(cidr_parse(tok, &blocks[n++]), 0);
+        struct sockaddr_storage ss;
+        make_addr(rows[i].addr, &ss);
+        bool got = cidr_match_any(blocks, n, (struct sockaddr *)&ss);
+        if (got != rows[i].match)
+            fprintf(stderr, "\n  match %s in %s: got %d\n", rows[i].addr, rows[i].blocks, got);
+        CU_ASSERT_EQUAL(got, rows[i].match);
+    }
+    struct sockaddr_storage other;
+    struct cidr all;
+    memset(&other, 0, sizeof(other));
+    other.ss_family = AF_UNIX;
+    CU_ASSERT_EQUAL(cidr_parse("::/0", &all), 0);
+    CU_ASSERT_FALSE(cidr_match_any(&all, 1, (struct sockaddr *)&other));
+    CU_ASSERT_FALSE(cidr_match_any(&all, 1, NULL));
+}
+
+static void test_sizes(void)
+{
+    static const struct {
+        const char *text;
+        int rc;
+        uint64_t value;
+    } rows[] = {
+        {"0", 0, 0},
+        {"123", 0, 123},
+        {"1K", 0, 1024},
+        {"1k", 0, 1024},
+        {"500M", 0, 500ULL << 20},
+        {"10G", 0, 10ULL << 30},
+        {"10g", 0, 10ULL << 30},
+        {"1T", 0, 1ULL << 40},
+        {"16777215T", 0, 16777215ULL << 40},
+        {"18446744073709551615", 0, UINT64_MAX},
+        {"18446744073709551616", -EINVAL, 0},
+        {"16777216T", -EINVAL, 0},
+        {"", -EINVAL, 0},
+        {"G", -EINVAL, 0},
+        {"10GB", -EINVAL, 0},
+        {"10 G", -EINVAL, 0},
+        {" 10G", -EINVAL, 0},
+        {"-1", -EINVAL, 0},
+        {"+1", -EINVAL, 0},
+        {"1.5G", -EINVAL, 0},
+        {"1e3", -EINVAL, 0},
+        {"010", -EINVAL, 0},
+        {"10P", -EINVAL, 0},
+        {"0x10", -EINVAL, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t v = 7;
+        int rc = config_parse_size(rows[i].text, &v);
+        if (rc != rows[i].rc)
+            fprintf(stderr, "\n  size '%s': got %d\n", rows[i].text, rc);
+        CU_ASSERT_EQUAL(rc, rows[i].rc);
+        CU_ASSERT_EQUAL(v, rows[i].rc == 0 ? rows[i].value : 7);
+    }
+    CU_ASSERT_EQUAL(config_parse_size(NULL, NULL), -EINVAL);
+}
+
+int main(void)
+{
+    static const struct unit_case cases[] = {
+        {"defaults", test_defaults},
+        {"shipped apt-dht.conf equals the defaults", test_shipped_conf},
+        {"empty inputs give the defaults", test_empty_inputs},
+        {"every key set", test_every_key},
+        {"value forms", test_value_forms},
+        {"bad input: exact FILE:LINE: key messages", test_bad_input},
+        {"YAML syntax and encoding errors", test_yaml_errors},
+        {"limits", test_limits},
+        {"a failed load keeps the config", test_failure_keeps_config},
+        {"config_load_file", test_load_file},
+        {"load twice over the same struct", test_load_twice},
+        {"config_done on a half-filled struct", test_done_half_filled},
+        {"cidr_parse", test_cidr_parse},
+        {"cidr_match_any", test_cidr_match},
+        {"config_parse_size", test_sizes},
+        {NULL, NULL},
+    };
+    return unit_run("config", cases);
+}
