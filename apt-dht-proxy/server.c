@@ -65,6 +65,7 @@ struct server {
     struct fetcher *fetcher;
     struct MHD_Daemon *mhd;
     int mhd_epfd;
+    bool kick;          /* a connection was resumed: MHD_run before the next wait */
     uint16_t port;
     struct backend *backends;
     size_t n_backends;
@@ -124,6 +125,7 @@ static void req_resume(struct req *r)
 {
     if (r->suspended) {
         r->suspended = false;
+        r->s->kick = true;
         MHD_resume_connection(r->conn);
     }
 }
@@ -815,6 +817,10 @@ static int64_t mhd_prepare(struct loop *l, void *ud)
     MHD_UNSIGNED_LONG_LONG t = 0;
     if (!s->mhd)
         return -1;
+    for (int i = 0; i < 4 && s->kick; i++) {
+        s->kick = false;
+        MHD_run(s->mhd);
+    }
     for (int i = 0; i < 4; i++) {
         if (MHD_get_timeout(s->mhd, &t) != MHD_YES)
             return -1;
@@ -963,12 +969,12 @@ int server_start(struct server *s)
         return r;
     }
     s->mhd = MHD_start_daemon(
-        flags, s->cfg->listen_port, accept_policy, s, on_request, s, MHD_OPTION_SOCK_ADDR,
+        flags, s->cfg->listen_port, accept_policy, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-        1000u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
-        s, MHD_OPTION_END);
+        1000u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!s->mhd)
         return -EADDRINUSE;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
