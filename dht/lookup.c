@@ -1,12 +1,11 @@
 /* lookup.c - iterative lookups and announcements.
  *
  * A lookup keeps up to LK_CANDS candidates sorted by XOR distance to its target. It
- * keeps alpha queries "active" among the K closest candidates not known to have failed;
- * a query unanswered after the soft timeout stops counting as active, so the lookup
- * widens (queries the next candidate, even beyond the K closest) instead of waiting,
- * and a query unanswered after the hard timeout fails its candidate. The lookup is done
- * when the K closest candidates that have not failed have all answered, or when nothing
- * is left to ask. Get lookups collect peers from "values" and hand new ones to every
+ * keeps alpha queries active among the K closest candidates still in the running; a
+ * query unanswered after the soft timeout takes its candidate out of the running (the
+ * lookup widens to the next candidate instead of waiting; a late answer puts it back),
+ * and one unanswered after the hard timeout fails it for good. The lookup is done when
+ * the K closest candidates in the running have all answered, or none is left. Get lookups collect peers from "values" and hand new ones to every
  * waiter; a second dht_lookup() of the same key adds a waiter to the running lookup.
  *
  * An announcement runs a get lookup every TTL/2 and then stores itself on the K closest
@@ -124,26 +123,29 @@ static int send_cand(struct dht *dht, struct lookup *lk, struct cand *c)
     return 0;
 }
 
+/* A query past its soft timeout no longer holds a place: its candidate drops out of
+ * the K-closest window (so the next one is asked) and out of the alpha count. Should it
+ * answer before the lookup ends, it counts again. */
+static int stale(const struct dht *dht, const struct cand *c)
+{
+    return c->state == C_INFLIGHT && c->sent_ms + dht->cfg.soft_timeout_ms <= dht->now;
+}
+
 void lookup_step(struct dht *dht, struct lookup *lk)
 {
     if (lk->done)
         return;
     unsigned active = 0, inflight = 0;
     for (int i = 0; i < lk->nc; i++) {
-        if (lk->c[i].state != C_INFLIGHT)
-            continue;
-        inflight++;
-        active += lk->c[i].sent_ms + dht->cfg.soft_timeout_ms > dht->now;
+        inflight += lk->c[i].state == C_INFLIGHT;
+        active += lk->c[i].state == C_INFLIGHT && !stale(dht, &lk->c[i]);
     }
-    /* Each query past its soft timeout lets one candidate beyond the K closest in. */
-    unsigned widen = inflight - active;
     int live = 0, all = 1;
-    for (int i = 0; i < lk->nc; i++) {
+    for (int i = 0; i < lk->nc && live < DHT_K; i++) {
         struct cand *c = &lk->c[i];
-        if (c->state == C_FAILED)
+        if (c->state == C_FAILED || stale(dht, c))
             continue;
-        int near = live < DHT_K;
-        if (c->state == C_NEW && active < dht->cfg.alpha && (near || widen > 0)) {
+        if (c->state == C_NEW && active < dht->cfg.alpha) {
             int r = send_cand(dht, lk, c);
             if (r == -EBUSY)
                 return; /* no room for queries: try again later */
@@ -152,14 +154,13 @@ void lookup_step(struct dht *dht, struct lookup *lk)
                 continue;
             }
             active++;
-            if (!near)
-                widen--;
         }
-        if (near && c->state != C_REPLIED)
+        if (c->state != C_REPLIED)
             all = 0;
         live++;
     }
-    if (all)
+    /* With nobody in the running but late queries out, wait for their hard timeout. */
+    if (all && (live > 0 || inflight == 0))
         finish(dht, lk);
 }
 
