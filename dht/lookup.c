@@ -466,15 +466,18 @@ void announce_periodic(struct dht *dht)
         if (!lk)
             continue;
         if (lk->done) {
-            continue; /* finished at once (nobody to ask): next round */
+            a->next_ms = dht->now + 10000; /* nobody to ask yet: try again soon */
+            continue;
         }
         lk->ann = a;
         a->lk = lk;
     }
 }
 
-static void ann_report(struct announce *a)
+static void ann_report(struct dht *dht, struct announce *a)
 {
+    if (a->stored == 0 && a->next_ms > dht->now + 30000)
+        a->next_ms = dht->now + 30000; /* nobody took it: retry well before TTL/2 */
     if (a->cb)
         a->cb(a->ud, a->key, a->stored);
 }
@@ -507,7 +510,7 @@ static void store_round(struct dht *dht, struct lookup *lk)
     }
     a->stores_pending = sent;
     if (sent == 0)
-        ann_report(a);
+        ann_report(dht, a);
 }
 
 void announce_on_store(struct dht *dht, struct pending *p, int ok)
@@ -517,5 +520,5 @@ void announce_on_store(struct dht *dht, struct pending *p, int ok)
         return;
     a->stored += ok;
     if (a->stores_pending > 0 && --a->stores_pending == 0)
-        ann_report(a);
+        ann_report(dht, a);
 }

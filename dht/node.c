@@ -295,9 +295,9 @@ void node_heard(struct dht *dht, const uint8_t *id, const dht_sa *from, int repl
 void node_update_state(struct dht *dht)
 {
     enum dht_state s;
-    int good = 0, g2 = 0;
-    rt_count(&dht->rt[0], dht->now, &good, NULL);
-    rt_count(&dht->rt[1], dht->now, &g2, NULL);
+    int good = 0, g2 = 0, total;
+    total = rt_count(&dht->rt[0], dht->now, &good, NULL);
+    total += rt_count(&dht->rt[1], dht->now, &g2, NULL);
     good += g2;
     if (dht->faulted)
         s = DHT_FAULTED;
@@ -305,11 +305,11 @@ void node_update_state(struct dht *dht)
              dht->last_reply_ms < dht->net_err_ms)
         s = DHT_NO_NETWORK;
     else if (dht->ever_active && dht->timeouts_in_row >= NONET_TIMEOUTS)
-        s = DHT_NO_NETWORK;
-    else if (good > 0)
-        s = DHT_ACTIVE;
+        s = DHT_NO_NETWORK; /* we keep asking and nobody answers */
+    else if (good > 0 || (dht->ever_active && total > 0))
+        s = DHT_ACTIVE;     /* quiet nodes stay ACTIVE until queries start failing */
     else
-        s = dht->ever_active ? DHT_NO_NETWORK : DHT_ALONE;
+        s = DHT_ALONE;
     if (s == DHT_ACTIVE)
         dht->ever_active = 1;
     if (s != dht->state) {
@@ -702,13 +702,21 @@ static void expire_pending(struct dht *dht, uint64_t *next)
         dht->npend--;
 }
 
+/* ALONE or NO_NETWORK: query the bootstrap nodes and look up our own id through what
+ * the table still holds, backing off from 1 s to 5 min. */
 static void bootstrap(struct dht *dht, uint64_t *next)
 {
-    if (dht->state == DHT_ACTIVE || dht->nboot == 0)
+    if (dht->state == DHT_ACTIVE || dht->state == DHT_FAULTED)
+        return;
+    int known = rt_count(&dht->rt[0], dht->now, NULL, NULL) +
+                rt_count(&dht->rt[1], dht->now, NULL, NULL);
+    if (dht->nboot == 0 && known == 0)
         return;
     if (dht->boot_next_ms <= dht->now) {
         for (int i = 0; i < dht->nboot; i++)
             ping_node(dht, P_BOOT, &dht->boot[i], NULL);
+        if (known)
+            dht->own_lookup_due = 1;
         dht->boot_next_ms = dht->now + dht->boot_backoff_ms;
         dht->boot_backoff_ms *= 2;
         if (dht->boot_backoff_ms > BOOT_BACKOFF_MAX_MS)
