@@ -78,7 +78,7 @@ static uint64_t now_ms(void)
 
 static int usage_error(const char *why)
 {
-    fprintf(stderr, "apt-dht-node: %s\n%s\n", why, USAGE);
+    fprintf(stderr, "apt-dht-node: %s; %s\n", why, USAGE);
     return 2;
 }
 
