@@ -140,7 +140,7 @@ arch=$(dpkg --print-architecture)
 version=$(cd "$src" && dpkg-parsechangelog -S Version)
 deb="$work/${PKG}_${version}_${arch}.deb"
 changes="$work/${PKG}_${version}_${arch}.changes"
-[ -f "$deb" ] && [ -f "$changes" ] || die "no $deb / $changes after the build"
+{ [ -f "$deb" ] && [ -f "$changes" ]; } || die "no $deb / $changes after the build"
 
 # --- 2. lintian -----------------------------------------------------------------------
 step "lintian"
