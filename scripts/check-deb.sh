@@ -34,6 +34,8 @@ PROXY=/usr/sbin/apt-dht-proxy
 PKG_PATHS="/etc/apt-dht /etc/apt/apt.conf.d/30apt-dht /var/cache/apt-dht /var/lib/apt-dht
  /var/cache/private/apt-dht /var/lib/private/apt-dht"
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+# apt-get with a time limit, waiting for the dpkg lock rather than failing at once.
+aptget() { timeout -k 10 600 apt-get -o DPkg::Lock::Timeout=300 -y -q "$@"; }
 unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
 t0=$(date +%s)
@@ -59,7 +61,7 @@ cleanup() {
     if [ "$installed" -eq 1 ] && dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null \
          | grep -qv '^not-installed$'; then
         say "cleanup: purging $PKG"
-        timeout 300 apt-get purge -y -q "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1
+        aptget purge "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1
     fi
     if [ "$created_user" -eq 1 ] && getent passwd "$UNIT_USER" >/dev/null; then
         userdel "$UNIT_USER"
@@ -70,14 +72,12 @@ cleanup() {
     # shellcheck disable=SC2086
     [ "$installed" -eq 0 ] || rm -rf $PKG_PATHS
     for d in $created_private; do rmdir "$d" 2>/dev/null; done
-    if [ -n "$work" ] && [ -f "$work/pkgs.before" ]; then
-        dpkg-query -W -f='${binary:Package} ${db:Status-Abbrev}\n' | awk '$2 ~ /^ii/ { print $1 }' \
-            | sort >"$work/pkgs.now"
-        extra=$(comm -13 "$work/pkgs.before" "$work/pkgs.now" | tr '\n' ' ')
+    if [ -n "$work" ] && [ -s "$work/pulled-in" ]; then
+        extra=$(tr '\n' ' ' <"$work/pulled-in")
         if [ -n "$extra" ]; then
             say "cleanup: purging what the install pulled in: $extra"
             # shellcheck disable=SC2086
-            timeout 300 apt-get purge -y -q $extra >/dev/null 2>&1
+            aptget purge $extra >/dev/null 2>&1
         fi
     fi
     if [ -n "$work" ]; then
@@ -114,8 +114,6 @@ getent group "$UNIT_USER" >/dev/null && die "a group named $UNIT_USER exists"
 work=$(mktemp -d /tmp/check-deb.XXXXXX)
 chmod 755 "$work"     # apt's _apt sandbox user reads the .deb and the fixture from here
 mkdir "$work/tmp" && chmod 1777 "$work/tmp"
-dpkg-query -W -f='${binary:Package} ${db:Status-Abbrev}\n' | awk '$2 ~ /^ii/ { print $1 }' \
-    | sort >"$work/pkgs.before"
 
 # --- 1. build from a clean copy -------------------------------------------------------
 src="$work/src"
@@ -194,8 +192,12 @@ say "contents, conffiles, config paths and hardening (PIE, RELRO, BIND_NOW) as e
 # --- 4. install, unit checks ----------------------------------------------------------
 step "install: apt-get install $(basename "$deb")"
 installed=1
-timeout 600 apt-get install -y -q --no-install-recommends "$deb" >"$work/install.log" 2>&1 \
+aptget install --no-install-recommends "$deb" >"$work/install.log" 2>&1 \
     || { cat "$work/install.log" >&2; die "apt-get install failed"; }
+# What apt installed besides apt-dht (its run-time libraries, when the build
+# dependencies did not bring them): purged again at the end.
+sed -n '/^The following NEW packages will be installed:/,/^[^ ]/p' "$work/install.log" \
+    | sed -n 's/^  //p' | tr ' ' '\n' | grep -v -e '^$' -e "^$PKG\$" >"$work/pulled-in" || true
 [ "$(dpkg-query -W -f='${db:Status-Status}' "$PKG")" = installed ] || die "$PKG is not installed"
 
 step "systemd-analyze verify $UNIT"
@@ -212,7 +214,7 @@ else
         # Exposure 0.0 (locked down) .. 10.0 (none); threshold 20 = 2.0.
         systemd-analyze security --offline=true --threshold=20 "$UNIT" >"$work/security.log" 2>&1 \
             || { cat "$work/security.log" >&2; die "the unit's exposure is above 2.0"; }
-        tail -n 1 "$work/security.log" | sed 's/^→ */    /'
+        tail -n 1 "$work/security.log" | sed 's/^[^O]*Overall/    Overall/'
     fi
 fi
 
@@ -375,7 +377,7 @@ created_user=0
 # --- 6. remove keeps, purge cleans --------------------------------------------------------
 step "apt-get remove: conffiles, cache and state stay"
 find /var/cache/private/apt-dht /var/lib/private/apt-dht | sort >"$work/data.before"
-timeout 600 apt-get remove -y -q "$PKG" >"$work/remove.log" 2>&1 \
+aptget remove "$PKG" >"$work/remove.log" 2>&1 \
     || { cat "$work/remove.log" >&2; die "apt-get remove failed"; }
 [ "$(dpkg-query -W -f='${db:Status-Status}' "$PKG")" = config-files ] || die "$PKG not in config-files state"
 [ ! -e "$PROXY" ] || die "$PROXY is still there after remove"
@@ -389,7 +391,7 @@ out=$(timeout 10 unshare --net sh -c "ip link set lo up && $DETECT http://mirror
 say "removed; $(wc -l <"$work/data.after") cache/state paths kept; the helper still prints DIRECT"
 
 step "apt-get purge: nothing left"
-timeout 600 apt-get purge -y -q "$PKG" >"$work/purge.log" 2>&1 \
+aptget purge "$PKG" >"$work/purge.log" 2>&1 \
     || { cat "$work/purge.log" >&2; die "apt-get purge failed"; }
 installed=0
 st=$(dpkg-query -W -f='${db:Status-Status}' "$PKG" 2>/dev/null || true)
