@@ -64,6 +64,10 @@ cleanup() {
         aptget purge "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1
     fi
     if [ "$created_user" -eq 1 ] && getent passwd "$UNIT_USER" >/dev/null; then
+        # Processes of the user this run created are this run's own daemon.
+        for p in $(ps -o pid= -u "$UNIT_USER"); do kill -TERM "$p"; done
+        sleep 2
+        for p in $(ps -o pid= -u "$UNIT_USER"); do kill -KILL "$p"; done
         userdel "$UNIT_USER"
     fi
     if [ "$created_user" -eq 1 ] && getent group "$UNIT_USER" >/dev/null; then
@@ -289,15 +293,16 @@ trap 'exit 130' INT
 say() { printf 'check-deb: %s\n' "$*"; }
 die() { printf 'check-deb: FAIL: %s\n' "$*" >&2; exit 1; }
 ip link set lo up
-run_unit() { unshare --mount --propagation private sh "$w/unit-exec.sh" "$w" "$@"; }
-
+# unshare, sh and setpriv each exec the next: the PID below is the daemon's.
 if [ "$mode" = version ]; then
-    out=$(run_unit "$proxy" --version) || die "$proxy --version failed as the unit's user"
+    out=$(unshare --mount --propagation private sh "$w/unit-exec.sh" "$w" "$proxy" --version) \
+        || die "$proxy --version failed as the unit's user"
     say "as the unit's user: $out"
     exit 0
 fi
 
-run_unit "$proxy" -f -c "$conf" </dev/null >"$w/daemon.log" 2>&1 &
+unshare --mount --propagation private sh "$w/unit-exec.sh" "$w" "$proxy" -f -c "$conf" \
+    </dev/null >"$w/daemon.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 i=0
@@ -307,7 +312,9 @@ until [ "$("$detect")" = "http://127.0.0.1:$port" ]; do
     [ "$i" -lt 300 ] || { cat "$w/daemon.log" >&2; die "the daemon did not answer on port $port in 30 s"; }
     sleep 0.1
 done
-say "daemon up (pid $pid, user $(ps -o user= -p "$pid")); $detect prints http://127.0.0.1:$port"
+user=$(ps -o user= -p "$pid")
+[ "$user" = apt-dht ] || die "the daemon runs as '$user', not as the unit's user apt-dht"
+say "daemon up (pid $pid, user $user); $detect prints http://127.0.0.1:$port"
 
 if [ -f "$src/tests/integration/lib.sh" ]; then
     cat >"$w/fetch.sh" <<'EOS'
