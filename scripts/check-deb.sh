@@ -314,6 +314,9 @@ until [ "$("$detect")" = "http://127.0.0.1:$port" ]; do
 done
 user=$(ps -o user= -p "$pid")
 [ "$user" = apt-dht ] || die "the daemon runs as '$user', not as the unit's user apt-dht"
+# The sandbox really is in place around it.
+awk '$5 == "/" && $6 !~ /^ro/ { bad = 1 } $5 == "/tmp" { tmp = 1 } END { exit bad || !tmp }' \
+    "/proc/$pid/mountinfo" || die "the daemon's / is not read-only or its /tmp is not private"
 say "daemon up (pid $pid, user $user); $detect prints http://127.0.0.1:$port"
 
 if [ -f "$src/tests/integration/lib.sh" ]; then
