@@ -8,6 +8,8 @@ pkgs="autoconf automake make gcc pkg-config
 if [ "${1:-}" = "--test" ]; then
     # The tests build a real Debian archive, sign it, serve it and run the real apt.
     pkgs="$pkgs dpkg-dev apt-utils gnupg xz-utils python3 curl iproute2 clang"
+    # scripts/check-deb.sh builds the .deb, lints it and checks its systemd unit.
+    pkgs="$pkgs build-essential debhelper dh-autoreconf lintian systemd"
 fi
 missing=""
 for p in $pkgs; do
