@@ -14,7 +14,7 @@
  * The program is a small poll loop around the library: one UDP socket per address
  * family (and one per family for LAN discovery), a monotonic clock in milliseconds,
  * and signal handlers that only record (signals stay blocked outside ppoll). */
-#include "config.h"
+#include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

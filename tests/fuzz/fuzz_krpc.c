@@ -2,7 +2,7 @@
  * The first byte picks the dialect; the rest is one datagram fed to the raw decoders and
  * then to two nodes (one per dialect, fixed clock, sends discarded), so every answer
  * path (errors, tokens, stores, lookups' replies) runs on hostile input. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <string.h>
 #include "dht/dht-int.h"

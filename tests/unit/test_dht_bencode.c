@@ -1,7 +1,7 @@
 /* test_dht_bencode.c - the bounded bencode decoder and the encoder: round trips, and
  * every malformed form refused (truncation, leading zeros, bad lengths, wrong types,
  * nesting beyond the limit, trailing bytes, too many tokens). */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <string.h>
 #include "tests/unit/unit.h"

@@ -2,7 +2,7 @@
  * both directions, the mainline forms, and every error path a node answers
  * (203 malformed / bad token, 204 unknown method), observed through a node whose send
  * callback captures what it sends. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * over IPv6, joined and cancelled lookups, re-announcement and expiry, resolve-only
  * nodes, the state file, lifecycle states, rate limiting, answer size bounds and LAN
  * discovery datagrams. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * buckets, bad-node replacement from the cache, ping of the least recently seen
  * questionable node, 15-minute status), XOR ordering, tokens and their rotation, and
  * value storage expiry and bounds. */
-#include "config.h"
+#include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * then a quarter of the nodes vanish at once and the survivors must still find >= 99%
  * of the keys. Prints lookup cost (median and p95 queries and rounds), success rates
  * and heap per node. SIM_N can be overridden by the environment (DHT_SIM_N). */
-#include "config.h"
+#include "aptdht-config.h"
 #include <stdlib.h>
 #include <string.h>
 #include "tests/unit/unit.h"
