@@ -62,6 +62,7 @@ struct dl {
     time_t last_modified;
     char source[300];
     struct dl_watch *watchers;
+    uint64_t started_ms;
 };
 
 struct fetcher {
@@ -219,6 +220,11 @@ const char *dl_source(const struct dl *d)
 bool dl_hash_mismatch(const struct dl *d)
 {
     return d->mismatch;
+}
+
+uint64_t dl_started_ms(const struct dl *d)
+{
+    return d->started_ms;
 }
 
 uint64_t dl_available(const struct dl *d)
@@ -619,6 +625,7 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     d->f = f;
     d->fd = -1;
     d->total = -1;
+    d->started_ms = loop_now_ms();
     d->refs = 1; /* the transfer's own */
     int r = dl_init(d, req);
     if (r < 0 || (r = strmap_put(f->inflight, d->key, d, NULL)) < 0) {

@@ -98,6 +98,7 @@ struct req {
     bool head;
     bool suspended;
     bool fallback_tried; /* by-hash fallback already attempted */
+    bool retried;        /* joined a download that failed early; tried once afresh */
     struct route *route;
     struct dl *dl;
     struct dl_watch *watch;
@@ -573,6 +574,17 @@ static int start_by_hash_fallback(struct req *r, const struct hashdb_entry *e)
                     rt->n_urls, e, 0, true);
 }
 
+static enum MHD_Result decide(struct req *r);
+
+/* A request that joined a download already under way, which then failed before any
+ * body (a stall or an outage that began before this request), gets one fresh attempt
+ * rather than inheriting an old failure. */
+static bool should_retry(const struct req *r, const struct dl *d)
+{
+    return !r->retried && dl_status(d) != 404 && !dl_hash_mismatch(d) &&
+           dl_available(d) == 0 && r->start_ms >= dl_started_ms(d) + 1000;
+}
+
 /* Called when the request's download has news; answers or keeps waiting. */
 static enum MHD_Result continue_dl(struct req *r)
 {
@@ -601,6 +613,11 @@ static enum MHD_Result continue_dl(struct req *r)
         break;
     }
     struct hashdb_entry e;
+    if (should_retry(r, d)) {
+        r->retried = true;
+        log_info("%s: joined a download that failed (%s); trying afresh", rt->key, dl_reason(d));
+        return decide(r);
+    }
     if (dl_hash_mismatch(d) && rt->cls == URL_VOLATILE && !r->fallback_tried &&
         lookup_expect(r->s, rt->key, rt->path, &e) && start_by_hash_fallback(r, &e) == 0)
         return continue_dl(r);

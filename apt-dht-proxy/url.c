@@ -46,10 +46,12 @@ int hex_decode(const char *hex, size_t n_bytes, uint8_t *out)
     return hex[2 * n_bytes] == '\0' ? 0 : -EINVAL;
 }
 
-/* A decoded byte allowed in a path segment. */
+/* A decoded byte allowed in a path segment. A decoded '%' is refused too: Debian file
+ * names never hold one, and a "%2e" that survives one decoding would mean something else
+ * to any component that decodes again. */
 static bool safe_byte(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && c != '\\' && c != '/' && c != '?' && c != '#';
+    return c > 0x20 && c < 0x7f && c != '\\' && c != '/' && c != '?' && c != '#' && c != '%';
 }
 
 /* Decodes the path part of a target (which starts at '/') into out. */

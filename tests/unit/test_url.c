@@ -47,6 +47,8 @@ static const struct parse_case parse_cases[] = {
     {"/mirror.example/debian/pool/x.deb%", -EINVAL},
     {"/mirror.example/debian/pool/x.deb%4", -EINVAL},
     {"/mirror.example/debian/pool/x.deb%zz", -EINVAL},
+    {"/mirror.example/debian/dists/%252e%252e/etc/passwd", -EINVAL},
+    {"/mirror.example/debian/pool/100%25.deb", -EINVAL},
     {"/mirror.example/debian/pool/", -EINVAL},
     {"/mirror.example/.tmp/x.deb", -EINVAL},
     {"/..", -EINVAL},
