@@ -231,10 +231,12 @@ uint64_t dl_available(const struct dl *d)
 {
     if (d->state == DL_DONE)
         return d->received;
-    if (d->state != DL_STREAMING || d->verify_first)
-        return d->state == DL_FAILED ? d->received : 0;
+    if (d->verify_first || d->state == DL_CONNECTING || d->state == DL_NOT_MODIFIED)
+        return 0;
+    /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
+     * waits for the check, and stays back for good when it fails. */
     if (d->have_expect && d->total > 0 && d->received >= (uint64_t)d->total)
-        return (uint64_t)d->total - 1; /* the tail waits for the hash */
+        return (uint64_t)d->total - 1;
     return d->received;
 }
 

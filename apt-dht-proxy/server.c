@@ -99,6 +99,9 @@ struct req {
     bool suspended;
     bool fallback_tried; /* by-hash fallback already attempted */
     bool retried;        /* joined a download that failed early; tried once afresh */
+    bool index_wait;     /* suspended until the indexer's queue drains */
+    bool index_waited;   /* waited once already (or timed out): decide with what is known */
+    struct loop_timer *index_timer;
     struct route *route;
     struct dl *dl;
     struct dl_watch *watch;
@@ -633,6 +636,37 @@ static enum MHD_Result continue_dl(struct req *r)
     return reply_error(r, dl_status(d) ? (unsigned)dl_status(d) : 502, dl_reason(d));
 }
 
+static void index_wait_expired(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct req *r = ud;
+    r->index_timer = NULL;
+    r->index_waited = true;
+    req_resume(r);
+}
+
+/* A file whose hash is not known yet while an index is being parsed (apt asks for
+ * packages right after "apt update"): wait for the parse, at most 10 s, so the download
+ * can be verified against the index. */
+static enum MHD_Result wait_for_index(struct req *r)
+{
+    r->index_wait = true;
+    r->index_timer = loop_timer_add(r->s->loop, 10000, index_wait_expired, r);
+    req_suspend(r);
+    return MHD_YES;
+}
+
+static void on_index_event(struct loop *l, int fd, uint32_t events, void *ud)
+{
+    struct server *s = ud;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0) {
+        /* nothing to read: a spurious wake-up */
+    }
+    for (struct req *r = s->reqs; r; r = r->next)
+        if (r->index_wait)
+            req_resume(r);
+}
+
 static enum MHD_Result decide(struct req *r)
 {
     struct server *s = r->s;
@@ -648,6 +682,8 @@ static enum MHD_Result decide(struct req *r)
             s->stats.hits++;
             return MHD_YES;
         }
+        if (!have_expect && !r->index_waited && s->ix && indexer_pending(s->ix) > 0)
+            return wait_for_index(r);
         s->stats.misses++;
         err = start_dl(r, rt->key, (const char(*)[URL_MAX_TARGET + URL_MAX_PATH * 3])rt->urls,
                        rt->n_urls, have_expect ? &e : NULL, 0, false);
@@ -729,6 +765,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
         return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "CONNECT is not supported; apt-dht serves plain http archive URLs");
     if (strcmp(r->method, "GET") != 0 && !r->head)
         return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served");
+    if (strcmp(url, "/") == 0)
+        return reply_error(r, MHD_HTTP_FORBIDDEN, "apt-dht-proxy serves Debian archive paths only; point apt at it as a proxy");
     int pr = url_parse(url, &t);
     if (pr == -ENAMETOOLONG)
         return reply_error(r, MHD_HTTP_URI_TOO_LONG, "request target too long");
@@ -769,6 +807,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0; /* a body on GET/HEAD is ignored */
         return MHD_YES;
     }
+    if (r->index_wait) {
+        if (!r->index_waited && indexer_pending(s->ix) > 0) {
+            req_suspend(r);
+            return MHD_YES;
+        }
+        r->index_wait = false;
+        r->index_waited = true;
+        loop_timer_cancel(s->loop, r->index_timer);
+        r->index_timer = NULL;
+        return decide(r);
+    }
     if (r->dl)
         return continue_dl(r);
     return MHD_YES;
@@ -798,6 +847,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         dl_unwatch(r->dl, r->watch);
         r->watch = NULL;
     }
+    loop_timer_cancel(s->loop, r->index_timer);
+    r->index_timer = NULL;
     req_unref(r);
 }
 
@@ -1001,6 +1052,8 @@ int server_start(struct server *s)
     if (s->mhd_epfd < 0 || (r = loop_add_fd(s->loop, s->mhd_epfd, EPOLLIN, on_mhd_ready, s)) < 0 ||
         (r = loop_add_prepare(s->loop, mhd_prepare, s)) < 0)
         return r < 0 ? r : -EIO;
+    if (s->ix && (r = loop_add_fd(s->loop, indexer_event_fd(s->ix), EPOLLIN, on_index_event, s)) < 0)
+        return r;
     return 0;
 }
 
@@ -1032,6 +1085,8 @@ void server_free(struct server *s)
         MHD_run(s->mhd);
         if (s->mhd_epfd >= 0)
             loop_del_fd(s->loop, s->mhd_epfd);
+        if (s->ix)
+            loop_del_fd(s->loop, indexer_event_fd(s->ix));
         MHD_stop_daemon(s->mhd);
     }
     strmap_free(s->neg, free_neg);
