@@ -1,0 +1,141 @@
+/* node.h - the node object shared by node.c (input, periodic work, lifecycle),
+ * lookup.c (iterative lookups and announcements) and state.c (state file, LAN
+ * discovery, dump). Private to the library. */
+#ifndef APT_DHT_NODE_H
+#define APT_DHT_NODE_H
+
+#include "dht/dht-int.h"
+
+#define PEND_MAX 4096           /* queries in flight per node */
+#define LK_CANDS 64             /* candidates kept per lookup, closest first */
+#define LK_MAX 1024             /* lookups at once */
+#define LK_MAX_PEERS 512        /* peers remembered per lookup */
+#define ANN_MAX 65536
+#define BOOT_MAX 32
+#define RL_SLOTS 256
+#define ANSWER_FACTOR 8         /* an answer is at most this many times its query */
+#define NONET_TIMEOUTS 16       /* timeouts in a row, no answer between: no network */
+#define BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
+
+enum pend_kind { P_FREE = 0, P_PING, P_USERPING, P_BOOT, P_LOOKUP, P_STORE };
+
+struct pending {
+    uint8_t kind;               /* enum pend_kind */
+    uint8_t method;             /* enum krpc_method */
+    uint8_t has_id;
+    uint16_t gen;               /* second half of the transaction id */
+    uint8_t id[DHT_ID_LEN];     /* expected responder, if has_id */
+    dht_sa addr;
+    uint64_t sent_ms;
+    struct lookup *lk;          /* P_LOOKUP; NULL once the lookup is gone */
+    struct announce *ann;       /* P_STORE; NULL once unannounced */
+    dht_ping_fn cb;             /* P_USERPING */
+    void *ud;
+};
+
+enum cand_state { C_NEW = 0, C_INFLIGHT, C_REPLIED, C_FAILED };
+
+struct cand {
+    uint8_t id[DHT_ID_LEN];
+    dht_sa addr;
+    uint8_t state;              /* enum cand_state */
+    uint8_t depth;              /* 1 = from our table, n+1 = named by a depth-n node */
+    uint8_t token_len;
+    uint8_t token[32];
+    uint64_t sent_ms;
+};
+
+struct waiter {
+    int handle;
+    int cancelled;
+    dht_lookup_fn cb;
+    void *ud;
+    size_t delivered;           /* peers already handed to this waiter */
+};
+
+enum lk_kind { LK_FIND = 0, LK_GET };
+
+struct lookup {
+    struct lookup *next;
+    uint8_t target[DHT_ID_LEN];
+    int kind;
+    int done;                   /* final callbacks made; reaped by the node */
+    struct cand c[LK_CANDS];
+    int nc;
+    struct waiter *w;
+    int nw, capw;
+    struct sockaddr_storage *peers;
+    size_t npeers, cappeers;
+    unsigned queries, rounds;
+    struct announce *ann;       /* the announcement this lookup serves, if any */
+};
+
+struct announce {
+    struct announce *next;
+    uint8_t key[DHT_ID_LEN];
+    uint16_t port;
+    dht_announce_fn cb;
+    void *ud;
+    uint64_t next_ms;           /* next round */
+    struct lookup *lk;          /* lookup of the current round, if running */
+    int stores_pending, stored;
+};
+
+struct rl_slot {
+    dht_sa addr;
+    uint64_t last_ms;
+    uint32_t tokens_milli;      /* token bucket, 1000 = one query */
+    uint64_t black_until_ms;    /* 0 = not blacklisted */
+};
+
+struct dht {
+    struct dht_config cfg;
+    uint8_t id[DHT_ID_LEN];
+    uint64_t now;               /* time of the last call that gave one */
+    uint64_t rng;               /* splitmix64 state */
+    struct rtable rt[2];        /* [0] IPv4, [1] IPv6 */
+    struct store *store;
+    struct tokens tok;
+    struct pending *pend;
+    int npend, cappend;
+    uint16_t gen;
+    struct lookup *lookups;
+    int nlookups, next_handle;
+    struct announce *anns;
+    int nanns;
+    dht_sa boot[BOOT_MAX];
+    int nboot;
+    uint64_t boot_next_ms;
+    uint32_t boot_backoff_ms;
+    enum dht_state state;
+    int ever_active, faulted, own_lookup_due;
+    uint64_t last_reply_ms, net_err_ms;
+    unsigned timeouts_in_row;
+    struct rl_slot rl[RL_SLOTS];
+    dht_sa ext;
+    int has_ext;
+    uint8_t lan_cookie[8];
+    uint64_t next_expire_ms, next_refresh_ms;
+    struct dht_stats st;
+    size_t mem;
+};
+
+/* node.c */
+int node_send_query(struct dht *dht, int kind, const dht_sa *to, const uint8_t *id,
+                    struct krpc_query *q, struct pending **out);
+void node_heard(struct dht *dht, const uint8_t *id, const dht_sa *from, int replied);
+void node_update_state(struct dht *dht);
+
+/* lookup.c */
+struct lookup *lookup_start(struct dht *dht, int kind, const uint8_t *target);
+void lookup_step(struct dht *dht, struct lookup *lk);
+void lookup_on_reply(struct dht *dht, struct pending *p, const struct krpc_msg *m);
+void lookup_on_timeout(struct dht *dht, struct pending *p);
+void lookup_reap(struct dht *dht);
+void lookup_free_all(struct dht *dht);
+void announce_periodic(struct dht *dht);
+void announce_on_store(struct dht *dht, struct pending *p, int ok);
+void announce_free_all(struct dht *dht);
+uint64_t lookup_next_deadline(struct dht *dht, uint64_t next);
+
+#endif

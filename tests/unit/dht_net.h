@@ -1,0 +1,218 @@
+/* dht_net.h - an in-memory network and fake clock for DHT tests: many struct dht in
+ * one process, datagrams queued with a deterministic latency and delivered in time
+ * order, dead nodes dropping everything. Time advances in fixed ticks; at each tick due
+ * datagrams are delivered and nodes whose deadline passed get dht_periodic().
+ * Node i has address 10.x.y.z (x.y.z = i + 1), or fd00::i+1 when v6, port 6881. */
+#ifndef APT_DHT_TEST_NET_H
+#define APT_DHT_TEST_NET_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dht/dht.h"
+
+struct net_pkt {
+    uint64_t at, seq;
+    int from, to;
+    size_t len;
+    uint8_t data[DHT_MAX_PACKET];
+};
+
+struct net_node {
+    struct net *net;
+    int index, dead;
+    struct dht *dht;
+    uint64_t next_ms;
+};
+
+struct net {
+    struct net_node *nodes;
+    int n, v6;
+    uint64_t now, seq, rng;
+    struct net_pkt **heap;
+    size_t nheap, capheap;
+    uint64_t delivered, dropped;
+};
+
+static inline uint64_t net_rand(struct net *net)
+{
+    uint64_t z = (net->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline void net_addr(const struct net *net, int i, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    uint32_t v = (uint32_t)i + 1;
+    if (net->v6) {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+        s->sin6_family = AF_INET6;
+        s->sin6_addr.s6_addr[0] = 0xfd;
+        s->sin6_addr.s6_addr[13] = (uint8_t)(v >> 16);
+        s->sin6_addr.s6_addr[14] = (uint8_t)(v >> 8);
+        s->sin6_addr.s6_addr[15] = (uint8_t)v;
+        s->sin6_port = htons(6881);
+    } else {
+        struct sockaddr_in *s = (struct sockaddr_in *)ss;
+        s->sin_family = AF_INET;
+        s->sin_addr.s_addr = htonl(0x0a000000u | v);
+        s->sin_port = htons(6881);
+    }
+}
+
+/* Index of the node at address sa, or -1. */
+static inline int net_index(const struct net *net, const struct sockaddr *sa)
+{
+    uint32_t v;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+        if (ntohs(s->sin_port) != 6881)
+            return -1;
+        v = ntohl(s->sin_addr.s_addr) & 0xffffffu;
+    } else {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+        if (ntohs(s->sin6_port) != 6881)
+            return -1;
+        v = ((uint32_t)s->sin6_addr.s6_addr[13] << 16) |
+            ((uint32_t)s->sin6_addr.s6_addr[14] << 8) | s->sin6_addr.s6_addr[15];
+    }
+    return v >= 1 && (int)v <= net->n ? (int)v - 1 : -1;
+}
+
+static inline int net_before(const struct net_pkt *a, const struct net_pkt *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static inline int net_send(void *ud, const void *buf, size_t len, const struct sockaddr *to,
+                           socklen_t tolen)
+{
+    struct net_node *nn = ud;
+    struct net *net = nn->net;
+    int dst = net_index(net, to);
+    if (dst < 0 || len > DHT_MAX_PACKET)
+        return 0; /* lost, like UDP to nowhere */
+    if (net->nheap == net->capheap) {
+        size_t cap = net->capheap ? net->capheap * 2 : 1024;
+        struct net_pkt **h = realloc(net->heap, cap * sizeof(*h));
+        if (!h)
+            return -ENOMEM;
+        net->heap = h;
+        net->capheap = cap;
+    }
+    struct net_pkt *p = malloc(sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->at = net->now + 10 + net_rand(net) % 50; /* 10..59 ms */
+    p->seq = net->seq++;
+    p->from = nn->index;
+    p->to = dst;
+    p->len = len;
+    memcpy(p->data, buf, len);
+    size_t i = net->nheap++;
+    while (i > 0 && net_before(p, net->heap[(i - 1) / 2])) {
+        net->heap[i] = net->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    net->heap[i] = p;
+    return 0;
+}
+
+static inline struct net_pkt *net_pop(struct net *net)
+{
+    struct net_pkt *top = net->heap[0], *last = net->heap[--net->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= net->nheap)
+            break;
+        if (c + 1 < net->nheap && net_before(net->heap[c + 1], net->heap[c]))
+            c++;
+        if (!net_before(net->heap[c], last))
+            break;
+        net->heap[i] = net->heap[c];
+        i = c;
+    }
+    if (net->nheap)
+        net->heap[i] = last;
+    return top;
+}
+
+/* Creates n node slots (no nodes yet): net_start() creates each. */
+static inline int net_init(struct net *net, int n, int v6, uint64_t seed)
+{
+    memset(net, 0, sizeof(*net));
+    net->nodes = calloc((size_t)n, sizeof(*net->nodes));
+    if (!net->nodes)
+        return -ENOMEM;
+    net->n = n;
+    net->v6 = v6;
+    net->rng = seed;
+    net->now = 1000;
+    for (int i = 0; i < n; i++) {
+        net->nodes[i].net = net;
+        net->nodes[i].index = i;
+    }
+    return 0;
+}
+
+/* Creates node i with cfg (send and ud are filled in) and bootstrap node boot (-1 none). */
+static inline int net_start(struct net *net, int i, struct dht_config *cfg, int boot)
+{
+    struct net_node *nn = &net->nodes[i];
+    cfg->send = net_send;
+    cfg->ud = nn;
+    cfg->families = net->v6 ? DHT_FAMILY_V6 : DHT_FAMILY_V4;
+    int r = dht_new(cfg, net->now, &nn->dht);
+    if (r < 0)
+        return r;
+    if (boot >= 0) {
+        struct sockaddr_storage ss;
+        net_addr(net, boot, &ss);
+        r = dht_add_bootstrap(nn->dht, (struct sockaddr *)&ss, sizeof(ss));
+    }
+    nn->next_ms = net->now;
+    return r;
+}
+
+/* Runs the network until `until` (absolute ms), in ticks of tick_ms. */
+static inline void net_run(struct net *net, uint64_t until, uint64_t tick_ms)
+{
+    while (net->now < until) {
+        net->now += tick_ms;
+        while (net->nheap && net->heap[0]->at <= net->now) {
+            struct net_pkt *p = net_pop(net);
+            struct net_node *dst = &net->nodes[p->to];
+            if (dst->dht && !dst->dead) {
+                struct sockaddr_storage from;
+                net_addr(net, p->from, &from);
+                dht_input(dst->dht, p->data, p->len, (struct sockaddr *)&from, sizeof(from),
+                          p->at);
+                net->delivered++;
+            } else {
+                net->dropped++;
+            }
+            free(p);
+        }
+        for (int i = 0; i < net->n; i++) {
+            struct net_node *nn = &net->nodes[i];
+            if (nn->dht && !nn->dead && nn->next_ms <= net->now)
+                dht_periodic(nn->dht, net->now, &nn->next_ms);
+        }
+    }
+}
+
+static inline void net_done(struct net *net)
+{
+    for (int i = 0; i < net->n; i++)
+        dht_free(net->nodes[i].dht);
+    while (net->nheap)
+        free(net_pop(net));
+    free(net->heap);
+    free(net->nodes);
+}
+
+#endif
