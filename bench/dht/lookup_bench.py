@@ -14,9 +14,19 @@ keys (each by a one-shot node bootstrapped from a random node), then runs
 --lookups one-shot `get` commands for a random announced key, each
 bootstrapped from a random node, --parallel at a time. It records per
 lookup: success (exit 0 and the announced contact printed), wall time, and
-the number of queries and rounds when the tool reports them (see
-parse_stats); and per `run` process its resident memory (VmRSS) after the
-lookups. It prints a Markdown table (also written to --out when given).
+the number of queries and rounds; and per `run` process its resident
+memory (VmRSS) after the lookups. It prints a Markdown table (also written
+to --out when given).
+
+Queries and rounds: apt-dht-node prints no lookup counters on success, so
+each getter runs under strace (when installed; --no-trace turns it off) and
+its UDP traffic is decoded (KRPC is bencoded): "queries" counts the lookup's
+own queries (get_value in apt-dht, get_peers in bep5; the join that
+precedes them is counted apart as "join"), and "rounds" is the longest
+chain of referrals: a node the getter already knew when its lookup began is
+round 1, a node first learned from a round-k answer is round k+1, and the
+lookup's rounds are the highest round among the nodes it queried. If the
+tool prints "queries=N rounds=M" itself, those figures are used instead.
 
 A one-shot getter starts empty, so its queries and rounds include reaching
 the network from its single bootstrap node: that is the cost a new node
@@ -31,11 +41,13 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -115,6 +127,84 @@ def parse_stats(text):
     for name, value in STAT_RE.findall(text):
         found[name] = int(value)
     return found
+
+
+def bdecode(buf, i=0, depth=0):
+    """Minimal bencode decoder for traced datagrams; returns (value, next)."""
+    if depth > 32:
+        raise ValueError("too deep")
+    c = buf[i:i + 1]
+    if c == b"i":
+        j = buf.index(b"e", i)
+        return int(buf[i + 1:j]), j + 1
+    if c == b"l":
+        out, i = [], i + 1
+        while buf[i:i + 1] != b"e":
+            v, i = bdecode(buf, i, depth + 1)
+            out.append(v)
+        return out, i + 1
+    if c == b"d":
+        out, i = {}, i + 1
+        while buf[i:i + 1] != b"e":
+            k, i = bdecode(buf, i, depth + 1)
+            v, i = bdecode(buf, i, depth + 1)
+            out[k] = v
+        return out, i + 1
+    j = buf.index(b":", i)
+    n = int(buf[i:j])
+    if n < 0 or j + 1 + n > len(buf):
+        raise ValueError("bad string")
+    return buf[j + 1:j + 1 + n], j + 1 + n
+
+
+TRACE_RE = re.compile(
+    r'^(?:\d+\s+)?(sendto|recvfrom)\(\d+, "((?:\\x[0-9a-f]{2})*)"(?:\.\.\.)?, '
+    r'\d+, \w+, \{sa_family=AF_INET, sin_port=htons\((\d+)\)')
+
+LOOKUP_METHODS = (b"get_value", b"get_peers")
+
+
+def trace_stats(path):
+    """Decodes a getter's strace output: {"queries", "rounds", "join"}."""
+    sent = {}        # transaction id -> (destination port, method)
+    depth = {}       # port -> round in which the lookup learned the node
+    queries = join = rounds = 0
+    try:
+        f = open(path, errors="replace")
+    except OSError:
+        return {}
+    with f:
+        for line in f:
+            m = TRACE_RE.match(line)
+            if not m:
+                continue
+            call, data, port = m.group(1), m.group(2), int(m.group(3))
+            try:
+                msg, _ = bdecode(bytes.fromhex(data.replace("\\x", "")))
+            except (ValueError, IndexError):
+                continue
+            if not isinstance(msg, dict):
+                continue
+            kind, tid = msg.get(b"y"), msg.get(b"t")
+            if call == "sendto" and kind == b"q":
+                method = msg.get(b"q")
+                sent[tid] = (port, method)
+                if method in LOOKUP_METHODS:
+                    queries += 1
+                    d = depth.setdefault(port, 1)
+                    rounds = max(rounds, d)
+                else:
+                    join += 1
+            elif call == "recvfrom" and kind == b"r" and tid in sent:
+                qport, method = sent[tid]
+                if method not in LOOKUP_METHODS:
+                    continue
+                r = msg.get(b"r")
+                nodes = r.get(b"nodes", b"") if isinstance(r, dict) else b""
+                for k in range(0, len(nodes) - 25, 26):
+                    p = int.from_bytes(nodes[k + 24:k + 26], "big")
+                    depth.setdefault(p, depth.get(qport, 1) + 1)
+    return {"queries": queries, "rounds": rounds, "join": join}
 
 
 def rss_kib(pid):
@@ -200,15 +290,24 @@ def bench_mode(args, mode):
             for _ in range(args.lookups)]
 
     def lookup(item):
-        key, via = item
-        rc, out, err, secs = run_once(
-            base + args.get_arg + ["--bootstrap", "127.0.0.1:%d" % via,
-                                   "get", key], args.get_timeout)
+        n, (key, via) = item
+        argv = base + args.get_arg + ["--bootstrap", "127.0.0.1:%d" % via,
+                                      "get", key]
+        trace = None
+        if args.trace:
+            trace = os.path.join(args.tracedir, "%s-%d.strace" % (mode, n))
+            argv = ["strace", "-e", "trace=sendto,recvfrom", "-s", "4096",
+                    "-xx", "-o", trace] + argv
+        rc, out, err, secs = run_once(argv, args.get_timeout)
         ok = rc == 0 and keys[key] in out.split()
-        return ok, secs, parse_stats(out + "\n" + err), (rc, err.strip())
+        stats = parse_stats(out + "\n" + err)
+        if trace and "queries" not in stats:
+            stats = trace_stats(trace)
+            os.unlink(trace)
+        return ok, secs, stats, (rc, err.strip())
 
     with ThreadPoolExecutor(args.parallel) as ex:
-        results = list(ex.map(lookup, plan))
+        results = list(ex.map(lookup, enumerate(plan)))
 
     rss = [r for r in (rss_kib(p.pid) for p in runs) if r is not None]
     failures = [(k, v, r[3]) for (k, v), r in zip(plan, results) if not r[0]]
@@ -219,7 +318,7 @@ def bench_mode(args, mode):
     stop_all()
     times = [r[1] * 1000 for r in results if r[0]]
     stat = {}
-    for name in ("queries", "rounds"):
+    for name in ("queries", "rounds", "join"):
         vals = [r[2][name] for r in results if r[0] and name in r[2]]
         stat[name] = vals
     return {
@@ -234,6 +333,7 @@ def bench_mode(args, mode):
         "q_p95": pct(stat["queries"], 0.95),
         "r_med": statistics.median(stat["rounds"]) if stat["rounds"] else None,
         "r_p95": pct(stat["rounds"], 0.95),
+        "j_med": statistics.median(stat["join"]) if stat["join"] else None,
         "rss_med": statistics.median(rss) if rss else None,
         "rss_max": max(rss) if rss else None,
     }
@@ -241,17 +341,17 @@ def bench_mode(args, mode):
 
 def table(rows):
     head = ("| dialect | nodes | lookups | success | queries med / p95 "
-            "| rounds med / p95 | wall ms med / p95 | RSS KiB med / max "
-            "| start-up s |")
-    lines = [head, "|" + "---|" * 9]
+            "| rounds med / p95 | join queries med | wall ms med / p95 "
+            "| RSS KiB med / max | start-up s |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append("| %s | %d | %d | %.1f%% (%d) | %s / %s | %s / %s "
-                     "| %s / %s | %s / %s | %.1f |" % (
+                     "| %s | %s / %s | %s / %s | %.1f |" % (
                          r["mode"], r["nodes"], r["lookups"],
                          100.0 * r["success"] / max(1, r["lookups"]),
                          r["success"],
                          fmt(r["q_med"]), fmt(r["q_p95"]),
-                         fmt(r["r_med"]), fmt(r["r_p95"]),
+                         fmt(r["r_med"]), fmt(r["r_p95"]), fmt(r["j_med"]),
                          fmt(r["wall_med"]), fmt(r["wall_p95"]),
                          fmt(r["rss_med"]), fmt(r["rss_max"]),
                          r["startup"]))
@@ -279,6 +379,8 @@ def main():
                     help="extra option for every apt-dht-node command")
     ap.add_argument("--get-arg", action="append", default=[],
                     help="extra option for `get` only (e.g. a stats flag)")
+    ap.add_argument("--no-trace", dest="trace", action="store_false",
+                    help="do not run getters under strace (no query counts)")
     ap.add_argument("--logdir", help="keep each run node's output here")
     ap.add_argument("--out", help="also write the Markdown table here")
     args = ap.parse_args()
@@ -288,6 +390,10 @@ def main():
         ap.error("--nodes must be 1..1000")
     if args.logdir:
         os.makedirs(args.logdir, exist_ok=True)
+    if args.trace and not shutil.which("strace"):
+        sys.stderr.write("lookup_bench: strace not found; no query counts\n")
+        args.trace = False
+    args.tracedir = tempfile.mkdtemp(prefix="lookup_bench.")
 
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
     rows = []
@@ -298,14 +404,19 @@ def main():
             rows.append(bench_mode(args, mode))
     finally:
         stop_all()
+        shutil.rmtree(args.tracedir, ignore_errors=True)
     text = table(rows)
     text += ("\n\nOne-shot getters, each bootstrapped from one random node; "
              "%d keys, %d parallel, seed %d, %s.\n"
              % (args.keys, args.parallel, args.seed,
                 time.strftime("%Y-%m-%d")))
     if all(r["q_med"] is None for r in rows):
-        text += ("apt-dht-node reported no query/round counters; those "
-                 "columns are n/a.\n")
+        text += ("No query/round counters (strace missing or --no-trace); "
+                 "those columns are n/a.\n")
+    else:
+        text += ("Queries: the lookup's get_value/get_peers queries; join: "
+                 "the getter's ping/find_node before it; rounds: longest "
+                 "referral chain (decoded from each getter's traffic).\n")
     print(text)
     if args.out:
         with open(args.out, "w") as f:

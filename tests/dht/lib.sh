@@ -147,8 +147,9 @@ dht_wait_ping() {
 # dht_python_with_libtorrent: print a python3 that can import libtorrent
 # (Debian's module lives in /usr/lib/python3/dist-packages, which a python3
 # from elsewhere on PATH does not see). Returns 1 if there is none.
+# LT_PYTHON, when set, is the only interpreter tried.
 dht_python_with_libtorrent() {
-    for p in /usr/bin/python3 "$(command -v python3)"; do
+    for p in ${LT_PYTHON:-/usr/bin/python3 "$(command -v python3)"}; do
         [ -x "$p" ] || continue
         if "$p" -c 'import libtorrent' 2>/dev/null; then
             printf '%s\n' "$p"

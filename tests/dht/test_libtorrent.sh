@@ -15,7 +15,8 @@
 #
 # Needs Debian's python3-libtorrent. When it is missing, the test installs
 # it if it runs as root with apt-get (LT_NO_INSTALL=1 prevents that), and
-# otherwise exits 77 (skipped).
+# otherwise exits 77 (skipped). LT_PYTHON=/path/to/python3 chooses the
+# interpreter that must import libtorrent.
 
 . "$(dirname "$0")/lib.sh"
 dht_init
