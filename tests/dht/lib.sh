@@ -1,5 +1,6 @@
 # Shared helpers for the process-level DHT tests and the DHT benchmark.
-# Sourced, not run. Everything stays on 127.0.0.1; every process started
+# Sourced, not run. Everything stays on loopback (127.0.0.1, or ::1 when the
+# caller sets DHT_ADDR=::1 before dht_init); every process started
 # here is recorded by PID and stopped by dht_cleanup (installed as the EXIT
 # trap by dht_init); every wait is bounded by a deadline.
 #
@@ -7,6 +8,7 @@
 #   NODE      path of the apt-dht-node binary
 #   WORK      a private temporary directory (removed on exit unless KEEP_WORK=1)
 #   PY        a python3 interpreter
+#   DHT_ADDR  the loopback address the nodes use (127.0.0.1 unless set)
 
 # Exit statuses understood by automake's test driver.
 DHT_SKIP=77
@@ -28,6 +30,11 @@ dht_init() {
         exit $DHT_HARD
     fi
     PY=$(command -v python3) || { dht_log "SKIP: python3 not found"; exit $DHT_SKIP; }
+    : "${DHT_ADDR:=127.0.0.1}"
+    case $DHT_ADDR in
+    127.0.0.1 | ::1) ;;
+    *) dht_log "DHT_ADDR must be 127.0.0.1 or ::1"; exit $DHT_HARD ;;
+    esac
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/apt-dht-test.XXXXXX") || exit $DHT_HARD
     trap dht_cleanup EXIT
     trap 'exit 130' INT
@@ -83,21 +90,31 @@ dht_untrack() {
     DHT_PIDS=$new
 }
 
-# dht_free_ports N: print N distinct UDP ports that are free on 127.0.0.1
+# dht_hostport PORT: PORT on $DHT_ADDR as apt-dht-node writes it
+# (127.0.0.1:PORT or [::1]:PORT).
+dht_hostport() {
+    case $DHT_ADDR in
+    *:*) printf '[%s]:%s\n' "$DHT_ADDR" "$1" ;;
+    *) printf '%s:%s\n' "$DHT_ADDR" "$1" ;;
+    esac
+}
+
+# dht_free_ports N: print N distinct UDP ports that are free on $DHT_ADDR
 # (all held at once while choosing, so they differ; TCP checked too because
-# a node's HTTP port equals its DHT port).
+# a node's HTTP port equals its DHT port). Fails if $DHT_ADDR is unusable.
 dht_free_ports() {
-    "$PY" - "$1" <<'EOF'
+    "$PY" - "$1" "$DHT_ADDR" <<'EOF'
 import socket, sys
-n = int(sys.argv[1])
+n, addr = int(sys.argv[1]), sys.argv[2]
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 held, ports = [], []
 while len(ports) < n:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    u.bind((addr, 0))
     port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t = socket.socket(fam, socket.SOCK_STREAM)
     try:
-        t.bind(("127.0.0.1", port))
+        t.bind((addr, port))
     except OSError:
         held.append(u)
         t.close()
@@ -114,15 +131,15 @@ dht_random_key() {
 }
 
 # dht_start_node MODE PORT [BOOTSTRAP_PORT...]: start `apt-dht-node run` in
-# the background on 127.0.0.1:PORT; its output goes to $WORK/node-PORT.log.
+# the background on $DHT_ADDR:PORT; its output goes to $WORK/node-PORT.log.
 # Sets LAST_PID.
 dht_start_node() {
     mode=$1 port=$2
     shift 2
     boot=""
-    for b in "$@"; do boot="$boot --bootstrap 127.0.0.1:$b"; done
+    for b in "$@"; do boot="$boot --bootstrap $(dht_hostport "$b")"; done
     # shellcheck disable=SC2086
-    "$NODE" --mode "$mode" --bind 127.0.0.1 --port "$port" $boot \
+    "$NODE" --mode "$mode" --bind "$DHT_ADDR" --port "$port" $boot \
         ${DHT_NODE_EXTRA:-} run >"$WORK/node-$port.log" 2>&1 &
     LAST_PID=$!
     dht_track "$LAST_PID"
@@ -131,11 +148,11 @@ dht_start_node() {
 # dht_now: seconds since the epoch.
 dht_now() { date +%s; }
 
-# dht_wait_ping MODE PORT DEADLINE: ping 127.0.0.1:PORT with one-shot nodes
+# dht_wait_ping MODE PORT DEADLINE: ping $DHT_ADDR:PORT with one-shot nodes
 # until it answers or the epoch second DEADLINE passes. Returns 0/1.
 dht_wait_ping() {
     while :; do
-        if timeout 10 "$NODE" --mode "$1" --bind 127.0.0.1 ping "127.0.0.1:$2" \
+        if timeout 10 "$NODE" --mode "$1" --bind "$DHT_ADDR" ping "$(dht_hostport "$2")" \
                 >/dev/null 2>>"$WORK/ping.log"; then
             return 0
         fi

@@ -7,6 +7,7 @@
 #
 # Environment: SWARM_NODES (default 50), SWARM_MODES (default
 # "apt-dht bep5"), SWARM_PARALLEL getters at a time (default 10),
+# DHT_ADDR=::1 runs the same swarm over IPv6 (test_swarm6.sh does),
 # KEEP_WORK=1 keeps the logs.
 
 . "$(dirname "$0")/lib.sh"
@@ -61,15 +62,16 @@ run_swarm() {
     sleep 2
 
     key=$(dht_random_key)
+    want=$(dht_hostport "$peer_port")
     # Announce through a node in the middle of the chain.
     set -- $ports
     shift $((NODES / 3))
     via=$1
-    timeout 30 "$NODE" --mode "$mode" --bind 127.0.0.1 \
-        --bootstrap "127.0.0.1:$via" announce "$key" "$peer_port" \
+    timeout 30 "$NODE" --mode "$mode" --bind "$DHT_ADDR" \
+        --bootstrap "$(dht_hostport "$via")" announce "$key" "$peer_port" \
         >"$WORK/announce-$mode.log" 2>&1 ||
         dht_die "[$mode] announce $key $peer_port via $via failed (exit $?): $(cat "$WORK/announce-$mode.log")"
-    dht_log "[$mode] announced $key -> 127.0.0.1:$peer_port via node $via"
+    dht_log "[$mode] announced $key -> $want via node $via"
 
     # One getter per node, bootstrapped from that node only; PARALLEL at a time.
     mkdir -p "$WORK/get-$mode"
@@ -78,8 +80,8 @@ run_swarm() {
     count=0
     for port in $ports; do
         (
-            timeout "$GET_TIMEOUT" "$NODE" --mode "$mode" --bind 127.0.0.1 \
-                --bootstrap "127.0.0.1:$port" get "$key" \
+            timeout "$GET_TIMEOUT" "$NODE" --mode "$mode" --bind "$DHT_ADDR" \
+                --bootstrap "$(dht_hostport "$port")" get "$key" \
                 >"$WORK/get-$mode/$port.out" 2>"$WORK/get-$mode/$port.err"
             echo $? >"$WORK/get-$mode/$port.rc"
         ) &
@@ -96,14 +98,14 @@ run_swarm() {
     ok=0 failed=""
     for port in $ports; do
         if [ "$(cat "$WORK/get-$mode/$port.rc")" = 0 ] &&
-            grep -qx "127.0.0.1:$peer_port" "$WORK/get-$mode/$port.out"; then
+            grep -qxF "$want" "$WORK/get-$mode/$port.out"; then
             ok=$((ok + 1))
         else
             failed="$failed $port"
             dht_log "[$mode] get via $port: exit $(cat "$WORK/get-$mode/$port.rc"), out: $(tr '\n' ' ' <"$WORK/get-$mode/$port.out") err: $(cat "$WORK/get-$mode/$port.err")"
         fi
     done
-    dht_log "[$mode] $ok/$NODES getters found 127.0.0.1:$peer_port in $(($(dht_now) - t1))s"
+    dht_log "[$mode] $ok/$NODES getters found $want in $(($(dht_now) - t1))s"
 
     for pid in $pids; do
         kill -0 "$pid" 2>/dev/null || dht_die "[$mode] node pid $pid died during the test"
