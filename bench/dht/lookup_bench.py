@@ -234,6 +234,14 @@ def fmt(x, unit=""):
     return "%d%s" % (x, unit)
 
 
+T_START = time.monotonic()
+
+
+def note(mode, text):
+    sys.stderr.write("lookup_bench: [%6.1fs] %s: %s\n"
+                     % (time.monotonic() - T_START, mode, text))
+
+
 def bench_mode(args, mode):
     node = args.node
     ports = free_ports(args.nodes + args.keys)
@@ -271,6 +279,7 @@ def bench_mode(args, mode):
     if dead:
         raise SystemExit("%s: run processes exited: %s" % (mode, dead))
     startup = time.monotonic() - t0
+    note(mode, "%d nodes answer ping after %.1fs" % (len(ports), startup))
     time.sleep(args.settle)
 
     rng = random.Random(args.seed)
@@ -286,6 +295,7 @@ def bench_mode(args, mode):
                              % (mode, key, rc, err.strip()))
         keys[key] = "127.0.0.1:%d" % pp
 
+    note(mode, "%d keys announced" % len(keys))
     plan = [(rng.choice(list(keys)), rng.choice(ports))
             for _ in range(args.lookups)]
 
@@ -309,6 +319,7 @@ def bench_mode(args, mode):
     with ThreadPoolExecutor(args.parallel) as ex:
         results = list(ex.map(lookup, enumerate(plan)))
 
+    note(mode, "%d lookups done" % len(results))
     rss = [r for r in (rss_kib(p.pid) for p in runs) if r is not None]
     failures = [(k, v, r[3]) for (k, v), r in zip(plan, results) if not r[0]]
     for key, via, (rc, err) in failures[:5]:
