@@ -407,6 +407,7 @@ def main():
     args.tracedir = tempfile.mkdtemp(prefix="lookup_bench.")
 
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda s, f: sys.exit(129))
     rows = []
     try:
         for mode in args.modes.split(","):

@@ -36,8 +36,13 @@ dht_init() {
     *) dht_log "DHT_ADDR must be 127.0.0.1 or ::1"; exit $DHT_HARD ;;
     esac
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/apt-dht-test.XXXXXX") || exit $DHT_HARD
+    # A shell killed by an untrapped signal skips its EXIT trap, so every
+    # signal that can end the test (including SIGPIPE when the reader of
+    # its output goes away) is turned into an exit.
     trap dht_cleanup EXIT
+    trap 'exit 129' HUP
     trap 'exit 130' INT
+    trap 'exit 141' PIPE
     trap 'exit 143' TERM
 }
 
@@ -45,6 +50,7 @@ dht_init() {
 dht_cleanup() {
     status=$?
     trap - EXIT
+    trap '' PIPE HUP INT TERM   # finish cleaning up whatever happens now
     if [ -n "$DHT_PIDS" ]; then
         # shellcheck disable=SC2086
         kill -TERM $DHT_PIDS 2>/dev/null
