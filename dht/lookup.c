@@ -396,8 +396,8 @@ int dht_announce(struct dht *dht, const uint8_t key[DHT_ID_LEN], uint16_t port,
 {
     if (!key)
         return -EINVAL;
-    if (dht->cfg.resolve_only)
-        return -EPERM;
+    /* A resolve-only node may announce (BEP 43 lets read-only nodes store): its peers
+     * are recorded by others while it stays out of their routing tables. */
     struct announce *a = ann_find(dht, key);
     if (!a) {
         if (dht->nanns >= ANN_MAX)
