@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1030,6 +1031,9 @@ static int listen_addr(const struct server *s, struct sockaddr_storage *ss, unsi
 int server_start(struct server *s)
 {
     struct sockaddr_storage ss;
+    /* A client that hangs up must not kill the daemon; with SIGPIPE ignored, MHD may use
+     * sendfile(2) for cached files (it falls back to small copies otherwise). */
+    signal(SIGPIPE, SIG_IGN);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     int r = listen_addr(s, &ss, &flags);
     if (r < 0) {
@@ -1040,7 +1044,8 @@ int server_start(struct server *s)
         flags, s->cfg->listen_port, accept_policy, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
         1000u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!s->mhd)
