@@ -37,11 +37,23 @@ proc_tree() {
     done
 }
 
-# rss_kib PID: VmRSS of PID and all its descendants, in KiB.
-rss_kib() {
+# mem_kib PID FIELD: a /proc/PID/status field (VmRSS, RssAnon, ...) summed
+# over PID and all its descendants, in KiB.
+mem_kib() {
     _sum=0
     for _p in $(proc_tree "$1"); do
-        _r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$_p/status" 2>/dev/null || true)
+        _r=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$_p/status" 2>/dev/null || true)
+        _sum=$((_sum + ${_r:-0}))
+    done
+    echo "$_sum"
+}
+
+# pss_kib PID: proportional set size (shared pages divided among the processes
+# that map them) of PID and its descendants, in KiB.
+pss_kib() {
+    _sum=0
+    for _p in $(proc_tree "$1"); do
+        _r=$(awk '$1 == "Pss:" { print $2 }' "/proc/$_p/smaps_rollup" 2>/dev/null || true)
         _sum=$((_sum + ${_r:-0}))
     done
     echo "$_sum"

@@ -72,8 +72,9 @@ acng_start
 say "mirror $MIRROR_URL, apt-dht-proxy $PROXY_URL (pid $PROXY_PID), apt-cacher-ng $ACNG_URL (pid $ACNG_PID)"
 
 sleep 2
-RSS_IDLE_D=$(rss_kib "$PROXY_PID")
-RSS_IDLE_A=$(rss_kib "$ACNG_PID")
+RSS_IDLE_D=$(mem_kib "$PROXY_PID" VmRSS); RSS_IDLE_A=$(mem_kib "$ACNG_PID" VmRSS)
+ANON_IDLE_D=$(mem_kib "$PROXY_PID" RssAnon); ANON_IDLE_A=$(mem_kib "$ACNG_PID" RssAnon)
+PSS_IDLE_D=$(pss_kib "$PROXY_PID"); PSS_IDLE_A=$(pss_kib "$ACNG_PID")
 
 # ---------------------------------------------------------------------------
 # Pre-warm: one fetch each, checked byte for byte; then the mirror must not
@@ -123,8 +124,8 @@ while [ "$r" -lt "$REPS" ]; do
 done
 CPU2_D=$(cpu_ticks "$PROXY_PID"); CPU2_A=$(cpu_ticks "$ACNG_PID")
 sleep 2
-RSS_WARM_D=$(rss_kib "$PROXY_PID")
-RSS_WARM_A=$(rss_kib "$ACNG_PID")
+RSS_WARM_D=$(mem_kib "$PROXY_PID" VmRSS); RSS_WARM_A=$(mem_kib "$ACNG_PID" VmRSS)
+ANON_WARM_D=$(mem_kib "$PROXY_PID" RssAnon); ANON_WARM_A=$(mem_kib "$ACNG_PID" RssAnon)
 
 # ---------------------------------------------------------------------------
 # Cold path through the rate-limited mirror: a file neither proxy has seen,
@@ -212,8 +213,11 @@ out="$RESULTS/proxy-$stamp.md"
     echo "| Cold, time to get the file (s; direct: $(fmt "$C_DIR" 2) s) | $(fmt "$C_D" 2) | $(fmt "$C_A" 2) | $(ratio "$C_D" "$C_A") |"
     echo "| Cold, ratio to the direct download (1.00 = as fast as direct) | $CR_D | $CR_A | |"
     echo "| Cold, time to first byte (ms; direct: $(fmt "$(awk -v x="$CF_DIR" 'BEGIN { print x * 1000 }')" 1) ms) | $(fmt "$(awk -v x="$CF_D" 'BEGIN { print x * 1000 }')" 1) | $(fmt "$(awk -v x="$CF_A" 'BEGIN { print x * 1000 }')" 1) | $(ratio "$CF_D" "$CF_A") |"
-    echo "| Idle RSS after start (MiB, lower is better) | $(mib "$RSS_IDLE_D") | $(mib "$RSS_IDLE_A") | $(ratio "$RSS_IDLE_D" "$RSS_IDLE_A") |"
-    echo "| RSS after the warm runs (MiB) | $(mib "$RSS_WARM_D") | $(mib "$RSS_WARM_A") | $(ratio "$RSS_WARM_D" "$RSS_WARM_A") |"
+    echo "| Idle RSS after start, VmRSS (MiB, lower is better) | $(mib "$RSS_IDLE_D") | $(mib "$RSS_IDLE_A") | $(ratio "$RSS_IDLE_D" "$RSS_IDLE_A") |"
+    echo "| Idle, anonymous part of RSS, RssAnon (MiB) | $(mib "$ANON_IDLE_D") | $(mib "$ANON_IDLE_A") | $(ratio "$ANON_IDLE_D" "$ANON_IDLE_A") |"
+    echo "| Idle PSS (MiB) | $(mib "$PSS_IDLE_D") | $(mib "$PSS_IDLE_A") | $(ratio "$PSS_IDLE_D" "$PSS_IDLE_A") |"
+    echo "| VmRSS after the warm runs (MiB) | $(mib "$RSS_WARM_D") | $(mib "$RSS_WARM_A") | $(ratio "$RSS_WARM_D" "$RSS_WARM_A") |"
+    echo "| RssAnon after the warm runs (MiB) | $(mib "$ANON_WARM_D") | $(mib "$ANON_WARM_A") | $(ratio "$ANON_WARM_D" "$ANON_WARM_A") |"
     if [ "$DO_APT" = 1 ]; then
         echo "| apt-get update + download, cold cache (s; direct: $APT_DIRECT s) | $APT_COLD_D | $APT_COLD_A | $(ratio "$APT_COLD_D" "$APT_COLD_A") |"
         echo "| apt-get update + download, second client (s) | $APT_WARM_D | $APT_WARM_A | $(ratio "$APT_WARM_D" "$APT_WARM_A") |"
