@@ -40,6 +40,23 @@ if [ "$DO_APT" = 1 ]; then require_tool apt-get timeout; fi
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
+# alive WHEN: note (in the report and on stderr, with the tool's own log) a
+# daemon that is no longer running; every figure after that is "-".
+DEAD_NOTES=""
+alive() {
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        DEAD_NOTES="$DEAD_NOTES
+- apt-dht-proxy was not running any more $1"
+        say "apt-dht-proxy died $1; its log:"; tail -n 20 "$PROXY_LOG" >&2
+    fi
+    if ! kill -0 "$ACNG_PID" 2>/dev/null; then
+        DEAD_NOTES="$DEAD_NOTES
+- apt-cacher-ng was not running any more $1"
+        say "apt-cacher-ng died $1; its logs:"
+        tail -n 20 "$T/acng/stdout.log" "$T/acng/log/apt-cacher.err" >&2 2>/dev/null || true
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # The archive: a private copy of the fixture, plus the benchmark's own files
 # in its pool (random bytes, .deb names; not listed in any index).
@@ -124,6 +141,7 @@ while [ "$r" -lt "$REPS" ]; do
 done
 CPU2_D=$(cpu_ticks "$PROXY_PID"); CPU2_A=$(cpu_ticks "$ACNG_PID")
 sleep 2
+alive "after the warm runs"
 RSS_WARM_D=$(mem_kib "$PROXY_PID" VmRSS); RSS_WARM_A=$(mem_kib "$ACNG_PID" VmRSS)
 ANON_WARM_D=$(mem_kib "$PROXY_PID" RssAnon); ANON_WARM_A=$(mem_kib "$ACNG_PID" RssAnon)
 
@@ -148,6 +166,7 @@ while [ "$i" -lt "$COLD_REPS" ]; do
     done
 done
 mirror_ctl rate '{"bytes_per_sec": 0}' >/dev/null
+alive "after the cold path"
 
 # ---------------------------------------------------------------------------
 # Optional: the real apt-get (sandboxed) through each, proxy mode: update and
@@ -173,6 +192,7 @@ if [ "$DO_APT" = 1 ]; then
     APT_COLD_A=$(apt_time "$T/apt-a1" proxy "$ACNG_URL")
     APT_WARM_D=$(apt_time "$T/apt-d2" proxy "$PROXY_URL")
     APT_WARM_A=$(apt_time "$T/apt-a2" proxy "$ACNG_URL")
+    alive "after the apt-get runs"
     for _x in "$APT_DIRECT" "$APT_COLD_D" "$APT_COLD_A" "$APT_WARM_D" "$APT_WARM_A"; do
         [ "$_x" != "-" ] || { say "an apt-get run failed; its output:"; tail -n 30 "$T/apt.log" >&2; break; }
     done
@@ -229,6 +249,7 @@ out="$RESULTS/proxy-$stamp.md"
     echo "- warm $CLIENTS clients MiB/s: $(samples "$T/wn.d") / $(samples "$T/wn.a")"
     echo "- cold s: $(samples "$T/c.d") / $(samples "$T/c.a"); direct: $(samples "$T/c.direct")"
     echo "- mirror GETs of the warm file: $warm_from_mirror (one per proxy expected)"
+    if [ -n "$DEAD_NOTES" ]; then echo "$DEAD_NOTES"; fi
 } > "$out"
 cat "$out"
 say "saved to $out"
