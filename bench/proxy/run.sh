@@ -11,6 +11,7 @@
 #   BENCH_COLD_REPS  repetitions of the cold path               (3)
 #   BENCH_RATE       mirror rate for the cold path, bytes/s     (20971520 = 20 MiB/s)
 #   BENCH_APT        1: also time the real apt-get through each (1)
+#   BENCH_MIRROR_NODELAY 1: the mirror sets TCP_NODELAY like real mirrors (1)
 #   BENCH_RESULTS    directory for the report         ($top_srcdir/bench/results)
 #   APT_DHT_PROXY    the apt-dht-proxy binary (default: this build's)
 #
@@ -29,6 +30,7 @@ CLIENTS=${BENCH_CLIENTS:-16}
 COLD_REPS=${BENCH_COLD_REPS:-3}
 RATE=${BENCH_RATE:-20971520}
 DO_APT=${BENCH_APT:-1}
+NODELAY=${BENCH_MIRROR_NODELAY:-1}
 RESULTS=${BENCH_RESULTS:-$top_srcdir/bench/results}
 for _v in "$SIZE_MIB" "$REPS" "$CLIENTS" "$COLD_REPS" "$RATE"; do
     case $_v in ''|*[!0-9]*|0) hard_error "BENCH_* settings must be positive integers" ;; esac
@@ -78,7 +80,19 @@ WARM_SUM=$(sha256_of "$FIXTURE_ROOT/$BDIR/bench-warm_1.0_all.deb")
 # ---------------------------------------------------------------------------
 # The mirror and both proxies, each on its own low port, each with a fresh cache.
 
-mirror_start --port "$(low_port)"
+if [ "$NODELAY" = 1 ]; then
+    # Only the mirror's python loads bench/proxy/nodelay/sitecustomize.py.
+    mport=$(low_port)
+    _pp_was_set=${PYTHONPATH+x} _pp=${PYTHONPATH-}
+    PYTHONPATH="$top_srcdir/bench/proxy/nodelay${_pp:+:$_pp}"
+    export PYTHONPATH
+    mirror_start --port "$mport"
+    if [ -n "$_pp_was_set" ]; then PYTHONPATH=$_pp; else unset PYTHONPATH; fi
+    MIRROR_NOTE="mirror with TCP_NODELAY"
+else
+    mirror_start --port "$(low_port)"
+    MIRROR_NOTE="mirror without TCP_NODELAY (Nagle: ~40 ms per small file on a reused connection)"
+fi
 MPATH="$MIRROR_URL/debian/$BDIR"
 PROXY_PORT=$(low_port)
 ACNG_PORT=$(low_port)
@@ -222,7 +236,7 @@ out="$RESULTS/proxy-$stamp.md"
     echo "$("$(proxy_bin)" --version 2>/dev/null | head -n 1);" \
          "apt-cacher-ng $(dpkg-query -W -f='${Version}' apt-cacher-ng 2>/dev/null || echo '?');" \
          "$(nproc) CPU(s), $(uname -sr); loopback only; file ${SIZE_MIB} MiB;" \
-         "warm: median of $REPS; cold: median of $COLD_REPS, mirror at $(awk -v r="$RATE" 'BEGIN { printf "%.1f", r / 1048576 }') MiB/s."
+         "warm: median of $REPS; cold: median of $COLD_REPS, mirror at $(awk -v r="$RATE" 'BEGIN { printf "%.1f", r / 1048576 }') MiB/s; $MIRROR_NOTE."
     echo
     echo "| Measure | apt-dht-proxy | apt-cacher-ng | apt-dht / acng |"
     echo "|---|---:|---:|---:|"
