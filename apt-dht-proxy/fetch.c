@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,7 @@ struct dl {
     uint64_t transfer_ms;    /* when the running transfer started */
     struct loop_timer *budget_timer;
     bool ended;              /* finish() ran */
+    bool in_memory;          /* the disk was full: fd is a memfd, nothing is cached */
 };
 
 struct fetcher {
@@ -95,6 +97,7 @@ struct fetcher {
 static void start_transfer(struct dl *d);
 static void finish(struct dl *d, enum dl_state st);
 static void next_source(struct dl *d);
+static int to_memory(struct dl *d);
 
 /* ---- curl <-> loop glue ---- */
 
@@ -378,10 +381,17 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
         set_reason(d, 502, "mirror sent more bytes than announced");
         return 0;
     }
+    bool evicted = false;
     for (size_t off = 0; off < n;) {
         ssize_t w = write(d->fd, buf + off, n - off);
-        if (w < 0 && errno == ENOSPC && cache_make_room(d->f->cache, n + (64u << 20)) == 0)
-            continue; /* evicted old entries; try again */
+        if (w < 0 && (errno == ENOSPC || errno == EDQUOT) && !d->in_memory) {
+            if (!evicted && cache_make_room(d->f->cache, n + (64u << 20)) == 0) {
+                evicted = true; /* evicted old entries; try again */
+                continue;
+            }
+            if (to_memory(d) == 0)
+                continue;
+        }
         if (w < 0) {
             set_reason(d, 502, "cannot write the download: %s", strerror(errno));
             log_error("fetch %s: %s", d->key, d->reason);
@@ -401,6 +411,38 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 }
 
 /* ---- starting and finishing ---- */
+
+#define MEMORY_MAX ((uint64_t)1 << 30) /* largest download passed through memory */
+
+/* The disk is full: the download goes on in an anonymous in-memory file, is served to its
+ * readers from there, and is not cached. What was written so far is copied over. */
+static int to_memory(struct dl *d)
+{
+    char buf[65536];
+    off_t end = lseek(d->fd, 0, SEEK_CUR);
+    if (end < 0 || (d->total > 0 && (uint64_t)d->total > MEMORY_MAX))
+        return -ENOSPC;
+    int mfd = memfd_create("apt-dht-download", MFD_CLOEXEC);
+    if (mfd < 0)
+        return -errno;
+    for (off_t pos = 0; pos < end;) {
+        ssize_t r = pread(d->fd, buf, sizeof buf, pos);
+        if (r <= 0 || write(mfd, buf, (size_t)r) != r) {
+            close(mfd);
+            return -EIO;
+        }
+        pos += r;
+    }
+    close(d->fd);
+    if (d->tmp_path[0])
+        unlink(d->tmp_path);
+    d->tmp_path[0] = '\0';
+    d->fd = mfd;
+    d->in_memory = true;
+    d->cacheable = false;
+    log_warn("cache disk full: %s is served without being cached", d->key);
+    return 0;
+}
 
 static int reset_body(struct dl *d)
 {
@@ -744,6 +786,15 @@ static int dl_init(struct dl *d, const struct dl_request *req)
     if (!d->sha256 || (d->have_expect && !d->expect.have_sha256 && !(d->sha1 = EVP_MD_CTX_new())))
         return -ENOMEM;
     int fd = cache_tmp_create(d->f->cache, d->tmp_path, sizeof d->tmp_path);
+    if (fd < 0 && (fd == -ENOSPC || fd == -EDQUOT)) {
+        d->tmp_path[0] = '\0';
+        fd = memfd_create("apt-dht-download", MFD_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        d->in_memory = true;
+        d->cacheable = false;
+        log_warn("cache disk full: %s is served without being cached", d->key);
+    }
     if (fd < 0) {
         d->tmp_path[0] = '\0';
         return fd;
