@@ -231,18 +231,20 @@ static void run_timers(struct loop *l)
     }
 }
 
+/* The prepare hooks run first: they may do work (libmicrohttpd runs resumed requests)
+ * that adds timers, which the wait must then honour. */
 static int wait_timeout(struct loop *l)
 {
     int64_t best = -1;
+    for (size_t i = 0; i < l->n_prep; i++) {
+        int64_t d = l->prep[i].cb(l, l->prep[i].ud);
+        if (d >= 0 && (best < 0 || d < best))
+            best = d;
+    }
     uint64_t now = loop_now_ms();
     for (struct loop_timer *t = l->timers; t; t = t->next) {
         int64_t d = t->due_ms > now ? (int64_t)(t->due_ms - now) : 0;
         if (best < 0 || d < best)
-            best = d;
-    }
-    for (size_t i = 0; i < l->n_prep; i++) {
-        int64_t d = l->prep[i].cb(l, l->prep[i].ud);
-        if (d >= 0 && (best < 0 || d < best))
             best = d;
     }
     if (best > 60000 || best < 0)
