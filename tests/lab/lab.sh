@@ -490,3 +490,71 @@ lab_p2p_check() {
         fail "$2"
     fi
 }
+
+# ---------------------------------------------------------------------------
+# Talking to the lab's DHT with apt-dht-node (dht/apt-dht-node)
+
+# lab_node_bin: the apt-dht-node binary of this build (APT_DHT_NODE overrides).
+lab_node_bin() {
+    echo "${APT_DHT_NODE:-$top_builddir/dht/apt-dht-node}"
+}
+
+# lab_dht_get HOST KEY VIA [SECONDS]: look KEY up from a resolve-only node in
+# HOST that joins through VIA's node (port 9977), in LAB_DHT_MODE. Prints the
+# peers found ("ADDR:PORT" lines among apt-dht-node's output); returns
+# non-zero when none was found within SECONDS (default 10).
+lab_dht_get() {
+    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+        --port 0 --bootstrap "$(lab_addr "$3"):$LAB_PROXY_PORT" --timeout "${4:-10}" \
+        get "$2" 2>&1
+}
+
+# lab_dht_announce HOST KEY PORT [SECONDS]: announce from HOST that HOST's
+# PORT holds the file of KEY, joining through the proxies of LAB_DHT_VIA
+# (hosts, default h1) only: without LAN discovery, so that one-shot nodes
+# started side by side do not find and store on each other. Prints
+# apt-dht-node's output.
+lab_dht_announce() {
+    _boot=""
+    for _v in ${LAB_DHT_VIA:-h1}; do
+        _boot="$_boot --bootstrap $(lab_addr "$_v"):$LAB_PROXY_PORT"
+    done
+    # shellcheck disable=SC2086
+    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+        --port 0 $_boot --timeout "${4:-10}" announce "$2" "$3" 2>&1
+}
+
+# lab_wait_announced HOST KEY VIA HOLDER [SECONDS]: wait (default 15 s) until
+# a lookup from HOST through VIA finds HOLDER's proxy for KEY.
+lab_wait_announced() {
+    _want="$(lab_addr "$4"):$LAB_PROXY_PORT"
+    _deadline=$(( $(now) + ${5:-15} ))
+    while :; do
+        if lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -q "$_want"; then
+            return 0
+        fi
+        [ "$(now)" -lt "$_deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+# lab_proxy_sources HOST [GLOB]: where HOST's proxy got the files it served
+# for request paths matching GLOB (default '*.deb'), from its request log
+# lines ("CLIENT METHOD PATH STATUS BYTES SOURCE ..."): one "SOURCE=COUNT"
+# word per source seen (cache, mirror, peer, ...), on one line.
+lab_proxy_sources() {
+    awk -v glob="${2:-*.deb}" '
+        function globre(g,   r) {
+            r = g; gsub(/[.+^$(){}|\\]/, "\\\\&", r); gsub(/\*/, ".*", r); gsub(/\?/, ".", r)
+            return "^" r "$"
+        }
+        BEGIN { re = globre(glob) }
+        {
+            for (i = 1; i <= NF; i++) if ($i ~ /:$/ && $i != "" && i + 6 <= NF) break
+            if (i + 6 > NF) next
+            if ($(i + 2) != "GET" || $(i + 4) !~ /^2/) next
+            if ($(i + 3) !~ re) next
+            n[$(i + 6)]++
+        }
+        END { for (k in n) printf "%s=%d ", k, n[k]; print "" }' "$(lab_proxy_log "$1")"
+}

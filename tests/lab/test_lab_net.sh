@@ -34,6 +34,34 @@ lab_mcast_check h4 h3 || fail "multicast from h4 does not reach h3"
 lab_mcast_check h2 h4 || fail "multicast from h2 does not reach h4"
 log "multicast 239.192.152.143:6772 crosses the bridge"
 
+# --- DHT nodes find each other by LAN discovery alone ------------------------
+# apt-dht-node in h1..h3 with no bootstrap list; a one-shot node in h4
+# announces a key, another in h2 finds it. Both dialects.
+node_bin="$top_builddir/dht/apt-dht-node"
+[ -x "$node_bin" ] || skip "apt-dht-node not built ($node_bin)"
+key=$(printf 'apt-dht lab %s' "$$" | sha256sum | cut -c1-40)
+for mode in apt-dht bep5; do
+    pids=""
+    for h in h1 h2 h3; do
+        lab_bg "$h" "$T/lab/node-$mode-$h.log" "$node_bin" --mode "$mode" \
+            --bind "$(lab_addr "$h")" --port 9977 --lan-discovery run
+        pids="$pids $LAB_BG_PID"
+    done
+    sleep 1
+    lab_exec h4 "$node_bin" --mode "$mode" --bind "$(lab_addr h4)" --port 9977 \
+        --lan-discovery --timeout 20 announce "$key" 4242 > "$T/lab/announce-$mode.out" 2>&1 \
+        || { cat "$T/lab/announce-$mode.out" >&2; fail "$mode: announce from h4 failed"; }
+    # A resolve-only node answers no queries, so the pings that LAN discovery
+    # sends back never reach its table: it joins through h1 instead.
+    lab_exec h2 "$node_bin" --mode "$mode" --bind "$(lab_addr h2)" --port 9978 \
+        --bootstrap "$(lab_addr h1):9977" --timeout 20 get "$key" > "$T/lab/get-$mode.out" 2>&1 \
+        || { cat "$T/lab/get-$mode.out" >&2; fail "$mode: get from h2 failed"; }
+    grep -q "$(lab_addr h4):4242" "$T/lab/get-$mode.out" \
+        || { cat "$T/lab/get-$mode.out" >&2; fail "$mode: h2 did not find h4's announcement"; }
+    for p in $pids; do lab_stop_bg "$p"; done
+    log "$mode: DHT nodes joined by LAN discovery; announce in h4, found from h2"
+done
+
 # --- the mirror -------------------------------------------------------------
 for h in h1 h2 h3 h4; do
     lab_wait_tcp "$h" "$LAB_MIRROR_ADDR" "$LAB_MIRROR_PORT" 10 || fail "$h cannot reach the mirror"
