@@ -57,9 +57,14 @@
 #
 # Variables: LAB_DHT_MODE (apt-dht | bep5 | off, default apt-dht),
 # LAB_DHT_EXTRA (more entries for the dht flow mapping, e.g. "ttl: 600"),
-# LAB_LOG_LEVEL (proxy log level, default info), LAB_APT_QUIET (1: do not
-# copy apt's output to the test log), LAB_MIRROR_PORT (default 8080; kept
-# below 32768 because apt-cacher-ng cannot use higher ports).
+# LAB_LOG_LEVEL (proxy log level, default info), LAB_APT_TAG (a separate
+# apt sandbox per tag), LAB_APT_QUIET (1: do not copy apt's output to the
+# test log), LAB_MIRROR_PORT (default 8080; kept below 32768 because
+# apt-cacher-ng cannot use higher ports), LAB_DHT_VIA (see lab_dht_announce),
+# LAB_P2P_OPTIONAL (see lab_p2p_check).
+#
+# Also: lab_node_bin, lab_dht_get, lab_dht_announce, lab_wait_announced,
+# lab_proxy_sources, lab_key_of, lab_p2p_check (below, with their comments).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib.sh"
@@ -377,7 +382,9 @@ lab_proxy_stop() {
 # ---------------------------------------------------------------------------
 # apt in a host
 
-_lab_apt_dir() { echo "$(_lab_hdir "$1")/apt"; }
+# LAB_APT_TAG gives each HOST a separate apt sandbox per tag (a benchmark
+# runs several rounds in one lab, each with empty apt caches).
+_lab_apt_dir() { echo "$(_lab_hdir "$1")/apt${LAB_APT_TAG:+-$LAB_APT_TAG}"; }
 
 # lab_apt_dest HOST: where lab_apt HOST download leaves the files.
 lab_apt_dest() { echo "$(_lab_apt_dir "$1")/downloads"; }
@@ -426,6 +433,7 @@ lab_apt() {
             _lab_apt_run "$_h" update || return 1
             if grep -Eq '^(W|E|Err):' "$_ad/log/last.log"; then
                 log "[$_h] apt-get update reported a problem"
+                grep -E '^(W|E|Err):' "$_ad/log/last.log" | sed 's/^/    /'
                 return 1
             fi
             ;;
