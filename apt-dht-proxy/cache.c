@@ -27,6 +27,7 @@ struct entry {
     bool immutable;
     bool have_sha256;
     uint8_t sha256[32];
+    char sha_hex[65]; /* key of by_sha when have_sha256 */
     char key[];
 };
 
@@ -35,6 +36,9 @@ struct cache {
     uint64_t max_size; /* bytes */
     uint64_t used;     /* bytes in entries */
     struct strmap *map; /* key -> struct entry */
+    struct strmap *by_sha; /* hex SHA-256 -> struct entry (entries whose hash is known) */
+    void (*on_drop)(void *ud, const char *key, const uint8_t *sha256);
+    void *drop_ud;
     struct entry *head, *tail;
     unsigned tmp_seq;
 };
@@ -44,7 +48,7 @@ int cache_new(struct cache **out, const char *dir, uint64_t max_size)
     char tmp[PATH_MAX];
     struct cache *c = calloc(1, sizeof *c);
     int r = -ENOMEM;
-    if (!c || !(c->dir = strdup(dir)) || strmap_new(&c->map) < 0)
+    if (!c || !(c->dir = strdup(dir)) || strmap_new(&c->map) < 0 || strmap_new(&c->by_sha) < 0)
         goto fail;
     c->max_size = max_size;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -67,6 +71,7 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
+    strmap_free(c->by_sha, NULL);
     strmap_free(c->map, free);
     free(c->dir);
     free(c);
@@ -121,8 +126,56 @@ static void drop_entry(struct cache *c, struct entry *e)
 {
     lru_unlink(c, e);
     strmap_del(c->map, e->key);
+    if (e->have_sha256 && strmap_get(c->by_sha, e->sha_hex) == e)
+        strmap_del(c->by_sha, e->sha_hex);
     c->used -= e->size;
+    if (c->on_drop)
+        c->on_drop(c->drop_ud, e->key, e->have_sha256 ? e->sha256 : NULL);
     free(e);
+}
+
+static void set_sha(struct cache *c, struct entry *e, const uint8_t sha256[32])
+{
+    if (e->have_sha256 && strmap_get(c->by_sha, e->sha_hex) == e)
+        strmap_del(c->by_sha, e->sha_hex);
+    memcpy(e->sha256, sha256, 32);
+    hex_encode(sha256, 32, e->sha_hex);
+    e->have_sha256 = strmap_put(c->by_sha, e->sha_hex, e, NULL) == 0;
+}
+
+void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32])
+{
+    struct entry *e = strmap_get(c->map, key);
+    if (e)
+        set_sha(c, e, sha256);
+}
+
+void cache_on_drop(struct cache *c, void (*fn)(void *ud, const char *key, const uint8_t *sha256),
+                   void *ud)
+{
+    c->on_drop = fn;
+    c->drop_ud = ud;
+}
+
+struct each_ctx {
+    void (*fn)(void *ud, const char *key, uint64_t size, bool immutable, const uint8_t *sha256);
+    void *ud;
+};
+
+static void each_one(const char *key, void *value, void *ud)
+{
+    struct each_ctx *x = ud;
+    struct entry *e = value;
+    x->fn(x->ud, e->key, e->size, e->immutable, e->have_sha256 ? e->sha256 : NULL);
+}
+
+void cache_each(struct cache *c,
+                void (*fn)(void *ud, const char *key, uint64_t size, bool immutable,
+                           const uint8_t *sha256),
+                void *ud)
+{
+    struct each_ctx x = {fn, ud};
+    strmap_each(c->map, each_one, &x);
 }
 
 static int add_entry(struct cache *c, const char *key, uint64_t size, bool immutable,
@@ -250,10 +303,8 @@ int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t 
     }
     r = add_entry(c, key, (uint64_t)st.st_size, immutable, (int64_t)time(NULL));
     struct entry *e = strmap_get(c->map, key);
-    if (e && sha256) {
-        memcpy(e->sha256, sha256, 32);
-        e->have_sha256 = true;
-    }
+    if (e && sha256)
+        set_sha(c, e, sha256);
     cache_make_room(c, 0);
     return r;
 fail:
@@ -268,6 +319,21 @@ bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32])
         return false;
     memcpy(out, e->sha256, 32);
     return true;
+}
+
+int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st, char *key_out,
+                      size_t keylen)
+{
+    char hex[65];
+    hex_encode(sha256, 32, hex);
+    struct entry *e = strmap_get(c->by_sha, hex);
+    if (!e)
+        return -ENOENT;
+    if (key_out)
+        snprintf(key_out, keylen, "%s", e->key);
+    char key[URL_MAX_KEY];
+    snprintf(key, sizeof key, "%s", e->key); /* cache_open may drop e */
+    return cache_open(c, key, st);
 }
 
 int cache_remove(struct cache *c, const char *key)

@@ -53,6 +53,24 @@ int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t 
  * by the start-up scan have none until re-downloaded). true and out filled, or false. */
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32]);
 
+/* Records the SHA-256 of an entry found by the start-up scan (from the hash index). */
+void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32]);
+
+/* Opens the entry whose content has this SHA-256 (for peers); like cache_open. The key is
+ * copied into key_out (may be NULL). Returns the fd or -ENOENT. */
+int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st, char *key_out,
+                      size_t keylen);
+
+/* Calls fn for every entry. sha256 is NULL when unknown. fn must not change the cache. */
+void cache_each(struct cache *c,
+                void (*fn)(void *ud, const char *key, uint64_t size, bool immutable,
+                           const uint8_t *sha256),
+                void *ud);
+
+/* Called for every entry that leaves the cache (eviction, removal, replacement). */
+void cache_on_drop(struct cache *c, void (*fn)(void *ud, const char *key, const uint8_t *sha256),
+                   void *ud);
+
 /* Removes an entry (file and index). 0 or -ENOENT. */
 int cache_remove(struct cache *c, const char *key);
 

@@ -215,6 +215,8 @@ int config_init_defaults(struct config *cfg)
     cfg->stall_timeout_s = 30;
     cfg->dht_mode = DHT_MODE_APTDHT;
     cfg->dht_lan_discovery = true;
+    cfg->peer_budget_ms = 1000;
+    cfg->peer_max_uploads = 32;
     cfg->log_level = LOG_LEVEL_INFO;
     rc = cidrs_from_strings(&cfg->allowed_clients, &cfg->n_allowed_clients, default_allowed,
                             sizeof(default_allowed) / sizeof(default_allowed[0]));
@@ -624,6 +626,10 @@ static const struct key keys[] = {
     {"dht.lan_discovery", K_BOOL, F(dht_lan_discovery), 0, 0, 0},
     {"dht.resolve_only", K_BOOL, F(dht_resolve_only), 0, 0, 0},
     {"dht.ttl", K_NUMBER, F(dht_ttl_s), 0, 0, 7 * 86400},
+    {"peers", K_SECTION, 0, 0, 0, 0},
+    {"peers.budget", K_NUMBER, F(peer_budget_ms), 0, 0, 60000},
+    {"peers.max_uploads", K_NUMBER, F(peer_max_uploads), 0, 1, 10000},
+    {"peers.upload_rate", K_NUMBER, F(peer_upload_kib_s), 0, 0, 10000000},
     {"log", K_SECTION, 0, 0, 0, 0},
     {"log.level", K_LOG_LEVEL, 0, 0, 0, 0},
 };

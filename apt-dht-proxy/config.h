@@ -62,6 +62,12 @@ struct config {
     bool dht_resolve_only;      /* default false */
     uint32_t dht_ttl_s;         /* 0 = the dialect's default */
 
+    /* peers: */
+    uint32_t peer_budget_ms;    /* peers.budget: ms a miss waits for a peer to start sending
+                                   before the mirror is used; default 1000 */
+    uint32_t peer_max_uploads;  /* peers.max_uploads: concurrent uploads to peers; default 32 */
+    uint32_t peer_upload_kib_s; /* peers.upload_rate: KiB/s for all uploads, 0 = no limit */
+
     /* log: */
     enum log_level log_level;   /* default info */
 };

@@ -31,6 +31,15 @@ struct dl_watch {
     struct dl_watch *next;
 };
 
+#define DL_MAX_PEERS 16
+
+struct dl_peer {
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char url[160];
+    char label[80]; /* "ADDR:PORT" for logs */
+};
+
 struct dl {
     int refs;
     struct fetcher *f;
@@ -63,6 +72,15 @@ struct dl {
     char source[300];
     struct dl_watch *watchers;
     uint64_t started_ms;
+
+    /* peer sources, tried before urls[] while peer_phase */
+    struct dl_peer peers[DL_MAX_PEERS];
+    size_t n_peers, peer_idx;
+    bool await_peers, peer_phase, peers_done, budget_over, lookup_claimed;
+    bool on_peer;            /* the running transfer is from peers[peer_idx - 1] */
+    uint64_t transfer_ms;    /* when the running transfer started */
+    struct loop_timer *budget_timer;
+    bool ended;              /* finish() ran */
 };
 
 struct fetcher {
@@ -76,6 +94,7 @@ struct fetcher {
 
 static void start_transfer(struct dl *d);
 static void finish(struct dl *d, enum dl_state st);
+static void next_source(struct dl *d);
 
 /* ---- curl <-> loop glue ---- */
 
@@ -231,10 +250,13 @@ uint64_t dl_available(const struct dl *d)
 {
     if (d->state == DL_DONE)
         return d->received;
-    if (d->state != DL_STREAMING || d->verify_first)
-        return d->state == DL_FAILED ? d->received : 0;
+    if (d->verify_first || d->on_peer || d->state == DL_CONNECTING ||
+        d->state == DL_NOT_MODIFIED)
+        return 0;
+    /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
+     * waits for the check, and stays back for good when it fails. */
     if (d->have_expect && d->total > 0 && d->received >= (uint64_t)d->total)
-        return (uint64_t)d->total - 1; /* the tail waits for the hash */
+        return (uint64_t)d->total - 1;
     return d->received;
 }
 
@@ -371,7 +393,10 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
     if (d->sha1)
         EVP_DigestUpdate(d->sha1, buf, n);
     d->received += n;
-    notify(d);
+    if (d->f->opts.on_bytes)
+        d->f->opts.on_bytes(d->f->opts.ud, d->on_peer, n);
+    if (!d->on_peer)
+        notify(d); /* a peer's bytes are delivered only once verified */
     return n;
 }
 
@@ -379,6 +404,10 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 
 static int reset_body(struct dl *d)
 {
+    d->state = DL_CONNECTING;
+    d->mismatch = false;
+    d->reason[0] = '\0';
+    d->errbuf[0] = '\0';
     d->received = 0;
     d->total = -1;
     d->resp_status = 0;
@@ -397,7 +426,7 @@ static int reset_body(struct dl *d)
 static void start_transfer(struct dl *d)
 {
     struct fetcher *f = d->f;
-    const char *url = d->urls[d->url_idx];
+    const char *url = d->on_peer ? d->peers[d->peer_idx - 1].url : d->urls[d->url_idx - 1];
     CURL *e;
     if (reset_body(d) < 0 || !(e = curl_easy_init())) {
         set_reason(d, 502, "cannot start a transfer");
@@ -405,7 +434,11 @@ static void start_transfer(struct dl *d)
         return;
     }
     d->easy = e;
-    snprintf(d->source, sizeof d->source, "mirror %s", url);
+    d->transfer_ms = loop_now_ms();
+    if (d->on_peer)
+        snprintf(d->source, sizeof d->source, "peer %s", d->peers[d->peer_idx - 1].label);
+    else
+        snprintf(d->source, sizeof d->source, "mirror %s", url);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, d);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -420,9 +453,17 @@ static void start_transfer(struct dl *d)
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy (ourselves) */
     curl_easy_setopt(e, CURLOPT_USERAGENT, f->opts.user_agent);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)f->opts.connect_timeout_s);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)f->opts.stall_timeout_s);
+    if (d->on_peer) {
+        /* A peer is on the LAN: it answers at once and sends fast, or it is skipped. */
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 64L * 1024);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 3L);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)f->opts.connect_timeout_s);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)f->opts.stall_timeout_s);
+    }
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (d->ims > 0) {
@@ -457,37 +498,96 @@ static void finish_sha256(struct dl *d)
 }
 
 /* The body is complete: check it against what the index promised, then commit. */
+static void report_peer(struct dl *d, enum peer_result r)
+{
+    struct dl_peer *p = &d->peers[d->peer_idx - 1];
+    if (r != PEER_OK)
+        log_warn("fetch %s: peer %s %s; trying the next source", d->key, p->label,
+                 r == PEER_BAD_DATA ? "sent bad data" : "failed");
+    if (d->f->opts.on_peer_result)
+        d->f->opts.on_peer_result(d->f->opts.ud, (const struct sockaddr *)&p->sa, r, d->received,
+                                  loop_now_ms() - d->transfer_ms);
+}
+
+/* Starts the next source: the next peer while peers are wanted (or waits for the lookup
+ * to give one, within the budget), else the next mirror; when none is left, fails. */
+static void next_source(struct dl *d)
+{
+    d->on_peer = false;
+    if (d->peer_phase) {
+        if (d->peer_idx < d->n_peers) {
+            d->peer_idx++;
+            d->on_peer = true;
+            start_transfer(d);
+            return;
+        }
+        if (!d->peers_done && !d->budget_over)
+            return; /* the lookup may still find one */
+        d->peer_phase = false;
+        loop_timer_cancel(d->f->loop, d->budget_timer);
+        d->budget_timer = NULL;
+    }
+    if (d->url_idx < d->n_urls) {
+        d->url_idx++;
+        start_transfer(d);
+        return;
+    }
+    if (!d->reason[0])
+        set_reason(d, 502, "no source could provide the file");
+    finish(d, DL_FAILED);
+}
+
+static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct dl *d = ud;
+    d->budget_timer = NULL;
+    d->budget_over = true;
+    if (!d->peer_phase || d->ended)
+        return;
+    if (d->easy && d->on_peer && d->received > 0)
+        return; /* a peer is sending: let it finish */
+    if (d->easy && d->on_peer) {
+        close_easy(d);
+        report_peer(d, PEER_FAILED);
+    }
+    d->peer_phase = false;
+    next_source(d);
+}
+
+/* The body is complete: check it against what the index promised, then commit. */
 static void complete_body(struct dl *d)
 {
-    if (d->total >= 0 && d->received != (uint64_t)d->total) {
-        set_reason(d, 502, "mirror sent a short body");
+    bool ok = d->total < 0 || d->received == (uint64_t)d->total;
+    finish_sha256(d);
+    if (ok && d->have_expect) {
+        ok = d->expect.have_sha256 ? d->have_digest && memcmp(d->digest, d->expect.sha256, 32) == 0
+             : d->expect.have_sha1 ? digest_matches(d->sha1, d->expect.sha1, 20)
+                                   : true;
+    }
+    if (!ok && d->on_peer) {
+        report_peer(d, PEER_BAD_DATA);
+        next_source(d);
+        return;
+    }
+    if (!ok) {
+        d->mismatch = true;
+        set_reason(d, 502, "mirror's file does not match the index (size or hash)");
+        log_warn("fetch %s: hash mismatch from %s", d->key, d->source);
         finish(d, DL_FAILED);
         return;
     }
-    finish_sha256(d);
-    if (d->have_expect) {
-        bool ok = d->expect.have_sha256
-                      ? d->have_digest && memcmp(d->digest, d->expect.sha256, 32) == 0
-                  : d->expect.have_sha1 ? digest_matches(d->sha1, d->expect.sha1, 20)
-                                        : true;
-        if (!ok) {
-            d->mismatch = true;
-            set_reason(d, 502, "mirror's file does not match the index hash");
-            log_warn("fetch %s: hash mismatch from %s", d->key, d->source);
-            finish(d, DL_FAILED);
-            return;
-        }
-    }
+    if (d->on_peer)
+        report_peer(d, PEER_OK);
     d->status = 200;
     if (d->cacheable) {
         int r = cache_commit(d->f->cache, d->tmp_path, d->key, d->last_modified, d->immutable,
                              d->have_digest ? d->digest : NULL);
         if (r == 0) {
             d->tmp_path[0] = '\0'; /* it is the cache entry now */
-            if (d->f->opts.on_commit) {
+            if (d->f->opts.on_commit && d->have_digest) {
                 char path[PATH_MAX];
                 snprintf(path, sizeof path, "%s/%s", cache_dir(d->f->cache), d->key);
-                d->f->opts.on_commit(d->f->opts.ud, d->key, path);
+                d->f->opts.on_commit(d->f->opts.ud, d->key, path, d->digest);
             }
         } else {
             log_warn("cache: cannot store %s: %s", d->key, strerror(-r));
@@ -505,6 +605,11 @@ static void transfer_ended(struct dl *d, CURLcode res)
         complete_body(d);
         return;
     }
+    if (d->on_peer) {
+        report_peer(d, d->mismatch ? PEER_BAD_DATA : PEER_FAILED);
+        next_source(d);
+        return;
+    }
     if (res == CURLE_OK && st == 304) {
         d->status = 304;
         finish(d, DL_NOT_MODIFIED);
@@ -512,7 +617,8 @@ static void transfer_ended(struct dl *d, CURLcode res)
     }
     if (d->mismatch || body_started) {
         if (!d->reason[0])
-            set_reason(d, 502, "mirror transfer failed: %s", d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
+            set_reason(d, 502, "mirror transfer failed: %s",
+                       d->errbuf[0] ? d->errbuf : curl_easy_strerror(res));
         log_warn("fetch %s: %s", d->key, d->reason);
         finish(d, DL_FAILED);
         return;
@@ -526,19 +632,52 @@ static void transfer_ended(struct dl *d, CURLcode res)
         set_reason(d, 404, "not found on the mirror");
     else if (st == 403)
         set_reason(d, 403, "mirror refused the request");
-    else {
-        char num[16];
-        snprintf(num, sizeof num, "%d", st);
-        set_reason(d, 502, "mirror answered %s", num);
-    }
-    if (retry && d->url_idx + 1 < d->n_urls) {
+    else
+        set_reason(d, 502, "mirror answered %d", st);
+    if (retry && d->url_idx < d->n_urls) {
         log_warn("fetch %s: %s; trying the next mirror", d->key, d->reason);
-        d->url_idx++;
-        d->errbuf[0] = '\0';
-        start_transfer(d);
+        next_source(d);
         return;
     }
     finish(d, DL_FAILED);
+}
+
+int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+{
+    if (!d->peer_phase || d->ended || d->n_peers == DL_MAX_PEERS || salen > sizeof d->peers[0].sa)
+        return -EAGAIN;
+    struct dl_peer *p = &d->peers[d->n_peers];
+    memset(p, 0, sizeof *p);
+    memcpy(&p->sa, sa, salen);
+    p->salen = salen;
+    snprintf(p->url, sizeof p->url, "%s", url);
+    const char *h = strstr(url, "://");
+    const char *end = h ? strstr(h + 3, "/~/") : NULL;
+    snprintf(p->label, sizeof p->label, "%.*s", end ? (int)(end - h - 3) : 0, h ? h + 3 : "");
+    d->n_peers++;
+    if (!d->easy)
+        next_source(d);
+    return 0;
+}
+
+void dl_peers_done(struct dl *d)
+{
+    d->peers_done = true;
+    if (d->peer_phase && !d->ended && !d->easy)
+        next_source(d);
+}
+
+bool dl_claim_lookup(struct dl *d)
+{
+    if (!d->await_peers || d->lookup_claimed || d->ended)
+        return false;
+    d->lookup_claimed = true;
+    return true;
+}
+
+bool dl_from_peer(const struct dl *d)
+{
+    return strncmp(d->source, "peer ", 5) == 0;
 }
 
 static void check_done(struct fetcher *f)
@@ -560,6 +699,11 @@ static void check_done(struct fetcher *f)
 static void finish(struct dl *d, enum dl_state st)
 {
     close_easy(d);
+    d->ended = true;
+    d->on_peer = false;
+    d->peer_phase = false;
+    loop_timer_cancel(d->f->loop, d->budget_timer);
+    d->budget_timer = NULL;
     d->state = st;
     if (st != DL_DONE && d->tmp_path[0] && d->fd >= 0 && d->received == 0) {
         unlink(d->tmp_path);
@@ -592,6 +736,8 @@ static int dl_init(struct dl *d, const struct dl_request *req)
         d->expect = *req->expect;
     }
     d->ims = req->if_modified_since;
+    d->await_peers = req->await_peers && req->expect;
+    d->peer_phase = d->await_peers;
     if (req->if_none_match)
         snprintf(d->inm, sizeof d->inm, "%s", req->if_none_match);
     d->sha256 = EVP_MD_CTX_new();
@@ -634,7 +780,9 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
         return NULL;
     }
     dl_ref(d); /* the caller's */
-    start_transfer(d);
+    if (d->await_peers)
+        d->budget_timer = loop_timer_add(f->loop, req->peer_budget_ms, on_budget, d);
+    next_source(d);
     return d;
 }
 

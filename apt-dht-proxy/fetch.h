@@ -33,12 +33,24 @@ enum dl_state {
     DL_FAILED,       /* see dl_status / dl_reason */
 };
 
+enum peer_result {
+    PEER_OK,       /* served the whole file and it verified */
+    PEER_FAILED,   /* refused, unreachable, an HTTP error, or too slow */
+    PEER_BAD_DATA, /* served bytes that fail the hash or size check */
+};
+
 struct fetch_opts {
     uint32_t connect_timeout_s;
     uint32_t stall_timeout_s; /* no byte for this long = failure */
     const char *user_agent;
-    /* Called when a download has been committed to the cache as key (path = its file). */
-    void (*on_commit)(void *ud, const char *key, const char *path);
+    /* Called when a download has been committed to the cache as key (path = its file,
+     * sha256 = its content's digest). */
+    void (*on_commit)(void *ud, const char *key, const char *path, const uint8_t sha256[32]);
+    /* Called when a transfer from a peer ends, with its bytes and duration. */
+    void (*on_peer_result)(void *ud, const struct sockaddr *peer, enum peer_result r,
+                           uint64_t bytes, uint64_t ms);
+    /* Body bytes received, by kind of source. */
+    void (*on_bytes)(void *ud, bool from_peer, size_t n);
     void *ud;
 };
 
@@ -52,6 +64,11 @@ struct dl_request {
     const struct hashdb_entry *expect; /* size/hash the file must have, or NULL */
     time_t if_modified_since;  /* > 0: conditional request (volatile revalidation) */
     const char *if_none_match; /* ETag of the cached copy, or NULL */
+    /* A peer lookup runs for this file: peers added with dl_add_peer are tried before the
+     * mirrors; if none has started sending within peer_budget_ms, the mirrors are used.
+     * Needs expect (peers are only ever trusted against a known hash). */
+    bool await_peers;
+    uint32_t peer_budget_ms;
 };
 
 int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
@@ -85,6 +102,17 @@ const char *dl_source(const struct dl *d);   /* "mirror HOST" */
 bool dl_hash_mismatch(const struct dl *d);
 /* When the download started (loop_now_ms). */
 uint64_t dl_started_ms(const struct dl *d);
+
+/* Peers for a download started with await_peers: tried in the order added, each with
+ * verification before anything is delivered; a failing or lying peer is reported through
+ * on_peer_result and the next source is tried. Ignored once the download has moved on
+ * to the mirrors or ended. dl_peers_done: the lookup is over, no more will come.
+ * dl_claim_lookup returns true once per download that awaits peers: the caller that
+ * gets true starts the lookup. */
+int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);
+void dl_peers_done(struct dl *d);
+bool dl_claim_lookup(struct dl *d);
+bool dl_from_peer(const struct dl *d);
 
 /* Watchers are told of every change (new bytes, new state). The callback must not free
  * the dl. Returns a handle for dl_unwatch, or NULL (-ENOMEM). */

@@ -21,13 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HASHDB_SCHEMA_VERSION 1
+#define HASHDB_SCHEMA_VERSION 2
 #define HASHDB_BUSY_MS 5000
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
 
 struct hashdb {
     sqlite3 *db;
     sqlite3_stmt *get, *put, *forget, *begin, *commit, *rollback;
+    sqlite3_stmt *cput, *cget, *cdel;
 };
 
 static const char schema_sql[] =
@@ -39,6 +40,15 @@ static const char schema_sql[] =
     " origin TEXT"   /* Release key that listed it by name, or NULL */
     ") WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS files_origin ON files(origin) WHERE origin IS NOT NULL;";
+
+/* Version 2: what this host's cache holds, with the SHA-256 computed when each file was
+ * stored, so cached files keep their identity (and can be shared) across restarts. */
+static const char schema_v2_sql[] =
+    "CREATE TABLE IF NOT EXISTS cached ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " size INTEGER NOT NULL," /* bytes */
+    " sha256 BLOB NOT NULL"   /* 32 bytes */
+    ") WITHOUT ROWID;";
 
 static int err_of(int rc)
 {
@@ -77,12 +87,14 @@ static int migrate(sqlite3 *db)
         return err_of(rc);
     if ((rc = user_version(db, &v)) < 0)
         goto fail;
-    if (v == 0) {
-        if ((rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK ||
-            (rc = sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL)) != SQLITE_OK) {
-            rc = err_of(rc);
-            goto fail;
-        }
+    if (v == 0 && (rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) {
+        rc = err_of(rc);
+        goto fail;
+    }
+    if (v < 2 && ((rc = sqlite3_exec(db, schema_v2_sql, NULL, NULL, NULL)) != SQLITE_OK ||
+                  (rc = sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL)) != SQLITE_OK)) {
+        rc = err_of(rc);
+        goto fail;
     }
     if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
         rc = err_of(rc);
@@ -107,6 +119,10 @@ static int prepare_all(struct hashdb *h)
         {offsetof(struct hashdb, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct hashdb, commit), "COMMIT"},
         {offsetof(struct hashdb, rollback), "ROLLBACK"},
+        {offsetof(struct hashdb, cput), "INSERT OR REPLACE INTO cached (key, size, sha256) "
+                                        "VALUES (?1, ?2, ?3)"},
+        {offsetof(struct hashdb, cget), "SELECT size, sha256 FROM cached WHERE key = ?1"},
+        {offsetof(struct hashdb, cdel), "DELETE FROM cached WHERE key = ?1"},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)h + stmts[i].off);
@@ -159,6 +175,9 @@ void hashdb_free(struct hashdb *h)
     sqlite3_finalize(h->begin);
     sqlite3_finalize(h->commit);
     sqlite3_finalize(h->rollback);
+    sqlite3_finalize(h->cput);
+    sqlite3_finalize(h->cget);
+    sqlite3_finalize(h->cdel);
     sqlite3_close(h->db);
     free(h);
 }
@@ -283,4 +302,58 @@ int hashdb_commit(struct hashdb *h)
 int hashdb_rollback(struct hashdb *h)
 {
     return run(h->rollback);
+}
+
+int hashdb_cached_put(struct hashdb *h, const char *key, uint64_t size, const uint8_t sha256[32])
+{
+    if (!key || !*key || strlen(key) > HASHDB_KEY_MAX || size > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    sqlite3_stmt *st = h->cput;
+    int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)size);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 3, sha256, 32, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_of(rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int hashdb_cached_get(struct hashdb *h, const char *key, uint64_t *size, uint8_t sha256[32])
+{
+    if (!key || !*key)
+        return -EINVAL;
+    sqlite3_stmt *st = h->cget;
+    bool have = false;
+    int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *size = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = blob_col(st, 1, sha256, 32, &have);
+        if (rc == 0 && !have)
+            rc = -ENOENT;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : err_of(rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int hashdb_cached_del(struct hashdb *h, const char *key)
+{
+    if (!key || !*key)
+        return -EINVAL;
+    sqlite3_stmt *st = h->cdel;
+    int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? 0 : err_of(rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
 }

@@ -50,6 +50,12 @@ int hashdb_put_origin(struct hashdb *db, const char *key, const struct hashdb_en
  * number of entries removed or a negative errno. */
 int hashdb_forget_origin(struct hashdb *db, const char *origin);
 
+/* What this host's cache holds: key -> (size, SHA-256 computed when it was stored).
+ * put replaces; get returns 0 or -ENOENT; del returns 0 whether or not the key was there. */
+int hashdb_cached_put(struct hashdb *db, const char *key, uint64_t size, const uint8_t sha256[32]);
+int hashdb_cached_get(struct hashdb *db, const char *key, uint64_t *size, uint8_t sha256[32]);
+int hashdb_cached_del(struct hashdb *db, const char *key);
+
 /* Batches: many puts between begin and commit are one transaction (fast for a Packages file). */
 int hashdb_begin(struct hashdb *db);
 int hashdb_commit(struct hashdb *db);

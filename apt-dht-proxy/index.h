@@ -69,6 +69,13 @@ int indexer_new(struct indexer **out, const char *db_path);
  * -EINVAL for a key that is no index (kind INDEX_NONE), or open(2)'s negative errno. */
 int indexer_submit(struct indexer *ix, const char *key, enum index_kind kind, const char *file_path);
 
+/* An eventfd that becomes readable after each finished job (read it to reset), so the
+ * event loop can wake requests that wait for the hash knowledge of a queued index. */
+int indexer_event_fd(const struct indexer *ix);
+
+/* Jobs queued or running. */
+size_t indexer_pending(struct indexer *ix);
+
 /* Blocks until every job queued so far is done (tests and orderly shutdown). */
 void indexer_drain(struct indexer *ix);
 

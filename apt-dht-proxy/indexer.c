@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@ struct indexer {
     struct ix_job q[INDEXER_QUEUE_MAX];
     pthread_t thread;
     struct hashdb *db;
+    int event_fd; /* eventfd: counts finished jobs, read by the event loop */
 };
 
 static void job_done(struct ix_job *j)
@@ -74,6 +77,10 @@ static void *worker(void *arg)
         pthread_mutex_lock(&ix->mu);
         ix->busy = false;
         pthread_cond_broadcast(&ix->idle);
+        uint64_t one = 1;
+        if (write(ix->event_fd, &one, sizeof one) < 0) {
+            /* the counter is only a wake-up; a full counter already wakes the loop */
+        }
     }
     pthread_mutex_unlock(&ix->mu);
     return NULL;
@@ -98,9 +105,15 @@ int indexer_new(struct indexer **out, const char *db_path)
     struct indexer *ix = calloc(1, sizeof(*ix));
     if (!ix)
         return rc;
+    ix->event_fd = -1;
     pthread_mutex_init(&ix->mu, NULL);
     pthread_cond_init(&ix->wake, NULL);
     pthread_cond_init(&ix->idle, NULL);
+    ix->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ix->event_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
     if ((rc = hashdb_open(&ix->db, db_path)) < 0 || (rc = start_thread(ix)) < 0)
         goto fail;
     *out = ix;
@@ -137,6 +150,19 @@ fail:
     return rc;
 }
 
+int indexer_event_fd(const struct indexer *ix)
+{
+    return ix->event_fd;
+}
+
+size_t indexer_pending(struct indexer *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    size_t n = ix->n + (ix->busy ? 1 : 0);
+    pthread_mutex_unlock(&ix->mu);
+    return n;
+}
+
 void indexer_drain(struct indexer *ix)
 {
     if (!ix)
@@ -160,6 +186,8 @@ void indexer_free(struct indexer *ix)
     for (; ix->n > 0; ix->n--, ix->head = (ix->head + 1) % INDEXER_QUEUE_MAX)
         job_done(&ix->q[ix->head]);
     hashdb_free(ix->db);
+    if (ix->event_fd >= 0)
+        close(ix->event_fd);
     pthread_cond_destroy(&ix->idle);
     pthread_cond_destroy(&ix->wake);
     pthread_mutex_destroy(&ix->mu);

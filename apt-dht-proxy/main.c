@@ -17,6 +17,7 @@
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/version.h"
 
@@ -32,7 +33,33 @@ struct app {
     struct config *cfg;
     struct loop *loop;
     struct server *server;
+    struct p2p *p2p;
 };
+
+struct restore_ctx {
+    struct cache *cache;
+    struct hashdb *db;
+    struct p2p *p2p;
+    size_t known, announced;
+};
+
+/* A cached file found at start-up gets back the SHA-256 recorded when it was stored (if the
+ * size still matches), and is announced to the DHT if it is shareable. */
+static void restore_entry(void *ud, const char *key, uint64_t size, bool immutable,
+                          const uint8_t *sha)
+{
+    struct restore_ctx *x = ud;
+    uint8_t h[32];
+    uint64_t sz;
+    if (hashdb_cached_get(x->db, key, &sz, h) != 0 || sz != size)
+        return;
+    cache_set_sha256(x->cache, key, h);
+    x->known++;
+    if (x->p2p && immutable) {
+        p2p_announce(x->p2p, h);
+        x->announced++;
+    }
+}
 
 static void usage(FILE *f)
 {
@@ -182,12 +209,23 @@ static int run(struct app *a)
         goto out;
     }
     if ((r = loop_new(&a->loop)) < 0 ||
-        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix)) < 0)
+        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix, NULL)) < 0)
         goto out;
     if ((r = server_start(a->server)) < 0) {
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
         goto out;
     }
+    if (a->cfg->dht_mode != DHT_MODE_OFF) {
+        if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
+            log_error("dht: %s", strerror(-r));
+            goto out;
+        }
+        server_set_p2p(a->server, a->p2p);
+    }
+    struct restore_ctx rc = {cache, db, a->p2p, 0, 0};
+    cache_each(cache, restore_entry, &rc);
+    if (rc.known)
+        log_info("cache: %zu files with known hashes, %zu announced", rc.known, rc.announced);
     loop_add_signal(a->loop, SIGTERM, on_stop, a);
     loop_add_signal(a->loop, SIGINT, on_stop, a);
     loop_add_signal(a->loop, SIGHUP, on_reload, a);
@@ -198,6 +236,8 @@ static int run(struct app *a)
 out:
     server_free(a->server);
     a->server = NULL;
+    p2p_free(a->p2p);
+    a->p2p = NULL;
     indexer_free(ix);
     hashdb_free(db);
     cache_free(cache);

@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include <curl/curl.h>
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/strmap.h"
 #include "apt-dht-proxy/url.h"
@@ -62,7 +64,11 @@ struct server {
     struct cache *cache;
     struct hashdb *db;
     struct indexer *ix;
+    struct p2p *p2p;     /* NULL with dht.mode off */
     struct fetcher *fetcher;
+    unsigned uploads;    /* peer uploads in progress */
+    double tokens;       /* upload rate limit: bytes that may go out now */
+    uint64_t tokens_ms;  /* when tokens was last refilled */
     struct MHD_Daemon *mhd;
     int mhd_epfd;
     bool kick;          /* a connection was resumed: MHD_run before the next wait */
@@ -99,6 +105,13 @@ struct req {
     bool suspended;
     bool fallback_tried; /* by-hash fallback already attempted */
     bool retried;        /* joined a download that failed early; tried once afresh */
+    bool index_wait;     /* suspended until the indexer's queue drains */
+    bool index_waited;   /* waited once already (or timed out): decide with what is known */
+    struct loop_timer *index_timer;
+    bool upload;         /* a peer fetching a file of ours */
+    int up_fd;           /* rate-limited upload: the file, its range */
+    uint64_t up_off, up_len;
+    struct loop_timer *rate_timer;
     struct route *route;
     struct dl *dl;
     struct dl_watch *watch;
@@ -118,6 +131,8 @@ static void req_unref(struct req *r)
             dl_unwatch(r->dl, r->watch);
         dl_unref(r->dl);
     }
+    if (r->up_fd >= 0)
+        close(r->up_fd);
     free(r->route);
     free(r);
 }
@@ -231,6 +246,71 @@ static bool if_range_holds(const char *h, time_t mtime)
     return t > 0 && mtime <= t;
 }
 
+/* ---- uploads to peers, optionally rate-limited (peers.upload_rate) ---- */
+
+static void stream_release(void *cls);
+
+static void rate_wake(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct req *r = ud;
+    r->rate_timer = NULL;
+    req_resume(r);
+}
+
+/* Takes up to want bytes from the shared token bucket (refilled at the configured rate,
+ * holding at most a tenth of a second's worth or 64 KiB). */
+static size_t take_tokens(struct server *s, size_t want)
+{
+    double rate = (double)s->cfg->peer_upload_kib_s * 1024.0 / 1000.0; /* bytes per ms */
+    double cap = rate * 100 > 65536 ? rate * 100 : 65536;
+    uint64_t now = loop_now_ms();
+    s->tokens += (double)(now - s->tokens_ms) * rate;
+    s->tokens_ms = now;
+    if (s->tokens > cap)
+        s->tokens = cap;
+    size_t n = s->tokens >= (double)want ? want : (size_t)s->tokens;
+    s->tokens -= (double)n;
+    return n;
+}
+
+static ssize_t upload_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct req *r = cls;
+    if (pos >= r->up_len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > r->up_len - pos)
+        max = (size_t)(r->up_len - pos);
+    size_t n = take_tokens(r->s, max);
+    if (n == 0) {
+        if (!r->rate_timer)
+            r->rate_timer = loop_timer_add(r->s->loop, 20, rate_wake, r);
+        req_suspend(r);
+        return 0;
+    }
+    ssize_t got = pread(r->up_fd, buf, n, (off_t)(r->up_off + pos));
+    return got > 0 ? got : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* A response for len bytes of fd at off: sendfile(2) normally; paced through the token
+ * bucket for uploads when an upload rate is set. Takes ownership of fd. */
+static struct MHD_Response *new_file_response(struct req *r, int fd, uint64_t off, uint64_t len)
+{
+    struct MHD_Response *resp;
+    if (!(r->upload && r->s->cfg->peer_upload_kib_s > 0)) {
+        resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
+        if (!resp)
+            close(fd);
+        return resp;
+    }
+    r->up_fd = fd;
+    r->up_off = off;
+    r->up_len = len;
+    resp = MHD_create_response_from_callback(len, 64 * 1024, upload_reader, r, stream_release);
+    if (resp)
+        r->refs++;
+    return resp;
+}
+
 static enum MHD_Result serve_fd(struct req *r, int fd, const struct stat *st, const char *key)
 {
     struct MHD_Connection *c = r->conn;
@@ -267,11 +347,9 @@ static enum MHD_Result serve_fd(struct req *r, int fd, const struct stat *st, co
     uint64_t len = size ? b - a + 1 : 0;
     if (rr > 0)
         status = MHD_HTTP_PARTIAL_CONTENT;
-    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, a);
-    if (!resp) {
-        close(fd);
+    struct MHD_Response *resp = new_file_response(r, fd, a, len);
+    if (!resp)
         return reply_error(r, 500, "cannot open the cached file");
-    }
     http_date(st->st_mtime, date, sizeof date);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
@@ -283,7 +361,10 @@ static enum MHD_Result serve_fd(struct req *r, int fd, const struct stat *st, co
     }
     r->status = status;
     r->bytes = r->head ? 0 : len;
-    r->s->stats.bytes_served += r->bytes;
+    if (r->upload)
+        r->s->stats.bytes_uploaded += r->bytes;
+    else
+        r->s->stats.bytes_served += r->bytes;
     enum MHD_Result ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -496,9 +577,56 @@ static bool is_release_name(const char *key)
            strcmp(b, "Release.gpg") == 0;
 }
 
+struct find_ctx {
+    struct dl *d; /* a reference, dropped when the lookup is done */
+    uint8_t sha256[32];
+};
+
+static void on_peers(void *ud, const struct sockaddr_storage *peers, size_t n, bool done)
+{
+    struct find_ctx *x = ud;
+    for (size_t i = 0; i < n; i++) {
+        char url[200];
+        const struct sockaddr *sa = (const struct sockaddr *)&peers[i];
+        socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in);
+        if (p2p_peer_url(sa, x->sha256, url, sizeof url) == 0)
+            dl_add_peer(x->d, sa, len, url);
+    }
+    if (done) {
+        dl_peers_done(x->d);
+        dl_unref(x->d);
+        free(x);
+    }
+}
+
+/* Starts the DHT lookup of a download that awaits peers (once per download). */
+static void start_lookup(struct server *s, struct dl *d, const uint8_t sha256[32])
+{
+    if (!dl_claim_lookup(d))
+        return;
+    struct find_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        dl_peers_done(d);
+        return;
+    }
+    dl_ref(d);
+    x->d = d;
+    memcpy(x->sha256, sha256, 32);
+    if (p2p_find(s->p2p, sha256, on_peers, x) < 0) {
+        dl_peers_done(d);
+        dl_unref(d);
+        free(x);
+    }
+}
+
 static int start_dl(struct req *r, const char *key, const char (*urls)[URL_MAX_TARGET + URL_MAX_PATH * 3],
                     size_t n_urls, const struct hashdb_entry *expect, time_t ims, bool verify_first)
 {
+    /* Peers are asked for immutable files whose SHA-256 is known: they are verified
+     * before a byte is delivered. InRelease and the by-name indices come from mirrors. */
+    bool peers = r->s->p2p && expect && expect->have_sha256 &&
+                 url_classify(key) == URL_IMMUTABLE && r->s->cfg->peer_budget_ms > 0;
     struct dl_request q = {
         .key = key,
         .n_urls = n_urls,
@@ -507,6 +635,8 @@ static int start_dl(struct req *r, const char *key, const char (*urls)[URL_MAX_T
         .verify_first = verify_first,
         .expect = expect,
         .if_modified_since = ims,
+        .await_peers = peers,
+        .peer_budget_ms = r->s->cfg->peer_budget_ms,
     };
     for (size_t i = 0; i < n_urls; i++)
         q.urls[i] = urls[i];
@@ -521,6 +651,8 @@ static int start_dl(struct req *r, const char *key, const char (*urls)[URL_MAX_T
     }
     r->dl = d;
     r->watch = dl_watch(d, on_dl_change, r);
+    if (peers)
+        start_lookup(r->s, d, expect->sha256);
     return r->watch ? 0 : -ENOMEM;
 }
 
@@ -633,6 +765,37 @@ static enum MHD_Result continue_dl(struct req *r)
     return reply_error(r, dl_status(d) ? (unsigned)dl_status(d) : 502, dl_reason(d));
 }
 
+static void index_wait_expired(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct req *r = ud;
+    r->index_timer = NULL;
+    r->index_waited = true;
+    req_resume(r);
+}
+
+/* A file whose hash is not known yet while an index is being parsed (apt asks for
+ * packages right after "apt update"): wait for the parse, at most 10 s, so the download
+ * can be verified against the index. */
+static enum MHD_Result wait_for_index(struct req *r)
+{
+    r->index_wait = true;
+    r->index_timer = loop_timer_add(r->s->loop, 10000, index_wait_expired, r);
+    req_suspend(r);
+    return MHD_YES;
+}
+
+static void on_index_event(struct loop *l, int fd, uint32_t events, void *ud)
+{
+    struct server *s = ud;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0) {
+        /* nothing to read: a spurious wake-up */
+    }
+    for (struct req *r = s->reqs; r; r = r->next)
+        if (r->index_wait)
+            req_resume(r);
+}
+
 static enum MHD_Result decide(struct req *r)
 {
     struct server *s = r->s;
@@ -648,6 +811,8 @@ static enum MHD_Result decide(struct req *r)
             s->stats.hits++;
             return MHD_YES;
         }
+        if (!have_expect && !r->index_waited && s->ix && indexer_pending(s->ix) > 0)
+            return wait_for_index(r);
         s->stats.misses++;
         err = start_dl(r, rt->key, (const char(*)[URL_MAX_TARGET + URL_MAX_PATH * 3])rt->urls,
                        rt->n_urls, have_expect ? &e : NULL, 0, false);
@@ -710,11 +875,31 @@ static struct req *req_new(struct server *s, struct MHD_Connection *c, const cha
     snprintf(r->target, sizeof r->target, "%s", url);
     snprintf(r->source, sizeof r->source, "-");
     r->head = strcmp(method, "HEAD") == 0;
+    r->up_fd = -1;
     r->next = s->reqs;
     if (s->reqs)
         s->reqs->prev = r;
     s->reqs = r;
     return r;
+}
+
+/* GET|HEAD /~/sha256/HEX from a peer: only complete, verified cache entries. */
+static enum MHD_Result serve_peer(struct req *r, const uint8_t sha256[32])
+{
+    struct server *s = r->s;
+    struct stat st;
+    char key[URL_MAX_KEY];
+    if (!s->p2p)
+        return reply_error(r, MHD_HTTP_NOT_FOUND, "peer sharing is off on this host");
+    if (s->uploads >= s->cfg->peer_max_uploads)
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many uploads; try another peer");
+    int fd = cache_open_sha256(s->cache, sha256, &st, key, sizeof key);
+    if (fd < 0)
+        return reply_error(r, MHD_HTTP_NOT_FOUND, "not shared by this peer");
+    r->upload = true;
+    s->uploads++;
+    snprintf(r->source, sizeof r->source, "upload");
+    return serve_fd(r, fd, &st, key);
 }
 
 static enum MHD_Result first_call(struct req *r, const char *url)
@@ -729,6 +914,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
         return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "CONNECT is not supported; apt-dht serves plain http archive URLs");
     if (strcmp(r->method, "GET") != 0 && !r->head)
         return reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served");
+    if (strcmp(url, "/") == 0)
+        return reply_error(r, MHD_HTTP_FORBIDDEN, "apt-dht-proxy serves Debian archive paths only; point apt at it as a proxy");
     int pr = url_parse(url, &t);
     if (pr == -ENAMETOOLONG)
         return reply_error(r, MHD_HTTP_URI_TOO_LONG, "request target too long");
@@ -739,7 +926,7 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     if (t.form == URL_PEER) {
         if (!sa || !cidr_match_any(s->cfg->peer_clients, s->cfg->n_peer_clients, sa))
             return reply_error(r, MHD_HTTP_FORBIDDEN, "client not allowed to use the peer service");
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not shared by this peer");
+        return serve_peer(r, t.sha256);
     }
     if (!sa || !cidr_match_any(s->cfg->allowed_clients, s->cfg->n_allowed_clients, sa))
         return reply_error(r, MHD_HTTP_FORBIDDEN, "client not in allowed_clients");
@@ -768,6 +955,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size) {
         *upload_size = 0; /* a body on GET/HEAD is ignored */
         return MHD_YES;
+    }
+    if (r->index_wait) {
+        if (!r->index_waited && indexer_pending(s->ix) > 0) {
+            req_suspend(r);
+            return MHD_YES;
+        }
+        r->index_wait = false;
+        r->index_waited = true;
+        loop_timer_cancel(s->loop, r->index_timer);
+        r->index_timer = NULL;
+        return decide(r);
     }
     if (r->dl)
         return continue_dl(r);
@@ -798,6 +996,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         dl_unwatch(r->dl, r->watch);
         r->watch = NULL;
     }
+    loop_timer_cancel(s->loop, r->index_timer);
+    r->index_timer = NULL;
+    loop_timer_cancel(s->loop, r->rate_timer);
+    r->rate_timer = NULL;
+    if (r->upload && s->uploads)
+        s->uploads--;
     req_unref(r);
 }
 
@@ -850,9 +1054,41 @@ static int64_t mhd_prepare(struct loop *l, void *ud)
 
 /* ---- lifecycle ---- */
 
-static void on_commit(void *ud, const char *key, const char *path)
+/* A file left the cache: forget its hash and stop announcing it. */
+static void on_drop(void *ud, const char *key, const uint8_t *sha256)
 {
     struct server *s = ud;
+    if (s->db)
+        hashdb_cached_del(s->db, key);
+    if (s->p2p && sha256)
+        p2p_unannounce(s->p2p, sha256);
+}
+
+static void on_peer_result(void *ud, const struct sockaddr *peer, enum peer_result r,
+                           uint64_t bytes, uint64_t ms)
+{
+    struct server *s = ud;
+    if (s->p2p)
+        p2p_peer_result(s->p2p, peer, r, bytes, ms);
+}
+
+static void on_bytes(void *ud, bool from_peer, size_t n)
+{
+    struct server *s = ud;
+    if (from_peer)
+        s->stats.bytes_from_peers += n;
+    else
+        s->stats.bytes_from_mirror += n;
+}
+
+static void on_commit(void *ud, const char *key, const char *path, const uint8_t sha256[32])
+{
+    struct server *s = ud;
+    struct stat st;
+    if (s->db && stat(path, &st) == 0)
+        hashdb_cached_put(s->db, key, (uint64_t)st.st_size, sha256);
+    if (s->p2p && url_classify(key) == URL_IMMUTABLE)
+        p2p_announce(s->p2p, sha256);
     enum index_kind k = index_kind_of(key);
     uint8_t h[32];
     if (k == INDEX_NONE && url_by_hash_sha256(key, h)) {
@@ -866,12 +1102,12 @@ static void on_commit(void *ud, const char *key, const char *path)
         return;
     if (k == INDEX_RELEASE && s->db) {
         /* small, and what apt asks next depends on it: parsed before the next request */
-        struct index_stats st = {0};
-        int r = index_parse_file(s->db, key, k, path, &st);
+        struct index_stats is = {0};
+        int r = index_parse_file(s->db, key, k, path, &is);
         if (r < 0)
             log_warn("index %s: %s", key, strerror(-r));
         else
-            log_debug("index %s: %zu records", key, st.records);
+            log_debug("index %s: %zu records", key, is.records);
     } else if (s->ix) {
         int r = indexer_submit(s->ix, key, k, path);
         if (r < 0)
@@ -920,7 +1156,7 @@ void server_set_config(struct server *s, const struct config *cfg)
 }
 
 int server_new(struct server **out, const struct config *cfg, struct loop *l, struct cache *c,
-               struct hashdb *db, struct indexer *ix)
+               struct hashdb *db, struct indexer *ix, struct p2p *p2p)
 {
     struct server *s = calloc(1, sizeof *s);
     char ua[64];
@@ -932,19 +1168,24 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
     s->cache = c;
     s->db = db;
     s->ix = ix;
+    s->p2p = p2p;
     s->mhd_epfd = -1;
+    s->tokens_ms = loop_now_ms();
     snprintf(ua, sizeof ua, "apt-dht/%s", aptdht_version());
     struct fetch_opts fo = {
         .connect_timeout_s = cfg->connect_timeout_s,
         .stall_timeout_s = cfg->stall_timeout_s,
         .user_agent = ua,
         .on_commit = on_commit,
+        .on_peer_result = on_peer_result,
+        .on_bytes = on_bytes,
         .ud = s,
     };
     if (strmap_new(&s->neg) < 0 || build_backends(s, cfg) < 0)
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
         goto fail;
+    cache_on_drop(c, on_drop, s);
     *out = s;
     return 0;
 fail:
@@ -979,6 +1220,9 @@ static int listen_addr(const struct server *s, struct sockaddr_storage *ss, unsi
 int server_start(struct server *s)
 {
     struct sockaddr_storage ss;
+    /* A client that hangs up must not kill the daemon; with SIGPIPE ignored, MHD may use
+     * sendfile(2) for cached files (it falls back to small copies otherwise). */
+    signal(SIGPIPE, SIG_IGN);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     int r = listen_addr(s, &ss, &flags);
     if (r < 0) {
@@ -989,7 +1233,8 @@ int server_start(struct server *s)
         flags, s->cfg->listen_port, accept_policy, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
         1000u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!s->mhd)
@@ -1001,7 +1246,14 @@ int server_start(struct server *s)
     if (s->mhd_epfd < 0 || (r = loop_add_fd(s->loop, s->mhd_epfd, EPOLLIN, on_mhd_ready, s)) < 0 ||
         (r = loop_add_prepare(s->loop, mhd_prepare, s)) < 0)
         return r < 0 ? r : -EIO;
+    if (s->ix && (r = loop_add_fd(s->loop, indexer_event_fd(s->ix), EPOLLIN, on_index_event, s)) < 0)
+        return r;
     return 0;
+}
+
+void server_set_p2p(struct server *s, struct p2p *p2p)
+{
+    s->p2p = p2p;
 }
 
 uint16_t server_port(const struct server *s)
@@ -1026,12 +1278,15 @@ void server_free(struct server *s)
     /* MHD must see every connection resumed before it stops. */
     for (struct req *r = s->reqs; r; r = r->next)
         req_resume(r);
+    cache_on_drop(s->cache, NULL, NULL);
     fetcher_free(s->fetcher); /* readers see DL_FAILED */
     s->fetcher = NULL;
     if (s->mhd) {
         MHD_run(s->mhd);
         if (s->mhd_epfd >= 0)
             loop_del_fd(s->loop, s->mhd_epfd);
+        if (s->ix)
+            loop_del_fd(s->loop, indexer_event_fd(s->ix));
         MHD_stop_daemon(s->mhd);
     }
     strmap_free(s->neg, free_neg);

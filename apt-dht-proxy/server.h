@@ -11,6 +11,7 @@
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/p2p.h"
 
 struct server;
 
@@ -18,13 +19,15 @@ struct server_stats {
     uint64_t requests;
     uint64_t bytes_served;      /* body bytes sent to apt clients */
     uint64_t bytes_from_mirror; /* body bytes received from mirrors */
+    uint64_t bytes_from_peers;  /* body bytes received from peers (verified or not) */
+    uint64_t bytes_uploaded;    /* body bytes sent to peers */
     uint64_t hits, misses, revalidated, errors;
 };
 
-/* db and ix may be NULL (no hash knowledge). cfg must outlive the server or be replaced
- * with server_set_config. Returns 0 or a negative errno. */
+/* db and ix may be NULL (no hash knowledge), p2p NULL (no peers). cfg must outlive the
+ * server or be replaced with server_set_config. Returns 0 or a negative errno. */
 int server_new(struct server **out, const struct config *cfg, struct loop *l, struct cache *c,
-               struct hashdb *db, struct indexer *ix);
+               struct hashdb *db, struct indexer *ix, struct p2p *p2p);
 
 /* Binds and starts listening on cfg's listen address and port (0 = any free port, see
  * server_port). Returns 0 or a negative errno (-EADDRINUSE ...). */
@@ -36,6 +39,9 @@ uint16_t server_port(const struct server *s);
 void server_set_config(struct server *s, const struct config *cfg);
 
 const struct server_stats *server_stats(const struct server *s);
+
+/* Attaches the DHT (after server_start, once the HTTP port is known). */
+void server_set_p2p(struct server *s, struct p2p *p2p);
 
 /* Ends every request and transfer, stops listening, frees. Accepts NULL. */
 void server_free(struct server *s);

@@ -71,7 +71,8 @@ struct dht_config {
     const uint8_t *id;            /* 20 bytes to use as node id, or NULL for a random one */
     uint16_t port;                /* default port for announcements (host order) */
     int families;                 /* DHT_FAMILY_* the caller can send on; 0 = both */
-    int resolve_only;             /* look up only: answer no query, store nothing, BEP 43 ro */
+    int resolve_only;             /* answer no query, store nothing for others, BEP 43 ro;
+                                     lookups and announcements still work */
     unsigned alpha;               /* parallel queries per lookup, 1..16; 0 = 3 */
     uint32_t soft_timeout_ms;     /* query not answered by then: widen the lookup; 0 = 800 */
     uint32_t hard_timeout_ms;     /* query not answered by then: failed; 0 = 4000 */

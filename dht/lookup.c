@@ -338,6 +338,21 @@ static struct lookup *find_running(struct dht *dht, const uint8_t *key)
     return NULL;
 }
 
+/* Values this node stores for the key count as found: in a small network the node asking
+ * may itself be one of the closest to the key, where others stored their announcements.
+ * They are delivered with the first answer (or the end), never before dht_lookup returns. */
+static void add_local_values(struct dht *dht, struct lookup *lk)
+{
+    dht_sa vals[KRPC_MAX_VALUES];
+    int nv = store_get(dht->store, lk->target, -1, vals, KRPC_MAX_VALUES);
+    for (int i = 0; i < nv; i++) {
+        uint8_t c[18];
+        int n = dht_compact_peer(&vals[i], c);
+        if (n > 0)
+            add_peer(lk, dht, c, (size_t)n);
+    }
+}
+
 int dht_lookup(struct dht *dht, const uint8_t key[DHT_ID_LEN], dht_lookup_fn cb, void *ud)
 {
     if (!key || !cb)
@@ -363,6 +378,7 @@ int dht_lookup(struct dht *dht, const uint8_t key[DHT_ID_LEN], dht_lookup_fn cb,
     dht->lookups = lk;
     dht->nlookups++;
     seed(dht, lk);
+    add_local_values(dht, lk);
     if (lk->nc > 0)
         lookup_step(dht, lk);
     return h;
@@ -396,8 +412,8 @@ int dht_announce(struct dht *dht, const uint8_t key[DHT_ID_LEN], uint16_t port,
 {
     if (!key)
         return -EINVAL;
-    if (dht->cfg.resolve_only)
-        return -EPERM;
+    /* A resolve-only node may announce (BEP 43 lets read-only nodes store): its peers
+     * are recorded by others while it stays out of their routing tables. */
     struct announce *a = ann_find(dht, key);
     if (!a) {
         if (dht->nanns >= ANN_MAX)

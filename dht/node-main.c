@@ -1,7 +1,7 @@
 /* node-main.c - apt-dht-node: a DHT node on the command line.
  *
  *   apt-dht-node [--mode apt-dht|bep5] [--bind ADDR] [--port N] [--bootstrap HOST:PORT]...
- *                [--state FILE] [--lan-discovery] [--resolve-only] [--timeout SEC]
+ *                [--state FILE] [--lan-discovery] [--resolve-only] [--stats] [--timeout SEC]
  *                (run | ping HOST:PORT | get KEY | announce KEY PORT | dump)
  *
  * `run` keeps a node in the foreground until SIGTERM/SIGINT (SIGUSR1 dumps the node to
@@ -32,7 +32,7 @@
 #define MAX_BOOT 16
 #define USAGE "usage: apt-dht-node [--mode apt-dht|bep5] [--bind ADDR] [--port N] " \
               "[--bootstrap HOST:PORT]... [--state FILE] [--lan-discovery] [--resolve-only] " \
-              "[--timeout SEC] (run | ping HOST:PORT | get KEY | announce KEY PORT | dump)"
+              "[--stats] [--timeout SEC] (run | ping HOST:PORT | get KEY | announce KEY PORT | dump)"
 
 enum cmd { CMD_RUN, CMD_PING, CMD_GET, CMD_ANNOUNCE, CMD_DUMP };
 
@@ -41,7 +41,7 @@ struct opts {
     const char *bind, *state;
     long port;                      /* -1 = default */
     const char *boot[MAX_BOOT];
-    int nboot, lan, resolve_only;
+    int nboot, lan, resolve_only, stats;
     long timeout_s;
     enum cmd cmd;
     const char *target;             /* ping HOST:PORT */
@@ -155,6 +155,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
         if (strcmp(a, "--resolve-only") == 0) {
             o->resolve_only = 1;
+            continue;
+        }
+        if (strcmp(a, "--stats") == 0) {
+            o->stats = 1;
             continue;
         }
         if (!v)
@@ -398,6 +402,9 @@ static void on_lookup(void *ud, const struct dht_lookup_result *r)
         return;
     app->finished = 1;
     app->status = app->peers ? 0 : 1;
+    if (app->o.stats)
+        fprintf(stderr, "lookup: queries=%u rounds=%u peers=%zu\n", r->queries, r->rounds,
+                app->peers);
     if (!app->peers)
         fprintf(stderr, "apt-dht-node: no peers found (%u nodes asked)\n", r->queries);
 }
@@ -539,8 +546,9 @@ static int make_node(struct app *app, int with_sockets)
     dht_config_init(&cfg);
     cfg.dialect = app->o.mode;
     cfg.port = app->port;
-    /* Ephemeral lookups stay out of other nodes' tables (BEP 43 ro): they vanish soon. */
-    cfg.resolve_only = app->o.resolve_only || app->o.cmd == CMD_GET || app->o.cmd == CMD_PING;
+    /* One-shot nodes stay out of other nodes' tables (BEP 43 ro): they vanish soon. */
+    cfg.resolve_only = app->o.resolve_only || app->o.cmd == CMD_GET || app->o.cmd == CMD_PING ||
+                       app->o.cmd == CMD_ANNOUNCE;
     cfg.families = (app->fd4 >= 0 ? DHT_FAMILY_V4 : 0) | (app->fd6 >= 0 ? DHT_FAMILY_V6 : 0);
     if (!with_sockets)
         cfg.families = 0;
@@ -564,6 +572,16 @@ static int make_node(struct app *app, int with_sockets)
 int main(int argc, char **argv)
 {
     struct app app = {.fd4 = -1, .fd6 = -1, .lan4 = -1, .lan6 = -1, .status = 1};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("%s\n", USAGE);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("apt-dht-node %s\n", dht_version());
+            return 0;
+        }
+    }
     int rc = parse_args(argc, argv, &app.o);
     if (rc)
         return rc;

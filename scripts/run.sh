@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 sh scripts/build.sh
 mkdir -p var/cache var/state
-exec ./apt-dht-proxy/apt-dht-proxy -f -c apt-dht.conf --cache-dir var/cache --state-dir var/state "$@"
+top=$(pwd)
+exec ./apt-dht-proxy/apt-dht-proxy -f -c apt-dht.conf --cache-dir "$top/var/cache" --state-dir "$top/var/state" "$@"

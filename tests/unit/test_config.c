@@ -195,6 +195,7 @@ static const char full_yaml[] =
     "  lan_discovery: no\n"
     "  resolve_only: true\n"
     "  ttl: 3600\n"
+    "peers: {budget: 250, max_uploads: 4, upload_rate: 2048}\n"
     "log:\n"
     "  level: debug\n";
 
@@ -232,6 +233,9 @@ static void check_full(const struct config *c)
     CU_ASSERT_FALSE(c->dht_lan_discovery);
     CU_ASSERT_TRUE(c->dht_resolve_only);
     CU_ASSERT_EQUAL(c->dht_ttl_s, 3600);
+    CU_ASSERT_EQUAL(c->peer_budget_ms, 250);
+    CU_ASSERT_EQUAL(c->peer_max_uploads, 4);
+    CU_ASSERT_EQUAL(c->peer_upload_kib_s, 2048);
     CU_ASSERT_EQUAL(c->log_level, LOG_LEVEL_DEBUG);
 }
 
@@ -290,6 +294,8 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     /* unknown and duplicate keys */
     {"bogus: 1\n", -EINVAL, "t.yaml:1: key 'bogus': unknown key"},
+    {"peers:\n  max_uploads: 0\n", -ERANGE, "t.yaml:2: key 'peers.max_uploads': 0 is out of range (1..10000)"},
+    {"peers:\n  budget: 60001\n", -ERANGE, "t.yaml:2: key 'peers.budget': 60001 is out of range (0..60000)"},
     {"cache:\n  dir: /x\n  maxsize: 1G\n", -EINVAL, "t.yaml:3: key 'cache.maxsize': unknown key"},
     {"listen.port: 80\n", -EINVAL, "t.yaml:1: key 'listen.port': unknown key"},
     {"log:\n  level: info\n  log:\n    level: info\n", -EINVAL,

@@ -151,10 +151,19 @@ static void test_resolve_only(void)
     }
     net_run(&net, net.now + 10000, 10);
     struct dht *ro = net.nodes[24].dht;
-    CU_ASSERT_EQUAL(dht_announce(ro, key, 0, NULL, NULL), -EPERM);
+    uint8_t key2[DHT_ID_LEN];
+    memset(key2, 0x78, sizeof(key2));
+    CU_ASSERT_EQUAL(dht_announce(ro, key2, 0, NULL, NULL), 0); /* stored by others */
     CU_ASSERT_EQUAL(dht_announce(net.nodes[2].dht, key, 0, NULL, NULL), 0);
     net.nodes[2].next_ms = net.now;
+    net.nodes[24].next_ms = net.now;
     net_run(&net, net.now + 5000, 10);
+    struct seen s2 = {0};
+    net_addr(&net, 24, &s2.want);
+    CU_ASSERT(dht_lookup(net.nodes[7].dht, key2, on_peers, &s2) > 0);
+    net.nodes[7].next_ms = net.now;
+    net_run(&net, net.now + 5000, 10);
+    CU_ASSERT_EQUAL(s2.found, 1);
     struct seen s = {0};
     net_addr(&net, 2, &s.want);
     CU_ASSERT(dht_lookup(ro, key, on_peers, &s) > 0);

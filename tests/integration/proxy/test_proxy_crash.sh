@@ -1,5 +1,4 @@
 #!/bin/sh
-# DRAFT (not in TESTS until apt-dht-proxy can pass it).
 # kill -9 of apt-dht-proxy in the middle of the big download; after a
 # restart, leftovers are gone, apt succeeds, and nothing corrupt is served.
 

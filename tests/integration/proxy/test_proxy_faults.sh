@@ -1,5 +1,4 @@
 #!/bin/sh
-# DRAFT (not in TESTS until apt-dht-proxy can pass it).
 # Mirror faults seen by the real apt through apt-dht-proxy: apt gets an error
 # (or a transfer it detects as bad) or succeeds after a clean retry, and the
 # proxy never caches nor serves wrong content. Also: concurrent clients share

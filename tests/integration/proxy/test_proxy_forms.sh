@@ -1,5 +1,4 @@
 #!/bin/sh
-# DRAFT (not in TESTS until apt-dht-proxy can pass it).
 # The three ways apt reaches apt-dht-proxy (proxy mode, rewrite mode, backend
 # name) each do a full apt-get update + download of every package; all three
 # normalise to one cache entry, so the mirror serves each pool file once; a
