@@ -35,9 +35,13 @@ lab_mcast_check h2 h4 || fail "multicast from h2 does not reach h4"
 log "multicast 239.192.152.143:6772 crosses the bridge"
 
 # --- DHT nodes find each other by LAN discovery alone ------------------------
-# apt-dht-node in h1..h3 with no bootstrap list; a one-shot node in h4
-# announces a key, another in h2 finds it. Both dialects.
-node_bin="$top_builddir/dht/apt-dht-node"
+# apt-dht-node in h1..h3 with no bootstrap list. One-shot nodes are
+# resolve-only (they answer no query, so the pings LAN discovery triggers
+# never reach their tables): a one-shot node in h4 announces a key through
+# h1's node only, another in h2 looks it up through h3's node only. The
+# lookup can only succeed when h1 and h3 found each other on the LAN.
+# Both dialects.
+node_bin=$(lab_node_bin)
 [ -x "$node_bin" ] || skip "apt-dht-node not built ($node_bin)"
 key=$(printf 'apt-dht lab %s' "$$" | sha256sum | cut -c1-40)
 for mode in apt-dht bep5; do
@@ -49,17 +53,16 @@ for mode in apt-dht bep5; do
     done
     sleep 1
     lab_exec h4 "$node_bin" --mode "$mode" --bind "$(lab_addr h4)" --port 9977 \
-        --lan-discovery --timeout 20 announce "$key" 4242 > "$T/lab/announce-$mode.out" 2>&1 \
+        --bootstrap "$(lab_addr h1):9977" --timeout 20 announce "$key" 4242 \
+        > "$T/lab/announce-$mode.out" 2>&1 \
         || { cat "$T/lab/announce-$mode.out" >&2; fail "$mode: announce from h4 failed"; }
-    # A resolve-only node answers no queries, so the pings that LAN discovery
-    # sends back never reach its table: it joins through h1 instead.
     lab_exec h2 "$node_bin" --mode "$mode" --bind "$(lab_addr h2)" --port 9978 \
-        --bootstrap "$(lab_addr h1):9977" --timeout 20 get "$key" > "$T/lab/get-$mode.out" 2>&1 \
+        --bootstrap "$(lab_addr h3):9977" --timeout 20 get "$key" > "$T/lab/get-$mode.out" 2>&1 \
         || { cat "$T/lab/get-$mode.out" >&2; fail "$mode: get from h2 failed"; }
     grep -q "$(lab_addr h4):4242" "$T/lab/get-$mode.out" \
         || { cat "$T/lab/get-$mode.out" >&2; fail "$mode: h2 did not find h4's announcement"; }
     for p in $pids; do lab_stop_bg "$p"; done
-    log "$mode: DHT nodes joined by LAN discovery; announce in h4, found from h2"
+    log "$mode: DHT nodes joined by LAN discovery; announced through h1, found through h3"
 done
 
 # --- the mirror -------------------------------------------------------------
