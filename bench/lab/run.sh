@@ -1,0 +1,224 @@
+#!/bin/sh
+# LAN lab benchmark of apt-dht: 8 hosts fetch a ~200 MiB package set from a
+# rate-limited mirror, side by side in one run:
+#   (a) direct      every host straight to the mirror (apt without a proxy)
+#   (b) acng        one apt-cacher-ng for the whole lab, in its own namespace
+#   (c) apt-dht     apt-dht-proxy on every host (LAN discovery, no bootstrap)
+# For each: the total wall time until all 8 hosts have the set (apt-get update
+# + download of every package), and the bytes the mirror served. Prints a
+# Markdown table and saves it under bench/results/.
+#
+# The lab is tests/lab/lab.sh: network namespaces on one bridge, nothing sent
+# from or to the root namespace, everything removed at exit. The mirror's
+# egress (its veth, inside its namespace) is shaped with tc tbf.
+#
+# Needs root, the build (apt-dht-proxy) and apt-cacher-ng (its binary only:
+# it runs here in the foreground in the lab, never as a system service).
+#
+# Settings (environment):
+#   BENCH_HOSTS      number of hosts (default 8)
+#   BENCH_COUNT      packages in the set (default 10)
+#   BENCH_SIZE_MIB   size of each package in MiB (default 20)
+#   BENCH_RATE       mirror egress rate for tc tbf (default 200mbit)
+#   BENCH_DELAY      extra one-way delay at the mirror for tc netem (default: none, e.g. 5ms)
+#   BENCH_SCHEDULE   first-then-rest (default: host 1 alone, then all others at
+#                    once), parallel (all at once), sequential (one after another)
+#   BENCH_ROUNDS     which rounds to run (default "direct acng apt-dht")
+#   BENCH_DHT_MODE   dht.mode of the apt-dht round (default apt-dht)
+#   BENCH_VERIFY     1 (default): check every downloaded file against the pool
+#                    (outside the timed part)
+#   APT_TIME_LIMIT   bound for each apt-get run in seconds (default 900)
+#   APT_RETRIES      apt's Acquire::Retries (default 3, apt's own default; the
+#                    test suite uses 0)
+
+top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
+: "${top_builddir:=$top_srcdir}"
+export top_srcdir top_builddir
+. "$top_srcdir/tests/lab/lab.sh"
+
+: "${BENCH_HOSTS:=8}" "${BENCH_COUNT:=10}" "${BENCH_SIZE_MIB:=20}" "${BENCH_RATE:=200mbit}"
+: "${BENCH_DELAY:=}" "${BENCH_SCHEDULE:=first-then-rest}" "${BENCH_ROUNDS:=direct acng apt-dht}"
+: "${BENCH_DHT_MODE:=apt-dht}" "${BENCH_VERIFY:=1}" "${APT_TIME_LIMIT:=900}" "${APT_RETRIES:=3}"
+export APT_TIME_LIMIT APT_RETRIES
+LAB_APT_QUIET=1
+ACNG_PORT=3142
+
+lab_require
+for r in $BENCH_ROUNDS; do
+    case $r in
+        acng) require_tool apt-cacher-ng ;;
+        apt-dht) [ -x "$(proxy_bin)" ] || skip "apt-dht-proxy not built ($(proxy_bin))" ;;
+        direct) ;;
+        *) hard_error "unknown round $r" ;;
+    esac
+done
+require_tool tc
+
+log "building the package set ($BENCH_COUNT x $BENCH_SIZE_MIB MiB)"
+FIXTURE_DIR=$(sh "$top_srcdir/bench/lab/make-bench-archive.sh" --cached "$BENCH_COUNT" "$BENCH_SIZE_MIB") \
+    || hard_error "building the benchmark archive failed"
+FIXTURE_ROOT="$FIXTURE_DIR/debian"
+FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
+export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY
+set_bytes=$(awk '{ s += $5 } END { print s }' "$FIXTURE_DIR/packages.txt")
+
+lab_up "$BENCH_HOSTS"
+mns=$(lab_ns mirror)
+if [ -n "$BENCH_DELAY" ]; then
+    ip -n "$mns" link set eth0 txqueuelen 10000
+    tc -n "$mns" qdisc add dev eth0 root handle 1: netem delay "$BENCH_DELAY" limit 100000 \
+        || hard_error "tc netem on the mirror failed"
+    tc -n "$mns" qdisc add dev eth0 parent 1:1 handle 10: tbf rate "$BENCH_RATE" burst 256kb latency 200ms \
+        || hard_error "tc tbf on the mirror failed"
+else
+    tc -n "$mns" qdisc add dev eth0 root tbf rate "$BENCH_RATE" burst 256kb latency 200ms \
+        || hard_error "tc tbf on the mirror failed"
+fi
+log "mirror egress: $(tc -n "$mns" qdisc show dev eth0 | tr '\n' ';')"
+
+# ---------------------------------------------------------------------------
+
+# host_fetch HOST HOW [URL]: apt-get update + download in HOST; records the
+# outcome in $T/round/HOST.rc.
+host_fetch() {
+    _hf_rc=0
+    lab_apt "$1" update "$2" ${3:+"$3"} || _hf_rc=$?
+    [ "$_hf_rc" -ne 0 ] || lab_apt "$1" download "$2" ${3:+"$3"} || _hf_rc=$?
+    echo "$_hf_rc" > "$T/round/$1.rc"
+}
+
+# run_hosts HOW [URL]: every host fetches the set, in BENCH_SCHEDULE order.
+run_hosts() {
+    _pids=""
+    _i=1
+    while [ "$_i" -le "$BENCH_HOSTS" ]; do
+        case $BENCH_SCHEDULE in
+            sequential) host_fetch "h$_i" "$@" ;;
+            first-then-rest)
+                if [ "$_i" -eq 1 ]; then host_fetch h1 "$@"
+                else host_fetch "h$_i" "$@" & _pids="$_pids $!"; fi ;;
+            parallel) host_fetch "h$_i" "$@" & _pids="$_pids $!" ;;
+            *) hard_error "unknown BENCH_SCHEDULE $BENCH_SCHEDULE" ;;
+        esac
+        _i=$((_i + 1))
+    done
+    for _p in $_pids; do wait "$_p" || true; done
+}
+
+# round NAME HOW [URL]: one timed round; appends a result line to $T/results.
+round() {
+    _name=$1; shift
+    rm -rf "$T/round"
+    mkdir -p "$T/round"
+    LAB_APT_TAG=$_name
+    _from=$(( $(wc -l < "$MIRROR_LOG") + 1 ))
+    log "round $_name: $BENCH_HOSTS hosts, schedule $BENCH_SCHEDULE"
+    _t0=$(date +%s.%N)
+    run_hosts "$@"
+    _t1=$(date +%s.%N)
+    sleep 1   # the mirror logs an answer when it is finished
+    tail -n "+$_from" "$MIRROR_LOG" > "$T/round/mirror.log"
+    _served=$(lab_mirror_served '*' "$T/round/mirror.log")
+    _debs=$(lab_mirror_served '*.deb' "$T/round/mirror.log")
+    _ok=0 _bad=""
+    _i=1
+    while [ "$_i" -le "$BENCH_HOSTS" ]; do
+        if [ "$(cat "$T/round/h$_i.rc" 2>/dev/null || echo 1)" = 0 ]; then
+            if [ "$BENCH_VERIFY" = 1 ]; then
+                if (check_all_debs "$(lab_apt_dest "h$_i")") >/dev/null 2>&1; then
+                    _ok=$((_ok + 1))
+                else
+                    _bad="$_bad h$_i(bad files)"
+                fi
+            else
+                _ok=$((_ok + 1))
+            fi
+        else
+            _bad="$_bad h$_i(apt failed)"
+        fi
+        rm -rf "$(lab_apt_dest "h$_i")"
+        _i=$((_i + 1))
+    done
+    _secs=$(echo "$_t0 $_t1" | awk '{ printf "%.1f", $2 - $1 }')
+    echo "$_name $_secs ${_served#* } ${_debs% *} $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
+    log "round $_name: $_secs s, mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad"
+    LAB_APT_TAG=""
+}
+
+: > "$T/results"
+for r in $BENCH_ROUNDS; do
+    case $r in
+    direct)
+        round direct direct
+        ;;
+    acng)
+        lab_node_add acng "$LAB_NET.3"
+        mkdir -p "$T/acng/conf" "$T/acng/cache" "$T/acng/log"
+        # A private configuration: no remapping, no system paths.
+        cat > "$T/acng/conf/acng.conf" <<EOF
+CacheDir: $T/acng/cache
+LogDir: $T/acng/log
+SupportDir: /usr/lib/apt-cacher-ng
+Port: $ACNG_PORT
+BindAddress: $(lab_addr acng)
+SocketPath: $T/acng/socket
+PidFile: $T/acng/pid
+ForeGround: 1
+AllowUserPorts: 80 $LAB_MIRROR_PORT
+ExThreshold: 4
+VerboseLog: 1
+EOF
+        lab_bg acng "$T/acng/stderr" apt-cacher-ng -c "$T/acng/conf"
+        acng_pid=$LAB_BG_PID
+        lab_wait_tcp acng "$(lab_addr acng)" "$ACNG_PORT" 15 \
+            || { cat "$T/acng/stderr" >&2; hard_error "apt-cacher-ng did not start"; }
+        round acng via "http://$(lab_addr acng):$ACNG_PORT"
+        lab_stop_bg "$acng_pid" 10
+        rm -rf "$T/acng/cache"
+        ;;
+    apt-dht)
+        LAB_DHT_MODE=$BENCH_DHT_MODE
+        _i=1
+        while [ "$_i" -le "$BENCH_HOSTS" ]; do lab_proxy_start "h$_i"; _i=$((_i + 1)); done
+        sleep 2   # LAN discovery
+        round apt-dht backend
+        _i=1
+        while [ "$_i" -le "$BENCH_HOSTS" ]; do
+            log "h$_i proxy: $(lab_proxy_sources "h$_i")"
+            lab_proxy_stop "h$_i"
+            rm -rf "$T/lab/h$_i/cache"
+            _i=$((_i + 1))
+        done
+        ;;
+    esac
+done
+
+# ---------------------------------------------------------------------------
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+stamp=$(date -u +%Y%m%d-%H%M%S)
+version=$("$(proxy_bin)" --version 2>/dev/null || echo "apt-dht-proxy (not built)")
+commit=$(git -C "$top_srcdir" rev-parse --short HEAD 2>/dev/null || echo unknown)
+out="$top_srcdir/bench/results/lab-$stamp.md"
+mkdir -p "$top_srcdir/bench/results"
+{
+    echo "## LAN lab: $BENCH_HOSTS hosts, $BENCH_COUNT x $BENCH_SIZE_MIB MiB ($(mib "$set_bytes") MiB), mirror at $BENCH_RATE${BENCH_DELAY:+ + $BENCH_DELAY delay}"
+    echo
+    echo "$stamp UTC, $version, commit $commit, schedule: $BENCH_SCHEDULE, apt-dht dht.mode: $BENCH_DHT_MODE"
+    echo
+    echo "| setup | wall time (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
+    echo "|---|---:|---:|---:|---:|---|"
+    while read -r name secs bytes debs ok; do
+        case $name in
+            direct) label="(a) every host direct to the mirror" ;;
+            acng) label="(b) one apt-cacher-ng for the lab" ;;
+            apt-dht) label="(c) apt-dht on every host" ;;
+            *) label=$name ;;
+        esac
+        ratio=$(awk -v b="$bytes" -v s="$set_bytes" 'BEGIN { printf "%.2f", b / s }')
+        echo "| $label | $secs | $(mib "$bytes") | $ratio | $debs | $ok |"
+    done < "$T/results"
+} > "$out"
+echo
+cat "$out"
+echo
+log "saved $out"

@@ -1,0 +1,568 @@
+# The apt-dht LAN lab: a small LAN built from Linux network namespaces, for the
+# peer-to-peer tests (tests/lab) and the benchmark (bench/lab). POSIX sh, sourced
+# after setting top_srcdir (it sources tests/integration/lib.sh itself):
+#
+#   : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+#   . "$top_srcdir/tests/lab/lab.sh"
+#   lab_require                 # SKIP (exit 77) without root or namespaces
+#   lab_up 4                    # mirror + h1..h4 on one bridge
+#   lab_proxy_start h1
+#   lab_apt h1 update && lab_apt h1 download
+#
+# Topology of one lab (names carry a per-run prefix, adht-<pid>-):
+#
+#   adht-<pid>-br      holds the bridge br0 (multicast snooping off) and one
+#                      veth end per lab member; no address, nothing else
+#   adht-<pid>-mirror  the fixture mirror (tests/fixture/mirror.py) on
+#                      $LAB_NET.2:$LAB_MIRROR_PORT, logging every request
+#   adht-<pid>-h1..hN  the hosts, $LAB_NET.11 .. $LAB_NET.(10+N); each may run
+#                      its own apt-dht-proxy on port 9977 (TCP and UDP)
+#   (lab_node_add NAME adds more members, e.g. a shared apt-cacher-ng)
+#
+# Each member has lo up and eth0 (its veth end) in $LAB_NET.0/24 with
+# multicast on and a route for 224.0.0.0/4 on eth0 (LAN discovery), and no
+# other route: no default route, no way out. Everything that talks to a lab
+# address runs inside a lab namespace (ip netns exec); the root namespace
+# never sends to the lab. lab_down (also run at exit, whatever the outcome)
+# stops every process the lab started, by PID, and deletes every namespace it
+# created, which removes the veths and the bridge with them.
+#
+# Functions:
+#   lab_require                   skip unless root with working ip netns
+#   lab_up N [MIRROR-ARGS...]     build the lab and start the mirror
+#                                 (extra args go to mirror.py, e.g. --rate N);
+#                                 LAB_FIXTURE_DIR overrides the served archive
+#   lab_node_add NAME ADDR        one more member namespace on the bridge
+#   lab_ns HOST / lab_addr HOST   namespace name / IPv4 address of a member
+#   lab_exec HOST CMD...          run CMD inside HOST's namespace
+#   lab_bg HOST OUTFILE CMD...    start CMD in the background inside HOST, its
+#                                 output appended to OUTFILE; sets LAB_BG_PID
+#   lab_stop_bg PID               stop a process started with lab_bg
+#   lab_curl HOST CURL-ARGS...    curl inside HOST (no proxy, bounded)
+#   lab_wait_tcp HOST ADDR PORT [SECONDS]  wait until ADDR:PORT accepts, seen from HOST
+#   lab_mcast_check FROM TO [GROUP PORT]   a multicast datagram sent in FROM
+#                                 reaches a group member in TO
+#   lab_proxy_config HOST [YAML-LINES...]  write HOST's proxy config
+#   lab_proxy_start HOST [YAML-LINES...]   start apt-dht-proxy in HOST on 9977
+#   lab_proxy_stop HOST           SIGTERM it (by PID) and wait
+#   lab_proxy_log HOST            path of its log (stderr, appended)
+#   lab_proxy_url HOST            http://ADDR:9977 as peers see it
+#   lab_apt HOST update|download [backend|proxy|direct|via URL]
+#                                 a sandboxed real apt-get inside HOST
+#   lab_apt_dest HOST             where lab_apt HOST download puts the files
+#   lab_mirror_served GLOB        "COUNT BYTES" of GET answers (200/206) whose
+#                                 path matches GLOB, from the mirror's log
+#   lab_deb_served_counts         one line per fixture .deb: "COUNT POOL-PATH"
+#   lab_down                      stop everything and remove the lab
+#
+# Variables: LAB_DHT_MODE (apt-dht | bep5 | off, default apt-dht),
+# LAB_DHT_EXTRA (more entries for the dht flow mapping, e.g. "ttl: 600"),
+# LAB_LOG_LEVEL (proxy log level, default info), LAB_APT_TAG (a separate
+# apt sandbox per tag), LAB_APT_QUIET (1: do not copy apt's output to the
+# test log), LAB_MIRROR_PORT (default 8080; kept below 32768 because
+# apt-cacher-ng cannot use higher ports), LAB_DHT_VIA (see lab_dht_announce),
+# LAB_P2P_OPTIONAL (see lab_p2p_check).
+#
+# Also: lab_node_bin, lab_dht_get, lab_dht_announce, lab_wait_announced,
+# lab_proxy_sources, lab_key_of, lab_p2p_check (below, with their comments).
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$top_srcdir/tests/integration/lib.sh"
+
+LAB_PROXY_PORT=9977
+: "${LAB_MIRROR_PORT:=8080}"
+: "${LAB_DHT_MODE:=apt-dht}"
+: "${LAB_DHT_EXTRA:=}"
+: "${LAB_LOG_LEVEL:=info}"
+: "${LAB_APT_QUIET:=0}"
+
+LAB_ID=""          # namespace prefix of this run, set by lab_up
+LAB_NSES=""        # every namespace created (deleted by lab_down)
+LAB_PIDS=""        # every process started inside the lab
+LAB_MEMBERS=""     # member names (mirror h1 h2 ...)
+LAB_N=0
+
+# ---------------------------------------------------------------------------
+# Preconditions
+
+# lab_require: the lab needs root, ip(8) with namespaces, and the tools of the
+# integration harness. Skips (exit 77) with the reason otherwise.
+lab_require() {
+    [ "$(id -u)" -eq 0 ] || skip "the LAN lab needs root (network namespaces)"
+    require_tool ip python3 apt-get curl timeout sha256sum
+    _probe="adht-$$-probe"
+    if ! ip netns add "$_probe" 2>"$T/.netns-probe.err"; then
+        skip "cannot create a network namespace: $(head -n 1 "$T/.netns-probe.err")"
+    fi
+    _ok=1
+    ip -n "$_probe" link add adht-probe-br type bridge 2>"$T/.netns-probe.err" || _ok=0
+    ip netns del "$_probe" 2>/dev/null || true
+    [ "$_ok" -eq 1 ] || skip "cannot create a bridge in a namespace: $(head -n 1 "$T/.netns-probe.err")"
+}
+
+# ---------------------------------------------------------------------------
+# Building and removing the lab
+
+_lab_ns_add() {
+    ip netns add "$1" || hard_error "ip netns add $1 failed"
+    LAB_NSES="$LAB_NSES $1"
+    ip -n "$1" link set lo up || hard_error "lo up in $1 failed"
+}
+
+# lab_ns HOST: the namespace of a member (h1, mirror, ... or a bare number = hN).
+lab_ns() {
+    case $1 in
+        [0-9]*) echo "$LAB_ID-h$1" ;;
+        *) echo "$LAB_ID-$1" ;;
+    esac
+}
+
+_lab_name() {
+    case $1 in [0-9]*) echo "h$1" ;; *) echo "$1" ;; esac
+}
+
+# lab_addr HOST: the member's IPv4 address in the lab.
+lab_addr() {
+    _n=$(_lab_name "$1")
+    eval "echo \"\${LAB_ADDR_$(_lab_var "$_n"):-}\""
+}
+
+_lab_var() { printf '%s' "$1" | tr -c 'A-Za-z0-9_' '_'; }
+
+# lab_node_add NAME ADDR: a new member namespace with eth0 = ADDR/24 on the bridge.
+lab_node_add() {
+    _name=$1 _addr=$2
+    _ns="$LAB_ID-$_name"
+    _lab_ns_add "$_ns"
+    # Both veth ends are created directly in their namespaces, so no lab link
+    # ever exists in the root namespace.
+    ip -n "$LAB_ID-br" link add "v-$_name" type veth peer name eth0 netns "$_ns" \
+        || hard_error "veth for $_name failed"
+    ip -n "$LAB_ID-br" link set "v-$_name" master br0 || hard_error "enslaving v-$_name failed"
+    ip -n "$LAB_ID-br" link set "v-$_name" multicast on up || hard_error "v-$_name up failed"
+    ip -n "$_ns" link set eth0 multicast on up || hard_error "eth0 up in $_ns failed"
+    ip -n "$_ns" addr add "$_addr/24" dev eth0 || hard_error "address $_addr failed"
+    # Multicast (LAN discovery) goes out on the lab link; nothing else has a route.
+    ip -n "$_ns" route add 224.0.0.0/4 dev eth0 || hard_error "multicast route in $_ns failed"
+    eval "LAB_ADDR_$(_lab_var "$_name")=\$_addr"
+    LAB_MEMBERS="$LAB_MEMBERS $_name"
+}
+
+# lab_up N [MIRROR-ARGS...]: build the lab with N hosts and start the mirror.
+# Sets LAB_ID, LAB_NET, LAB_N, LAB_MIRROR_ADDR, LAB_MIRROR_URL and, for the
+# lib.sh helpers, MIRROR_URL, MIRROR_LOG, MIRROR_PID.
+lab_up() {
+    _count=$1; shift
+    [ -n "${FIXTURE_DIR:-}" ] || fixture_build
+    if [ -n "${LAB_FIXTURE_DIR:-}" ]; then
+        FIXTURE_DIR=$LAB_FIXTURE_DIR
+        FIXTURE_ROOT="$FIXTURE_DIR/debian"
+        FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
+        export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY
+    fi
+    LAB_ID="adht-$$"
+    LAB_NET="10.77.$(( $$ % 250 + 1 ))"
+    LAB_N=$_count
+    mkdir -p "$T/lab"
+    on_exit lab_down
+    _lab_ns_add "$LAB_ID-br"
+    ip -n "$LAB_ID-br" link add br0 type bridge forward_delay 0 stp_state 0 mcast_snooping 0 \
+        || hard_error "bridge creation failed"
+    ip -n "$LAB_ID-br" link set br0 multicast on up || hard_error "bridge up failed"
+    lab_node_add mirror "$LAB_NET.2"
+    _i=1
+    while [ "$_i" -le "$_count" ]; do
+        lab_node_add "h$_i" "$LAB_NET.$((10 + _i))"
+        _i=$((_i + 1))
+    done
+    LAB_MIRROR_ADDR="$LAB_NET.2"
+    LAB_MIRROR_URL="http://$LAB_MIRROR_ADDR:$LAB_MIRROR_PORT"
+    MIRROR_URL=$LAB_MIRROR_URL
+    MIRROR_LOG="$T/lab/mirror.log"
+    : > "$MIRROR_LOG"
+    rm -f "$T/lab/mirror.port"
+    lab_bg mirror "$T/lab/mirror.stderr" python3 "$LIB_FIXTURE_SRC/mirror.py" \
+        --root "$FIXTURE_DIR" --bind "$LAB_MIRROR_ADDR" --port "$LAB_MIRROR_PORT" \
+        --port-file "$T/lab/mirror.port" --log "$MIRROR_LOG" "$@"
+    MIRROR_PID=$LAB_BG_PID
+    _deadline=$(( $(now) + 15 ))
+    while [ ! -s "$T/lab/mirror.port" ]; do
+        kill -0 "$MIRROR_PID" 2>/dev/null || { cat "$T/lab/mirror.stderr" >&2; hard_error "mirror.py exited"; }
+        [ "$(now)" -lt "$_deadline" ] || hard_error "mirror.py did not start"
+        sleep 0.05
+    done
+    export LAB_ID LAB_NET LAB_N LAB_MIRROR_ADDR LAB_MIRROR_URL MIRROR_URL MIRROR_LOG MIRROR_PID
+    log "lab $LAB_ID up: mirror $LAB_MIRROR_URL, hosts h1..h$_count in $LAB_NET.0/24"
+}
+
+# lab_down: stop every lab process (by PID), then delete the namespaces. Safe
+# to call twice; runs at exit.
+lab_down() {
+    set +e
+    for _p in $LAB_PIDS; do stop_pid "$_p" 5; done
+    LAB_PIDS=""
+    for _ns in $LAB_NSES; do
+        # A process of this run may still sit in the namespace (an apt-get cut
+        # short by a signal); the namespace is private to this run, so whatever
+        # is left in it was started here.
+        for _p in $(ip netns pids "$_ns" 2>/dev/null); do
+            kill -KILL "$_p" 2>/dev/null
+        done
+        ip netns del "$_ns" 2>/dev/null
+    done
+    LAB_NSES=""
+    set -e
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# Running things inside the lab
+
+# lab_exec HOST CMD...: run CMD in HOST's namespace.
+lab_exec() {
+    _ns=$(lab_ns "$1"); shift
+    ip netns exec "$_ns" "$@"
+}
+
+# lab_bg HOST OUTFILE CMD...: start CMD in HOST's namespace in the background
+# (output appended to OUTFILE); it is stopped by lab_down. Sets LAB_BG_PID.
+# ip netns exec replaces itself with CMD, so the PID is CMD's.
+lab_bg() {
+    _ns=$(lab_ns "$1") _out=$2; shift 2
+    ip netns exec "$_ns" "$@" >> "$_out" 2>&1 &
+    LAB_BG_PID=$!
+    LAB_PIDS="$LAB_PIDS $LAB_BG_PID"
+    track_pid "$LAB_BG_PID"
+}
+
+# lab_stop_bg PID [SECONDS]: stop a process started by lab_bg.
+lab_stop_bg() {
+    stop_pid "$1" "${2:-5}"
+    _keep=""
+    for _p in $LAB_PIDS; do [ "$_p" = "$1" ] || _keep="$_keep $_p"; done
+    LAB_PIDS=$_keep
+}
+
+# lab_curl HOST CURL-ARGS...: curl inside HOST, no proxy, bounded.
+lab_curl() {
+    _h=$1; shift
+    lab_exec "$_h" curl -q -sS --noproxy '*' --max-time "${TCURL_MAX_TIME:-60}" "$@"
+}
+
+_lab_tcp_open() {
+    lab_exec "$1" python3 -c 'import socket, sys
+s = socket.socket()
+s.settimeout(1)
+s.connect((sys.argv[1], int(sys.argv[2])))' "$2" "$3"
+}
+
+# lab_wait_tcp HOST ADDR PORT [SECONDS]: wait until ADDR:PORT accepts TCP
+# connections, seen from inside HOST (default 15 s).
+lab_wait_tcp() {
+    wait_for "${4:-15}" _lab_tcp_open "$1" "$2" "$3"
+}
+
+# lab_mcast_check FROM TO [GROUP PORT]: send datagrams to the LAN discovery
+# group (default 239.192.152.143:6772) from FROM, and wait up to 5 s for one
+# of them at a member of the group in TO. Returns 0 when one arrived.
+lab_mcast_check() {
+    _group=${3:-239.192.152.143} _port=${4:-6772}
+    _nonce="apt-dht-lab-$$-$(date +%s%N)"
+    _rfile="$T/lab/mcast.$$"
+    rm -f "$_rfile"
+    lab_exec "$2" python3 -c 'import socket, struct, sys, time
+group, port, nonce, out, ifaddr = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", port))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton(group) + socket.inet_aton(ifaddr))
+open(out + ".ready", "w").close()
+deadline = time.time() + 5
+while time.time() < deadline:
+    s.settimeout(max(0.05, deadline - time.time()))
+    try:
+        data, src = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    if data == nonce:
+        with open(out, "w") as f:
+            f.write(src[0] + "\n")
+        sys.exit(0)
+sys.exit(1)' "$_group" "$_port" "$_nonce" "$_rfile" "$(lab_addr "$2")" &
+    _rpid=$!
+    wait_for 5 test -e "$_rfile.ready" || true
+    lab_exec "$1" python3 -c 'import socket, sys, time
+group, port, nonce = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+for _ in range(20):
+    s.sendto(nonce, (group, port))
+    time.sleep(0.2)' "$_group" "$_port" "$_nonce" &
+    _spid=$!
+    _mrc=0
+    wait "$_rpid" || _mrc=$?
+    kill "$_spid" 2>/dev/null || true
+    wait "$_spid" 2>/dev/null || true
+    [ "$_mrc" -eq 0 ] && [ -s "$_rfile" ] || return 1
+    rm -f "$_rfile" "$_rfile.ready"
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# apt-dht-proxy in a host
+
+_lab_hdir() { echo "$T/lab/$(_lab_name "$1")"; }
+
+# lab_proxy_log HOST: the proxy's log file (stderr, appended across restarts).
+lab_proxy_log() { echo "$(_lab_hdir "$1")/proxy.log"; }
+
+# lab_proxy_url HOST: the proxy as the other hosts reach it.
+lab_proxy_url() { echo "http://$(lab_addr "$1"):$LAB_PROXY_PORT"; }
+
+# lab_proxy_config HOST [YAML-LINES...]: HOST's config file: listen on all
+# addresses (peers reach port 9977), apt only from loopback, peers from the
+# lab, one backend "fixture" -> the lab mirror, DHT in LAB_DHT_MODE with LAN
+# discovery and no bootstrap list. Extra YAML lines are appended as given.
+lab_proxy_config() {
+    _d=$(_lab_hdir "$1"); shift
+    mkdir -p "$_d"
+    _dhtx=""
+    [ -z "$LAB_DHT_EXTRA" ] || _dhtx=", $LAB_DHT_EXTRA"
+    _lan=", lan_discovery: true"
+    [ "$LAB_DHT_MODE" != off ] || _lan=""
+    {
+        echo "# apt-dht-proxy in one host of the LAN lab"
+        echo "listen: {address: 0.0.0.0, port: $LAB_PROXY_PORT}"
+        echo "allowed_clients: [127.0.0.0/8]"
+        echo "peer_clients: [10.0.0.0/8]"
+        echo "backends: {fixture: [$LAB_MIRROR_URL/debian]}"
+        echo "dht: {mode: $LAB_DHT_MODE$_lan$_dhtx}"
+        echo "log: {level: $LAB_LOG_LEVEL}"
+        for _l in "$@"; do printf '%s\n' "$_l"; done
+    } > "$_d/apt-dht.conf"
+}
+
+# lab_proxy_start HOST [YAML-LINES...]: run apt-dht-proxy in HOST's namespace,
+# cache and state under $T/lab/HOST (kept across restarts). A config written
+# by lab_proxy_config beforehand is kept when no YAML lines are given. Waits
+# until port 9977 accepts connections.
+lab_proxy_start() {
+    _h=$(_lab_name "$1"); shift
+    _bin=$(proxy_bin)
+    [ -x "$_bin" ] || skip "apt-dht-proxy not built ($_bin)"
+    _d=$(_lab_hdir "$_h")
+    mkdir -p "$_d/cache" "$_d/state"
+    if [ $# -gt 0 ] || [ ! -f "$_d/apt-dht.conf" ]; then
+        lab_proxy_config "$_h" "$@"
+    fi
+    lab_bg "$_h" "$_d/proxy.log" "$_bin" -f -c "$_d/apt-dht.conf" -p "$LAB_PROXY_PORT" \
+        --cache-dir "$_d/cache" --state-dir "$_d/state"
+    eval "LAB_PROXY_PID_$(_lab_var "$_h")=\$LAB_BG_PID"
+    if ! lab_wait_tcp "$_h" 127.0.0.1 "$LAB_PROXY_PORT" 15; then
+        tail -n 20 "$_d/proxy.log" >&2
+        fail "apt-dht-proxy in $_h did not start listening on $LAB_PROXY_PORT"
+    fi
+    kill -0 "$LAB_BG_PID" 2>/dev/null || { tail -n 20 "$_d/proxy.log" >&2; fail "apt-dht-proxy in $_h exited"; }
+}
+
+# lab_proxy_pid HOST: PID of HOST's proxy (empty when not running).
+lab_proxy_pid() {
+    eval "echo \"\${LAB_PROXY_PID_$(_lab_var "$(_lab_name "$1")"):-}\""
+}
+
+# lab_proxy_stop HOST: SIGTERM HOST's proxy by PID and wait (10 s, then KILL).
+lab_proxy_stop() {
+    _pid=$(lab_proxy_pid "$1")
+    [ -n "$_pid" ] || return 0
+    lab_stop_bg "$_pid" 10
+    eval "LAB_PROXY_PID_$(_lab_var "$(_lab_name "$1")")="
+}
+
+# ---------------------------------------------------------------------------
+# apt in a host
+
+# LAB_APT_TAG gives each HOST a separate apt sandbox per tag (a benchmark
+# runs several rounds in one lab, each with empty apt caches).
+_lab_apt_dir() { echo "$(_lab_hdir "$1")/apt${LAB_APT_TAG:+-$LAB_APT_TAG}"; }
+
+# lab_apt_dest HOST: where lab_apt HOST download leaves the files.
+lab_apt_dest() { echo "$(_lab_apt_dir "$1")/downloads"; }
+
+# _lab_apt_run HOST APT-GET-ARGS...: apt-get with HOST's private configuration,
+# inside HOST's namespace, bounded by APT_TIME_LIMIT (default 300 s).
+_lab_apt_run() {
+    _h=$1; shift
+    _ad=$(_lab_apt_dir "$_h")
+    [ "$LAB_APT_QUIET" = 1 ] || log "[$(_lab_name "$_h")] apt-get $*"
+    set +e
+    ip netns exec "$(lab_ns "$_h")" env APT_CONFIG="$_ad/apt.conf" \
+        timeout -k 5 "${APT_TIME_LIMIT:-300}" apt-get -q -y "$@" > "$_ad/log/last.log" 2>&1
+    _arc=$?
+    set -e
+    cat "$_ad/log/last.log" >> "$_ad/log/all.log"
+    if [ "$LAB_APT_QUIET" != 1 ] || [ "$_arc" -ne 0 ]; then
+        sed 's/^/    /' "$_ad/log/last.log"
+    fi
+    return "$_arc"
+}
+
+# lab_apt HOST update|download [HOW]: a sandboxed real apt-get (private
+# Dir::State/Cache/Etc, see apt_sandbox) inside HOST's namespace. HOW:
+#   backend (default)  deb http://127.0.0.1:9977/fixture   (HOST's own proxy)
+#   proxy              deb MIRROR/debian with Acquire::http::Proxy = the local proxy
+#   direct             deb MIRROR/debian, no proxy
+#   via URL            deb MIRROR/debian with Acquire::http::Proxy = URL
+# update fails on any W:/E:/Err: line. download fetches every binary package
+# of the archive (and the source package when the archive has one) into
+# lab_apt_dest HOST. Returns non-zero on failure; the caller decides.
+lab_apt() {
+    _h=$(_lab_name "$1") _what=$2 _how=${3:-backend}
+    _ad=$(_lab_apt_dir "$_h")
+    [ -f "$_ad/apt.conf" ] || apt_sandbox "$_ad"
+    _local="http://127.0.0.1:$LAB_PROXY_PORT"
+    case $_how in
+        backend) apt_sources "$_ad" backend fixture "$_local" ;;
+        proxy)   apt_sources "$_ad" proxy "$LAB_MIRROR_URL" "$_local" ;;
+        direct)  apt_sources "$_ad" direct "$LAB_MIRROR_URL" ;;
+        via)     apt_sources "$_ad" proxy "$LAB_MIRROR_URL" "${4:?lab_apt: via needs a URL}" ;;
+        *) hard_error "lab_apt: unknown way $_how" ;;
+    esac
+    case $_what in
+        update)
+            _lab_apt_run "$_h" update || return 1
+            if grep -Eq '^(W|E|Err):' "$_ad/log/last.log"; then
+                log "[$_h] apt-get update reported a problem"
+                grep -E '^(W|E|Err):' "$_ad/log/last.log" | sed 's/^/    /'
+                return 1
+            fi
+            ;;
+        download)
+            _dest="$_ad/downloads"
+            mkdir -p "$_dest"
+            chmod a+rwx "$_dest"
+            # shellcheck disable=SC2046
+            (cd "$_dest" && _lab_apt_run "$_h" download $(fixture_packages)) || return 1
+            if grep -q '\.dsc$' "$FIXTURE_DIR/pool.sha256"; then
+                _src=$(sed -n 's|.*pool/[^/]*/[^/]*/[^/]*/\([^_/]*\)_[^/]*\.dsc$|\1|p' \
+                       "$FIXTURE_DIR/pool.sha256" | head -n 1)
+                (cd "$_dest" && _lab_apt_run "$_h" source --download-only "$_src") || return 1
+            fi
+            ;;
+        *) hard_error "lab_apt: unknown command $_what" ;;
+    esac
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# What the mirror served
+
+# lab_mirror_served GLOB [LOG]: "COUNT BYTES" over the GET requests answered
+# 200 or 206 whose logged path matches the shell pattern GLOB (e.g. '*.deb').
+lab_mirror_served() {
+    _cnt=0 _sum=0
+    while read -r _m _path _st _bytes _rest; do
+        [ "$_m" = GET ] || continue
+        case $_st in 200|206) ;; *) continue ;; esac
+        # shellcheck disable=SC2254
+        case $_path in $1) _cnt=$((_cnt + 1)); _sum=$((_sum + _bytes)) ;; esac
+    done < "${2:-$MIRROR_LOG}"
+    echo "$_cnt $_sum"
+}
+
+# lab_deb_served_counts [LOG]: for each .deb of the archive, "COUNT POOL-PATH"
+# where COUNT is how many GET answers with a body the mirror gave for it.
+lab_deb_served_counts() {
+    _log=${1:-$MIRROR_LOG}
+    while read -r _name _ver _arch _path _size _sum; do
+        _served=$(lab_mirror_served "*/$_path" "$_log")
+        echo "${_served% *} $_path"
+    done < "$FIXTURE_DIR/packages.txt"
+}
+
+# lab_key_of FILE: the DHT key of a file: its SHA-256 truncated to 160 bits
+# (40 hex digits).
+lab_key_of() { sha256_of "$1" | cut -c1-40; }
+
+# lab_p2p_check COND MESSAGE: an assertion that only holds once the daemon
+# shares files between peers. Fails like any assertion, unless
+# LAB_P2P_OPTIONAL=1, which reports it and carries on (to check the rest of
+# the lab while peer-to-peer is not there).
+lab_p2p_check() {
+    if eval "$1"; then
+        log "ok (p2p): $2"
+    elif [ "${LAB_P2P_OPTIONAL:-0}" = 1 ]; then
+        log "NOT YET (p2p): $2"
+        LAB_P2P_MISSING=$(( ${LAB_P2P_MISSING:-0} + 1 ))
+    else
+        fail "$2"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Talking to the lab's DHT with apt-dht-node (dht/apt-dht-node)
+
+# lab_node_bin: the apt-dht-node binary of this build (APT_DHT_NODE overrides).
+lab_node_bin() {
+    echo "${APT_DHT_NODE:-$top_builddir/dht/apt-dht-node}"
+}
+
+# lab_dht_get HOST KEY VIA [SECONDS]: look KEY up from a resolve-only node in
+# HOST that joins through VIA's node (port 9977), in LAB_DHT_MODE. Prints the
+# peers found ("ADDR:PORT" lines among apt-dht-node's output); returns
+# non-zero when none was found within SECONDS (default 10).
+lab_dht_get() {
+    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+        --port 0 --bootstrap "$(lab_addr "$3"):$LAB_PROXY_PORT" --timeout "${4:-10}" \
+        get "$2" 2>&1
+}
+
+# lab_dht_announce HOST KEY PORT [SECONDS]: announce from HOST that HOST's
+# PORT holds the file of KEY, joining through the proxies of LAB_DHT_VIA
+# (hosts, default h1) only: without LAN discovery, so that one-shot nodes
+# started side by side do not find and store on each other. Prints
+# apt-dht-node's output.
+lab_dht_announce() {
+    _boot=""
+    for _v in ${LAB_DHT_VIA:-h1}; do
+        _boot="$_boot --bootstrap $(lab_addr "$_v"):$LAB_PROXY_PORT"
+    done
+    # shellcheck disable=SC2086
+    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+        --port 0 $_boot --timeout "${4:-10}" announce "$2" "$3" 2>&1
+}
+
+# lab_wait_announced HOST KEY VIA HOLDER [SECONDS]: wait (default 15 s) until
+# a lookup from HOST through VIA finds HOLDER's proxy for KEY.
+lab_wait_announced() {
+    _want="$(lab_addr "$4"):$LAB_PROXY_PORT"
+    _deadline=$(( $(now) + ${5:-15} ))
+    while :; do
+        if lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -q "$_want"; then
+            return 0
+        fi
+        [ "$(now)" -lt "$_deadline" ] || return 1
+        sleep 0.5
+    done
+}
+
+# lab_proxy_sources HOST [GLOB]: where HOST's proxy got the files it served
+# for request paths matching GLOB (default '*.deb'), from its request log
+# lines ("CLIENT METHOD PATH STATUS BYTES SOURCE ..."): one "SOURCE=COUNT"
+# word per source seen (cache, mirror, peer, ...), on one line.
+lab_proxy_sources() {
+    awk -v glob="${2:-*.deb}" '
+        function globre(g,   r) {
+            r = g; gsub(/[.+^$(){}|\\]/, "\\\\&", r); gsub(/\*/, ".*", r); gsub(/\?/, ".", r)
+            return "^" r "$"
+        }
+        BEGIN { re = globre(glob) }
+        {
+            for (i = 1; i <= NF; i++) if ($i ~ /:$/ && $i != "" && i + 6 <= NF) break
+            if (i + 6 > NF) next
+            if ($(i + 2) != "GET" || $(i + 4) !~ /^2/) next
+            if ($(i + 3) !~ re) next
+            n[$(i + 6)]++
+        }
+        END { for (k in n) printf "%s=%d ", k, n[k]; print "" }' "$(lab_proxy_log "$1")"
+}
