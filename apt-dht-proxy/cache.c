@@ -234,9 +234,10 @@ int cache_open(struct cache *c, const char *key, struct stat *st)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct entry *e = strmap_get(c->map, key);
     if (fd < 0) {
-        if (e)
+        int err = errno;
+        if (e && err == ENOENT)
             drop_entry(c, e); /* removed behind our back */
-        return -ENOENT;
+        return err == ENOENT ? -ENOENT : -err; /* EMFILE and the like keep the entry */
     }
     if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
         close(fd);
@@ -310,6 +311,11 @@ int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t 
 fail:
     unlink(tmp_path);
     return r;
+}
+
+bool cache_has(const struct cache *c, const char *key)
+{
+    return strmap_get(c->map, key) != NULL;
 }
 
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32])

@@ -30,8 +30,9 @@ uint64_t cache_used(const struct cache *c);
 size_t cache_count(const struct cache *c);
 const char *cache_dir(const struct cache *c);
 
-/* Opens the entry for reading (O_RDONLY|O_CLOEXEC) and marks it used. Returns the fd or
- * -ENOENT. st receives its fstat. */
+/* Opens the entry for reading (O_RDONLY|O_CLOEXEC) and marks it used. Returns the fd,
+ * -ENOENT (no such entry; a file removed behind the cache's back is forgotten), or another
+ * negative errno (EMFILE...: the entry is kept). st receives its fstat. */
 int cache_open(struct cache *c, const char *key, struct stat *st);
 
 /* Creates a new temp file; writes its path into path (size >= PATH_MAX). Returns the fd
@@ -48,6 +49,9 @@ int cache_make_room(struct cache *c, uint64_t bytes);
  * Returns 0 or a negative errno; on failure the temp file is removed. */
 int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t mtime,
                  bool immutable, const uint8_t *sha256);
+
+/* True if key is an entry (a commit may have had to evict it again at once). */
+bool cache_has(const struct cache *c, const char *key);
 
 /* The SHA-256 of an entry's content if it was computed when it was stored (entries found
  * by the start-up scan have none until re-downloaded). true and out filled, or false. */

@@ -25,6 +25,7 @@
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/strmap.h"
+#include "apt-dht-proxy/url.h"
 
 struct dl_watch {
     void (*cb)(void *ud);
@@ -83,6 +84,7 @@ struct dl {
     struct loop_timer *budget_timer;
     bool ended;              /* finish() ran */
     bool in_memory;          /* the disk was full: fd is a memfd, nothing is cached */
+    char *join_key;          /* its key in fetcher.inflight (the cache key, or a variant) */
 };
 
 struct fetcher {
@@ -91,7 +93,8 @@ struct fetcher {
     struct fetch_opts opts;
     CURLM *multi;
     struct loop_timer *timer;
-    struct strmap *inflight; /* key -> struct dl (transfer running) */
+    struct strmap *inflight; /* join key -> struct dl (transfer running) */
+    char user_agent[64];
 };
 
 static void start_transfer(struct dl *d);
@@ -194,6 +197,7 @@ static void dl_destroy(struct dl *d)
         d->watchers = w->next;
         free(w);
     }
+    free(d->join_key);
     free(d->key);
     free(d);
 }
@@ -242,6 +246,11 @@ const char *dl_source(const struct dl *d)
 bool dl_hash_mismatch(const struct dl *d)
 {
     return d->mismatch;
+}
+
+const char *dl_key(const struct dl *d)
+{
+    return d->key;
 }
 
 uint64_t dl_started_ms(const struct dl *d)
@@ -494,7 +503,7 @@ static void start_transfer(struct dl *d)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through an environment proxy (ourselves) */
-    curl_easy_setopt(e, CURLOPT_USERAGENT, f->opts.user_agent);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, f->user_agent);
     if (d->on_peer) {
         /* A peer is on the LAN: it answers at once and sends fast, or it is skipped. */
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
@@ -508,16 +517,23 @@ static void start_transfer(struct dl *d)
     }
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Conditional headers are written here rather than with CURLOPT_TIMECONDITION: a
+     * mirror that ignores If-Modified-Since answers 200 with the same date, and libcurl
+     * would then drop the body and pretend a 304 under our own 200 status. */
     if (d->ims > 0) {
-        curl_easy_setopt(e, CURLOPT_TIMECONDITION, (long)CURL_TIMECOND_IFMODSINCE);
-        curl_easy_setopt(e, CURLOPT_TIMEVALUE_LARGE, (curl_off_t)d->ims);
+        char h[80];
+        struct tm tm;
+        gmtime_r(&d->ims, &tm);
+        strftime(h, sizeof h, "If-Modified-Since: %a, %d %b %Y %H:%M:%S GMT", &tm);
+        d->hdrs = curl_slist_append(d->hdrs, h);
     }
     if (d->inm[0]) {
         char h[200];
         snprintf(h, sizeof h, "If-None-Match: %s", d->inm);
-        d->hdrs = curl_slist_append(NULL, h);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->hdrs);
+        d->hdrs = curl_slist_append(d->hdrs, h);
     }
+    if (d->hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->hdrs);
     log_debug("fetch %s from %s", d->key, url);
     if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
         set_reason(d, 502, "cannot start a transfer");
@@ -626,7 +642,7 @@ static void complete_body(struct dl *d)
                              d->have_digest ? d->digest : NULL);
         if (r == 0) {
             d->tmp_path[0] = '\0'; /* it is the cache entry now */
-            if (d->f->opts.on_commit && d->have_digest) {
+            if (d->f->opts.on_commit && d->have_digest && cache_has(d->f->cache, d->key)) {
                 char path[PATH_MAX];
                 snprintf(path, sizeof path, "%s/%s", cache_dir(d->f->cache), d->key);
                 d->f->opts.on_commit(d->f->opts.ud, d->key, path, d->digest);
@@ -755,8 +771,8 @@ static void finish(struct dl *d, enum dl_state st)
         unlink(d->tmp_path); /* readers keep their fd; nothing reaches the cache */
         d->tmp_path[0] = '\0';
     }
-    if (strmap_get(d->f->inflight, d->key) == d)
-        strmap_del(d->f->inflight, d->key);
+    if (d->join_key && strmap_get(d->f->inflight, d->join_key) == d)
+        strmap_del(d->f->inflight, d->join_key);
     notify(d);
     dl_unref(d);
 }
@@ -803,9 +819,31 @@ static int dl_init(struct dl *d, const struct dl_request *req)
     return 0;
 }
 
+/* A request may join a download under way only if that download checks at least what
+ * the request needs: a request that knows the hash (or must verify first) never joins
+ * one that was started without; such a download runs under a join key of its own. */
+static bool compatible(const struct dl *d, const struct dl_request *req)
+{
+    const struct hashdb_entry *e = req->expect;
+    if (e && (!d->have_expect || d->expect.size != e->size ||
+              d->expect.have_sha256 != e->have_sha256 || d->expect.have_sha1 != e->have_sha1 ||
+              (e->have_sha256 && memcmp(d->expect.sha256, e->sha256, 32) != 0) ||
+              (e->have_sha1 && memcmp(d->expect.sha1, e->sha1, 20) != 0)))
+        return false;
+    return !(req->verify_first && !d->verify_first);
+}
+
 struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err)
 {
+    char jkey[URL_MAX_KEY + 16];
     struct dl *d = strmap_get(f->inflight, req->key);
+    snprintf(jkey, sizeof jkey, "%s", req->key);
+    if (d && !compatible(d, req)) {
+        snprintf(jkey, sizeof jkey, "%s\n#verified", req->key);
+        d = strmap_get(f->inflight, jkey);
+        if (d && !compatible(d, req))
+            d = NULL; /* a still different expectation: run alone, unshared */
+    }
     if (d) {
         dl_ref(d);
         return d;
@@ -825,7 +863,11 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     d->started_ms = loop_now_ms();
     d->refs = 1; /* the transfer's own */
     int r = dl_init(d, req);
-    if (r < 0 || (r = strmap_put(f->inflight, d->key, d, NULL)) < 0) {
+    if (r == 0 && !(d->join_key = strdup(jkey)))
+        r = -ENOMEM;
+    if (r == 0 && !strmap_get(f->inflight, d->join_key))
+        r = strmap_put(f->inflight, d->join_key, d, NULL);
+    if (r < 0) {
         dl_destroy(d);
         *err = r;
         return NULL;
@@ -856,6 +898,8 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
     f->loop = l;
     f->cache = c;
     f->opts = *opts;
+    snprintf(f->user_agent, sizeof f->user_agent, "%s", opts->user_agent ? opts->user_agent : "apt-dht");
+    f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
     if (strmap_new(&f->inflight) < 0 || !(f->multi = curl_multi_init())) {
         fetcher_free(f);
         return -ENOMEM;

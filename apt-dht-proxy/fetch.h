@@ -100,6 +100,8 @@ const char *dl_reason(const struct dl *d);
 time_t dl_last_modified(const struct dl *d); /* 0 = unknown */
 const char *dl_source(const struct dl *d);   /* "mirror HOST" */
 bool dl_hash_mismatch(const struct dl *d);
+/* The cache key the download stores under. */
+const char *dl_key(const struct dl *d);
 /* When the download started (loop_now_ms). */
 uint64_t dl_started_ms(const struct dl *d);
 

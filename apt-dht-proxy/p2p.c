@@ -68,6 +68,7 @@ struct p2p {
     bool resolve_only;
     struct loop_timer *timer, *lan_timer, *save_timer, *ifs_timer;
     uint64_t lan_interval_ms;
+    uint64_t lan_last_ms; /* when we last answered another node's announcement */
     char state_path[PATH_MAX];
     struct local_if ifs[MAX_IFS];
     size_t n_ifs;
@@ -248,6 +249,8 @@ static int by_rank(const void *a, const void *b)
     return (y->speed > x->speed) - (y->speed < x->speed);
 }
 
+static void lan_announce(struct p2p *p);
+
 /* ---- the node's I/O ---- */
 
 static void kick(struct p2p *p);
@@ -296,9 +299,17 @@ static void on_udp(struct loop *l, int fd, uint32_t events, void *ud)
         ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
         if (n < 0)
             break;
-        if (fd == p->lan4)
-            dht_lan_input(p->dht, buf, (size_t)n, (struct sockaddr *)&from, fl);
-        else
+        if (fd == p->lan4) {
+            /* Another node announced itself: answer with our own announcement (at most
+             * every 10 s), so a node that just started - or a resolve-only one, which
+             * answers no query - learns of us now rather than at our next round. */
+            uint64_t now = loop_now_ms();
+            if (dht_lan_input(p->dht, buf, (size_t)n, (struct sockaddr *)&from, fl) > 0 &&
+                now >= p->lan_last_ms + 10000) {
+                p->lan_last_ms = now;
+                lan_announce(p);
+            }
+        } else
             dht_input(p->dht, buf, (size_t)n, (struct sockaddr *)&from, fl, loop_now_ms());
     }
     kick(p);

@@ -72,6 +72,7 @@ struct server {
     struct MHD_Daemon *mhd;
     int mhd_epfd;
     bool kick;          /* a connection was resumed: MHD_run before the next wait */
+    bool stopping;      /* server_free is ending every request: nothing starts or waits */
     uint16_t port;
     struct backend *backends;
     size_t n_backends;
@@ -148,7 +149,7 @@ static void req_resume(struct req *r)
 
 static void req_suspend(struct req *r)
 {
-    if (!r->suspended) {
+    if (!r->suspended && !r->s->stopping) {
         r->suspended = true;
         MHD_suspend_connection(r->conn);
     }
@@ -280,7 +281,10 @@ static ssize_t upload_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (max > r->up_len - pos)
         max = (size_t)(r->up_len - pos);
-    size_t n = take_tokens(r->s, max);
+    if (r->s->stopping)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    /* the rate may have been set to 0 (no limit) by a reload during this upload */
+    size_t n = r->s->cfg->peer_upload_kib_s ? take_tokens(r->s, max) : max;
     if (n == 0) {
         if (!r->rate_timer)
             r->rate_timer = loop_timer_add(r->s->loop, 20, rate_wake, r);
@@ -644,16 +648,21 @@ static int start_dl(struct req *r, const char *key, const char (*urls)[URL_MAX_T
     struct dl *d = fetcher_get(r->s->fetcher, &q, &err);
     if (!d)
         return err;
+    struct dl_watch *w = dl_watch(d, on_dl_change, r);
+    if (!w) {
+        dl_unref(d);
+        return -ENOMEM;
+    }
     if (r->dl) {
         if (r->watch)
             dl_unwatch(r->dl, r->watch);
         dl_unref(r->dl);
     }
     r->dl = d;
-    r->watch = dl_watch(d, on_dl_change, r);
+    r->watch = w;
     if (peers)
         start_lookup(r->s, d, expect->sha256);
-    return r->watch ? 0 : -ENOMEM;
+    return 0;
 }
 
 static bool lookup_expect(struct server *s, const char *key, const char *path,
@@ -727,13 +736,17 @@ static enum MHD_Result continue_dl(struct req *r)
         req_suspend(r);
         return MHD_YES;
     case DL_STREAMING:
-        if (dl_available(d) == 0 && dl_total(d) != 0) {
-            /* verify_first, or nothing yet: headers go out with the first bytes */
+        if (dl_available(d) == 0) {
+            /* verify_first, a peer, or nothing yet: headers go out with the first bytes
+             * (an empty body waits for the end, so it too is checked first) */
             req_suspend(r);
             return MHD_YES;
         }
         return serve_stream(r);
     case DL_DONE:
+        /* complete before this response started: the cached file goes out by sendfile */
+        if (serve_cached(r, dl_key(d), dl_source(d)) == MHD_YES)
+            return MHD_YES;
         return serve_stream(r);
     case DL_NOT_MODIFIED:
         r->s->stats.revalidated++;
@@ -750,14 +763,25 @@ static enum MHD_Result continue_dl(struct req *r)
         log_info("%s: joined a download that failed (%s); trying afresh", rt->key, dl_reason(d));
         return decide(r);
     }
-    if (dl_hash_mismatch(d) && rt->cls == URL_VOLATILE && !r->fallback_tried &&
-        lookup_expect(r->s, rt->key, rt->path, &e) && start_by_hash_fallback(r, &e) == 0)
-        return continue_dl(r);
+    bool hashed = lookup_expect(r->s, rt->key, rt->path, &e) && e.have_sha256;
+    if (dl_hash_mismatch(d) && rt->cls == URL_VOLATILE && !r->fallback_tried && hashed) {
+        int fr = start_by_hash_fallback(r, &e);
+        if (fr == 0)
+            return continue_dl(r);
+        d = r->dl; /* start_dl may have replaced it before failing */
+    }
+    if (r->fallback_tried)
+        return reply_error(r, 502, "the mirror's copy disagrees with InRelease and its by-hash copy failed");
     if (dl_status(d) == 404) {
         neg_add(r->s, rt->key);
         return reply_error(r, 404, dl_reason(d));
     }
-    if (rt->cls == URL_VOLATILE && !dl_hash_mismatch(d) &&
+    /* The mirror failed: a volatile file may come from the cache, but an index whose hash
+     * the last InRelease gives only if the cached copy has that hash. */
+    uint8_t got[32];
+    bool cached_ok = !hashed || (cache_sha256(r->s->cache, rt->key, got) &&
+                                 memcmp(got, e.sha256, 32) == 0);
+    if (rt->cls == URL_VOLATILE && !dl_hash_mismatch(d) && cached_ok &&
         serve_cached(r, rt->key, "cache (mirror unreachable)") == MHD_YES) {
         log_warn("%s: %s; served the cached copy", rt->key, dl_reason(d));
         return MHD_YES;
@@ -945,6 +969,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     struct server *s = cls;
     struct req *r = *con_cls;
+    if (s->stopping) {
+        if (!r) {
+            r = req_new(s, c, url, method);
+            if (!r)
+                return MHD_NO;
+            *con_cls = r;
+        }
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "apt-dht-proxy is stopping");
+    }
     if (!r) {
         r = req_new(s, c, url, method);
         if (!r)
@@ -1275,14 +1308,25 @@ void server_free(struct server *s)
 {
     if (!s)
         return;
-    /* MHD must see every connection resumed before it stops. */
+    /* MHD must see every connection resumed before it stops; while stopping, nothing
+     * suspends again, nothing new starts, and every request ends with an answer. */
+    s->stopping = true;
     for (struct req *r = s->reqs; r; r = r->next)
         req_resume(r);
     cache_on_drop(s->cache, NULL, NULL);
     fetcher_free(s->fetcher); /* readers see DL_FAILED */
     s->fetcher = NULL;
     if (s->mhd) {
-        MHD_run(s->mhd);
+        for (int i = 0; i < 8; i++) {
+            bool any = false;
+            for (struct req *r = s->reqs; r; r = r->next) {
+                any |= r->suspended;
+                req_resume(r);
+            }
+            MHD_run(s->mhd);
+            if (!any)
+                break;
+        }
         if (s->mhd_epfd >= 0)
             loop_del_fd(s->loop, s->mhd_epfd);
         if (s->ix)
