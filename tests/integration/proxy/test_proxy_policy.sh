@@ -78,4 +78,19 @@ check_eq 403 "$(http_status "$P/fixture/pool/main/a/apt-dht-tools/x.deb")" "pool
 check_eq 404 "$(http_status "$P/~/sha256/$want")" "peer route from a peer client"
 
 log "allowed_clients: apt routes refused, peer route answered"
+
+# --- SIGHUP reloads; a broken file on reload keeps the running configuration --------
+sed -i '/^allowed_clients: \[192.0.2.0\/24\]$/d' "$T/proxy/apt-dht.conf"
+sed -i "s|^  fixture: \[|  late: [$MIRROR_URL/debian]\n  fixture: [|" "$T/proxy/apt-dht.conf"
+kill -HUP "$PROXY_PID"
+wait_for 10 grep -q "configuration reloaded" "$PROXY_LOG" || fail "SIGHUP did not reload"
+check_eq 200 "$(http_status "$P/late/dists/bookworm/Release")" "a backend added by the reload"
+check_eq 200 "$(http_status "$P/fixture/dists/bookworm/Release")" "allowed_clients restored by the reload"
+printf 'cache:\n  max_size: lots\n' >> "$T/proxy/apt-dht.conf"
+kill -HUP "$PROXY_PID"
+wait_for 10 grep -q "reload failed; keeping the running configuration" "$PROXY_LOG" \
+    || fail "a broken config on reload was not refused"
+grep -q "apt-dht.conf:[0-9]*: key 'cache.max_size'" "$PROXY_LOG" || fail "the reload error names no file:line"
+check_eq 200 "$(http_status "$P/late/dists/bookworm/Release")" "still serving after a failed reload"
+log "reload: applied, and a broken file refused with file:line while serving on"
 log "passed"
