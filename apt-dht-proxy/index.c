@@ -14,6 +14,7 @@
  * and whether Acquire-By-Hash is on (either may follow the other), the second writes. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/index.h"
+#include "apt-dht-proxy/url.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,39 +42,18 @@ struct ictx {
 
 /* ---- bounded field decoders ------------------------------------------------------ */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Exactly 2*outn hex digits -> outn bytes. */
 static bool hex_exact(const char *s, size_t n, uint8_t *out, size_t outn)
 {
     if (n != 2 * outn)
         return false;
     for (size_t i = 0; i < outn; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = hex_digit((unsigned char)s[2 * i]), lo = hex_digit((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return true;
-}
-
-static void hex_encode(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 /* Decimal digits only, at most INT64_MAX (what SQLite can hold). 19 digits cannot

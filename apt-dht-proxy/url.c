@@ -13,7 +13,7 @@
 #include <strings.h>
 #include "apt-dht-proxy/url.h"
 
-static int hexval(int c)
+int hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -37,8 +37,8 @@ void hex_encode(const uint8_t *in, size_t n, char *out)
 int hex_decode(const char *hex, size_t n_bytes, uint8_t *out)
 {
     for (size_t i = 0; i < n_bytes; i++) {
-        int hi = hexval((unsigned char)hex[2 * i]);
-        int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+        int hi = hex_digit((unsigned char)hex[2 * i]);
+        int lo = hi < 0 ? -1 : hex_digit((unsigned char)hex[2 * i + 1]);
         if (lo < 0)
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -78,8 +78,8 @@ static int decode_path(const char *p, char *out, size_t outsz)
             continue;
         }
         if (c == '%') {
-            int hi = hexval((unsigned char)p[1]);
-            int lo = hi < 0 ? -1 : hexval((unsigned char)p[2]);
+            int hi = hex_digit((unsigned char)p[1]);
+            int lo = hi < 0 ? -1 : hex_digit((unsigned char)p[2]);
             if (lo < 0)
                 return -EINVAL;
             c = hi << 4 | lo;

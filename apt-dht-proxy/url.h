@@ -69,7 +69,9 @@ int url_encode_path(const char *path, char *out, size_t outlen);
 /* Joins base (an upstream URL without trailing '/') and an encoded path. */
 int url_join(const char *base, const char *path, char *out, size_t outlen);
 
-/* Hex helpers (lower case). hex_decode returns 0 or -EINVAL. */
+/* Hex helpers (lower case). hex_digit: the value of one hex digit (either case), or -1.
+ * hex_decode returns 0 or -EINVAL. */
+int hex_digit(int c);
 void hex_encode(const uint8_t *in, size_t n, char *out);
 int hex_decode(const char *hex, size_t n_bytes, uint8_t *out);
 
