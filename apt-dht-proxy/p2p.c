@@ -7,6 +7,11 @@
  * route, so the group is joined and sent to per interface, never through the routing
  * table). The routing table is saved in the state dir every 10 minutes and at exit.
  *
+ * Joining goes through the library's bootstrap providers: the static list of the config
+ * (names resolved once, at start), the nodes of the table saved at the last shutdown, and
+ * LAN discovery (an announcement that the other nodes answer). The node asks all of them
+ * whenever it is alone, with back-off.
+ *
  * Peers learnt from lookups are filtered and ordered here: never ourselves, never one
  * that served bad data (banned for an hour), not one that just failed (backed off,
  * doubling from 30 s to 10 min), same subnet first, then the fastest seen. */
@@ -73,6 +78,11 @@ struct p2p {
     struct local_if ifs[MAX_IFS];
     size_t n_ifs;
     struct strmap *peers; /* label -> struct peer_info */
+    /* bootstrap providers' sources: the static list (resolved once, at start) and the
+     * nodes of the table saved at the last shutdown */
+    struct sockaddr_storage boot[32], saved[32];
+    socklen_t bootlen[32], savedlen[32];
+    int nboot, nsaved;
     struct lookup_ctx *lookups;
     struct p2p_stats st;
 };
@@ -420,6 +430,42 @@ static int open_lan(struct p2p *p)
     return loop_add_fd(p->loop, p->lan4, EPOLLIN, on_udp, p);
 }
 
+/* ---- bootstrap providers (dht.h): asked by the node while it is alone ---- */
+
+static void provide_static(struct dht *dht, void *ctx)
+{
+    struct p2p *p = ctx;
+    for (int i = 0; i < p->nboot; i++)
+        dht_add_bootstrap(dht, (struct sockaddr *)&p->boot[i], p->bootlen[i]);
+}
+
+static void provide_saved(struct dht *dht, void *ctx)
+{
+    struct p2p *p = ctx;
+    for (int i = 0; i < p->nsaved; i++)
+        dht_add_bootstrap(dht, (struct sockaddr *)&p->saved[i], p->savedlen[i]);
+}
+
+/* Announces on the LAN; the other nodes answer with theirs (on_udp), and their
+ * announcements reach dht_lan_input, which adds them as bootstrap addresses. */
+static void provide_lan(struct dht *dht, void *ctx)
+{
+    lan_announce(ctx);
+}
+
+/* Remembers the nodes of the saved table, to offer them again after an outage. */
+static void snapshot_saved(struct p2p *p)
+{
+    struct dht_node_info info[32];
+    int n = dht_get_nodes(p->dht, info, 32);
+    for (int i = 0; i < n && p->nsaved < 32; i++) {
+        p->saved[p->nsaved] = info[i].addr;
+        p->savedlen[p->nsaved++] = info[i].addr.ss_family == AF_INET6
+                                       ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in);
+    }
+}
+
 /* ---- start, stop ---- */
 
 static void on_save_timer(struct loop *l, struct loop_timer *t, void *ud)
@@ -447,9 +493,12 @@ static void add_bootstrap(struct p2p *p, const char *hostport)
         log_warn("dht: bootstrap %s: %s", hostport, gai_strerror(r));
         return;
     }
-    for (a = res; a; a = a->ai_next)
-        if ((a->ai_family == AF_INET && p->fd4 >= 0) || (a->ai_family == AF_INET6 && p->fd6 >= 0))
-            dht_add_bootstrap(p->dht, a->ai_addr, a->ai_addrlen);
+    for (a = res; a && p->nboot < 32; a = a->ai_next) {
+        if ((a->ai_family == AF_INET && p->fd4 >= 0) || (a->ai_family == AF_INET6 && p->fd6 >= 0)) {
+            memcpy(&p->boot[p->nboot], a->ai_addr, a->ai_addrlen);
+            p->bootlen[p->nboot++] = a->ai_addrlen;
+        }
+    }
     freeaddrinfo(res);
 }
 
@@ -506,13 +555,25 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     r = dht_load(p->dht, p->state_path);
     if (r < 0 && r != -ENOENT)
         log_warn("dht: ignoring %s: %s", p->state_path, strerror(-r));
+    snapshot_saved(p);
     for (size_t i = 0; i < cfg->n_dht_bootstrap; i++)
         add_bootstrap(p, cfg->dht_bootstrap[i]);
+    struct dht_bootstrap_provider prov_static = {"static", provide_static, p},
+                                  prov_saved = {"saved", provide_saved, p},
+                                  prov_lan = {"lan", provide_lan, p};
+    if (p->nboot)
+        dht_add_provider(p->dht, &prov_static);
+    if (p->nsaved)
+        dht_add_provider(p->dht, &prov_saved);
     if (cfg->dht_lan_discovery) {
-        if ((r = open_lan(p)) < 0)
+        if ((r = open_lan(p)) < 0) {
             log_warn("dht: LAN discovery unavailable: %s", strerror(-r));
-        else
-            p->lan_timer = loop_timer_add(l, 0, on_lan_timer, p);
+        } else {
+            dht_add_provider(p->dht, &prov_lan);
+            /* and announce on a schedule of its own, so later nodes hear of this one */
+            p->lan_interval_ms = 2000;
+            p->lan_timer = loop_timer_add(l, p->lan_interval_ms, on_lan_timer, p);
+        }
     }
     p->save_timer = loop_timer_add(l, SAVE_EVERY_MS, on_save_timer, p);
     p->ifs_timer = loop_timer_add(l, IFS_EVERY_MS, on_ifs_timer, p);

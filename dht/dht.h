@@ -114,6 +114,23 @@ int dht_periodic(struct dht *dht, uint64_t now_ms, uint64_t *next_ms);
  * Returns 0, -EAFNOSUPPORT, -ENOSPC (at most 32), -EEXIST (already known). */
 int dht_add_bootstrap(struct dht *dht, const struct sockaddr *sa, socklen_t salen);
 
+/* Bootstrap providers: the one interface behind which every source of nodes to join
+ * through sits (a static list, the table saved at the last shutdown, LAN discovery, a
+ * directory service...). While the node is ALONE or has NO_NETWORK, each re-bootstrap
+ * round of dht_periodic (at once, then backing off from 1 s to 5 min) calls every
+ * provider's provide(); a provider answers with dht_add_bootstrap, at once or later
+ * when its own I/O completes (a LAN announcement is answered by the other nodes), or with
+ * dht_load. provide() runs inside dht_periodic and must not call dht_free. */
+#define DHT_MAX_PROVIDERS 8
+struct dht_bootstrap_provider {
+    const char *name;                           /* for dht_dump */
+    void (*provide)(struct dht *dht, void *ctx);
+    void *ctx;
+};
+
+/* Adds a provider (copied). Returns 0, -EINVAL (no provide), -ENOSPC (too many). */
+int dht_add_provider(struct dht *dht, const struct dht_bootstrap_provider *p);
+
 /* Pings an address. cb gets the responder's id, or id == NULL after the hard timeout.
  * Returns 0, -EAFNOSUPPORT, -EBUSY (too many queries in flight). */
 typedef void (*dht_ping_fn)(void *ud, const struct sockaddr *from, const uint8_t *id);

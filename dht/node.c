@@ -654,6 +654,17 @@ int dht_add_bootstrap(struct dht *dht, const struct sockaddr *sa, socklen_t sale
     return 0;
 }
 
+int dht_add_provider(struct dht *dht, const struct dht_bootstrap_provider *p)
+{
+    if (!p || !p->provide)
+        return -EINVAL;
+    if (dht->nprov >= DHT_MAX_PROVIDERS)
+        return -ENOSPC;
+    dht->prov[dht->nprov++] = *p;
+    dht->boot_next_ms = 0; /* ask it at the next dht_periodic() */
+    return 0;
+}
+
 int dht_ping(struct dht *dht, const struct sockaddr *sa, socklen_t salen, dht_ping_fn cb,
              void *ud)
 {
@@ -708,9 +719,14 @@ static void bootstrap(struct dht *dht, uint64_t *next)
 {
     if (dht->state == DHT_ACTIVE || dht->state == DHT_FAULTED)
         return;
+    if (dht->boot_next_ms <= dht->now) {
+        /* providers first: what they add synchronously is queried in this round */
+        for (int i = 0; i < dht->nprov; i++)
+            dht->prov[i].provide(dht, dht->prov[i].ctx);
+    }
     int known = rt_count(&dht->rt[0], dht->now, NULL, NULL) +
                 rt_count(&dht->rt[1], dht->now, NULL, NULL);
-    if (dht->nboot == 0 && known == 0)
+    if (dht->nboot == 0 && known == 0 && dht->nprov == 0)
         return;
     if (dht->boot_next_ms <= dht->now) {
         for (int i = 0; i < dht->nboot; i++)

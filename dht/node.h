@@ -103,6 +103,8 @@ struct dht {
     int nlookups, next_handle;
     struct announce *anns;
     int nanns;
+    struct dht_bootstrap_provider prov[DHT_MAX_PROVIDERS];
+    int nprov;
     dht_sa boot[BOOT_MAX];
     int nboot;
     uint64_t boot_next_ms;

@@ -380,6 +380,10 @@ int dht_dump(const struct dht *dht, FILE *f)
             (unsigned long long)st.queries_sent, (unsigned long long)st.queries_received,
             (unsigned long long)st.replies_received, (unsigned long long)st.timeouts,
             (unsigned long long)st.packets_dropped);
+    fprintf(f, "bootstrap %d address(es), providers", dht->nboot);
+    for (int i = 0; i < dht->nprov; i++)
+        fprintf(f, " %s", dht->prov[i].name ? dht->prov[i].name : "?");
+    fprintf(f, "%s\n", dht->nprov ? "" : " none");
     for (int fam = 0; fam < 2; fam++) {
         const struct rtable *rt = &dht->rt[fam];
         for (int bi = 0; bi < rt->nb; bi++) {

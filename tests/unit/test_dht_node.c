@@ -290,6 +290,60 @@ static void test_lifecycle(void)
     }
 }
 
+/* A provider that answers only from its third call on, with the address of node 0. */
+struct prov_ctx {
+    struct net *net;
+    int calls;
+    uint64_t call_ms[8];
+};
+
+static void provide(struct dht *d, void *ctx)
+{
+    struct prov_ctx *x = ctx;
+    if (x->calls < 8)
+        x->call_ms[x->calls] = x->net->now;
+    if (++x->calls >= 3) {
+        struct sockaddr_storage ss;
+        net_addr(x->net, 0, &ss);
+        dht_add_bootstrap(d, (struct sockaddr *)&ss, sizeof(ss));
+    }
+}
+
+static void test_providers(void)
+{
+    struct net net;
+    struct prov_ctx x = {.net = &net};
+    struct dht_bootstrap_provider p = {"test", provide, &x};
+    CU_ASSERT_FATAL(net_init(&net, 6, 0, 11) == 0);
+    for (int i = 0; i < 5; i++) {
+        struct dht_config cfg;
+        dht_config_init(&cfg);
+        cfg.seed = 300 + (uint64_t)i;
+        CU_ASSERT_FATAL(net_start(&net, i, &cfg, i ? 0 : -1) == 0);
+        net_run(&net, net.now + 50, 10);
+    }
+    net_run(&net, net.now + 3000, 10);
+    struct dht_config cfg;
+    dht_config_init(&cfg);
+    cfg.seed = 999;
+    CU_ASSERT_FATAL(net_start(&net, 5, &cfg, -1) == 0); /* no bootstrap address at all */
+    struct dht *n = net.nodes[5].dht;
+    CU_ASSERT_EQUAL(dht_add_provider(n, NULL), -EINVAL);
+    CU_ASSERT_EQUAL(dht_add_provider(n, &p), 0);
+    net_run(&net, net.now + 20000, 10);
+    /* asked at once, then at growing intervals, until it answered and the node joined */
+    CU_ASSERT(x.calls >= 3);
+    CU_ASSERT(x.call_ms[2] - x.call_ms[1] > x.call_ms[1] - x.call_ms[0]);
+    CU_ASSERT_EQUAL(dht_state(n), DHT_ACTIVE);
+    int calls = x.calls;
+    net_run(&net, net.now + 600000, 100);
+    CU_ASSERT_EQUAL(x.calls, calls); /* not asked while ACTIVE */
+    for (int i = 0; i < DHT_MAX_PROVIDERS - 1; i++)
+        CU_ASSERT_EQUAL(dht_add_provider(n, &p), 0);
+    CU_ASSERT_EQUAL(dht_add_provider(n, &p), -ENOSPC);
+    net_done(&net);
+}
+
 static void test_rate_limit_and_size(void)
 {
     struct net net;
@@ -354,6 +408,7 @@ int main(void)
         {"bep5 over IPv6", test_bep5_v6},
         {"join, cancel, re-announce, expiry", test_join_cancel_reannounce},
         {"resolve-only", test_resolve_only},
+        {"bootstrap providers", test_providers},
         {"state file", test_state_file},
         {"lifecycle", test_lifecycle},
         {"rate limit", test_rate_limit_and_size},
