@@ -450,7 +450,8 @@ long cache_scan(struct cache *c)
     if (nftw(c->dir, scan_visit, 32, FTW_PHYS) < 0 && !s.err)
         s.err = -errno;
     scan_ctx = NULL;
-    qsort(s.items, s.n, sizeof *s.items, by_atime); /* oldest first, so newest ends at head */
+    if (s.n) /* oldest first, so the newest ends at the head */
+        qsort(s.items, s.n, sizeof *s.items, by_atime);
     for (size_t i = 0; i < s.n; i++) {
         if (!s.err)
             s.err = add_entry(c, s.items[i].key, s.items[i].size,
