@@ -326,7 +326,8 @@ int dht_lan_input(struct dht *dht, const void *buf, size_t len, const struct soc
     size_t vl;
     char sid[41], cookie[17], num[8];
     dht_sa a;
-    if (len > DHT_MAX_PACKET || len < 20 || memcmp(b, "BT-SEARCH * HTTP/1.1\r\n", 22) != 0 ||
+    static const char start[] = "BT-SEARCH * HTTP/1.1\r\n";
+    if (len > DHT_MAX_PACKET || len < sizeof start - 1 || memcmp(b, start, sizeof start - 1) != 0 ||
         dht_sa_from(&a, from, fromlen) < 0)
         return -EINVAL;
     service_id(dht->cfg.dialect, sid);

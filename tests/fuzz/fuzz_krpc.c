@@ -47,6 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     now += 10;
     uint64_t next;
     dht_input(nodes[d], data, size, (struct sockaddr *)&from, sizeof(from), now);
+    /* the same bytes as a LAN discovery datagram (the other parser fed from the network) */
+    dht_lan_input(nodes[d], data, size, (struct sockaddr *)&from, sizeof(from));
     dht_periodic(nodes[d], now, &next);
     return 0;
 }

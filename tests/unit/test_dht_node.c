@@ -392,6 +392,15 @@ static void test_lan(void)
     CU_ASSERT_EQUAL(dht_lan_input(c, buf, (size_t)len, (struct sockaddr *)&from, sizeof(from)), 0);
     CU_ASSERT_EQUAL(dht_lan_input(b, "BT-SEARCH * HTTP/1.1\r\n\r\n", 24, (struct sockaddr *)&from,
                                   sizeof(from)), -EINVAL);
+    /* Short datagrams, exactly as long as they say (heap copies, so ASan sees any read
+     * past the end): a 20- and a 21-byte prefix of the start line were once read as 22. */
+    for (size_t n = 0; n < 23; n++) {
+        char *p = malloc(n ? n : 1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        memcpy(p, "BT-SEARCH * HTTP/1.1\r\n", n);
+        CU_ASSERT_EQUAL(dht_lan_input(b, p, n, (struct sockaddr *)&from, sizeof(from)), -EINVAL);
+        free(p);
+    }
     len = dht_lan_build(a, DHT_FAMILY_V6, buf, sizeof(buf));
     CU_ASSERT(len > 0 && strstr(buf, "[" DHT_LAN_GROUP6 "]") != NULL);
     CU_ASSERT_EQUAL(dht_lan_build(a, DHT_FAMILY_V6, buf, 20), -ENOBUFS);
