@@ -31,12 +31,20 @@ struct entry {
     char key[];
 };
 
+/* One content, possibly under several keys (a .deb through two mirror names, an index by
+ * name and by hash): served from any of them, unannounced when the last one goes. */
+struct sha_ref {
+    struct entry *e; /* one entry with this content */
+    unsigned n;      /* how many entries have it */
+    char hex[65];
+};
+
 struct cache {
     char *dir;
     uint64_t max_size; /* bytes */
     uint64_t used;     /* bytes in entries */
     struct strmap *map; /* key -> struct entry */
-    struct strmap *by_sha; /* hex SHA-256 -> struct entry (entries whose hash is known) */
+    struct strmap *by_sha; /* hex SHA-256 -> struct sha_ref (entries whose hash is known) */
     void (*on_drop)(void *ud, const char *key, const uint8_t *sha256);
     void *drop_ud;
     struct entry *head, *tail;
@@ -71,7 +79,7 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
-    strmap_free(c->by_sha, NULL);
+    strmap_free(c->by_sha, free);
     strmap_free(c->map, free);
     free(c->dir);
     free(c);
@@ -122,25 +130,75 @@ static void lru_push_front(struct cache *c, struct entry *e)
         c->tail = e;
 }
 
+struct find_ctx {
+    const struct entry *gone;
+    struct entry *found;
+};
+
+static void find_same(const char *key, void *value, void *ud)
+{
+    struct find_ctx *x = ud;
+    struct entry *e = value;
+    if (!x->found && e != x->gone && e->have_sha256 && strcmp(e->sha_hex, x->gone->sha_hex) == 0)
+        x->found = e;
+}
+
+/* Drops e's hold on its content; true if it was the last entry with that content. */
+static bool sha_unref(struct cache *c, struct entry *e)
+{
+    struct sha_ref *ref = e->have_sha256 ? strmap_get(c->by_sha, e->sha_hex) : NULL;
+    e->have_sha256 = false;
+    if (!ref)
+        return false;
+    if (--ref->n == 0) {
+        strmap_del(c->by_sha, ref->hex);
+        free(ref);
+        return true;
+    }
+    if (ref->e == e) { /* another entry has it: find it (rare, so a scan is fine) */
+        struct find_ctx x = {e, NULL};
+        strmap_each(c->map, find_same, &x);
+        ref->e = x.found;
+    }
+    return false;
+}
+
 static void drop_entry(struct cache *c, struct entry *e)
 {
     lru_unlink(c, e);
     strmap_del(c->map, e->key);
-    if (e->have_sha256 && strmap_get(c->by_sha, e->sha_hex) == e)
-        strmap_del(c->by_sha, e->sha_hex);
+    bool had = e->have_sha256;
+    bool last = sha_unref(c, e);
     c->used -= e->size;
-    if (c->on_drop)
-        c->on_drop(c->drop_ud, e->key, e->have_sha256 ? e->sha256 : NULL);
+    if (c->on_drop) /* the hash only when no other entry still holds that content */
+        c->on_drop(c->drop_ud, e->key, had && last ? e->sha256 : NULL);
     free(e);
 }
 
 static void set_sha(struct cache *c, struct entry *e, const uint8_t sha256[32])
 {
-    if (e->have_sha256 && strmap_get(c->by_sha, e->sha_hex) == e)
-        strmap_del(c->by_sha, e->sha_hex);
+    char hex[65];
+    hex_encode(sha256, 32, hex);
+    if (e->have_sha256 && strcmp(hex, e->sha_hex) == 0)
+        return;
+    sha_unref(c, e);
     memcpy(e->sha256, sha256, 32);
-    hex_encode(sha256, 32, e->sha_hex);
-    e->have_sha256 = strmap_put(c->by_sha, e->sha_hex, e, NULL) == 0;
+    memcpy(e->sha_hex, hex, sizeof hex);
+    struct sha_ref *ref = strmap_get(c->by_sha, hex);
+    if (!ref) {
+        if (!(ref = calloc(1, sizeof *ref)))
+            return;
+        memcpy(ref->hex, hex, sizeof hex);
+        ref->e = e;
+        if (strmap_put(c->by_sha, ref->hex, ref, NULL) < 0) {
+            free(ref);
+            return;
+        }
+    }
+    ref->n++;
+    if (!ref->e)
+        ref->e = e;
+    e->have_sha256 = true;
 }
 
 void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32])
@@ -332,7 +390,8 @@ int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st
 {
     char hex[65];
     hex_encode(sha256, 32, hex);
-    struct entry *e = strmap_get(c->by_sha, hex);
+    struct sha_ref *ref = strmap_get(c->by_sha, hex);
+    struct entry *e = ref ? ref->e : NULL;
     if (!e)
         return -ENOENT;
     if (key_out)

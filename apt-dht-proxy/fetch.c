@@ -34,6 +34,7 @@ struct dl_watch {
 };
 
 #define DL_MAX_PEERS 16
+#define MEMORY_MAX ((uint64_t)1 << 30) /* largest download passed through memory */
 
 struct dl_peer {
     struct sockaddr_storage sa;
@@ -95,6 +96,7 @@ struct fetcher {
     struct loop_timer *timer;
     struct strmap *inflight; /* join key -> struct dl (transfer running) */
     char user_agent[64];
+    unsigned seq; /* for join keys of downloads that run alone */
 };
 
 static void start_transfer(struct dl *d);
@@ -262,7 +264,9 @@ uint64_t dl_available(const struct dl *d)
 {
     if (d->state == DL_DONE)
         return d->received;
-    if (d->verify_first || d->on_peer || d->state == DL_CONNECTING ||
+    /* peer_phase: bytes on disk are a peer's, or a failed peer's, until the download
+     * is DONE (verified) or moves to a mirror (which starts the file afresh) */
+    if (d->verify_first || d->on_peer || d->peer_phase || d->state == DL_CONNECTING ||
         d->state == DL_NOT_MODIFIED)
         return 0;
     /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
@@ -390,6 +394,10 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
         set_reason(d, 502, "mirror sent more bytes than announced");
         return 0;
     }
+    if (d->in_memory && d->received + n > MEMORY_MAX) {
+        set_reason(d, 502, "cache disk full and the file too large to pass through memory");
+        return 0;
+    }
     bool evicted = false;
     for (size_t off = 0; off < n;) {
         ssize_t w = write(d->fd, buf + off, n - off);
@@ -420,8 +428,6 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 }
 
 /* ---- starting and finishing ---- */
-
-#define MEMORY_MAX ((uint64_t)1 << 30) /* largest download passed through memory */
 
 /* The disk is full: the download goes on in an anonymous in-memory file, is served to its
  * readers from there, and is not cached. What was written so far is copied over. */
@@ -510,6 +516,9 @@ static void start_transfer(struct dl *d)
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 64L * 1024);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 3L);
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        /* and a whole-transfer deadline: 10 s plus a second per MiB (the size is known:
+         * peers are only asked for files whose index gives the size) */
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(10000 + (d->expect.size >> 10)));
     } else {
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)f->opts.connect_timeout_s);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -572,6 +581,8 @@ static void report_peer(struct dl *d, enum peer_result r)
 static void next_source(struct dl *d)
 {
     d->on_peer = false;
+    if (d->peer_phase && d->budget_over)
+        d->peer_phase = false; /* the budget is spent: a failed peer is not replaced */
     if (d->peer_phase) {
         if (d->peer_idx < d->n_peers) {
             d->peer_idx++;
@@ -604,10 +615,8 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
         return;
     if (d->easy && d->on_peer && d->received > 0)
         return; /* a peer is sending: let it finish */
-    if (d->easy && d->on_peer) {
-        close_easy(d);
-        report_peer(d, PEER_FAILED);
-    }
+    if (d->easy && d->on_peer)
+        close_easy(d); /* not the peer's fault: our budget ran out; no report */
     d->peer_phase = false;
     next_source(d);
 }
@@ -702,7 +711,8 @@ static void transfer_ended(struct dl *d, CURLcode res)
 
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
 {
-    if (!d->peer_phase || d->ended || d->n_peers == DL_MAX_PEERS || salen > sizeof d->peers[0].sa)
+    if (!d->peer_phase || d->budget_over || d->ended || d->n_peers == DL_MAX_PEERS ||
+        salen > sizeof d->peers[0].sa)
         return -EAGAIN;
     struct dl_peer *p = &d->peers[d->n_peers];
     memset(p, 0, sizeof *p);
@@ -794,7 +804,8 @@ static int dl_init(struct dl *d, const struct dl_request *req)
         d->expect = *req->expect;
     }
     d->ims = req->if_modified_since;
-    d->await_peers = req->await_peers && req->expect;
+    /* peers only with a known size: a peer's claimed length is never believed */
+    d->await_peers = req->await_peers && req->expect && req->expect->size != UINT64_MAX;
     d->peer_phase = d->await_peers;
     if (req->if_none_match)
         snprintf(d->inm, sizeof d->inm, "%s", req->if_none_match);
@@ -841,8 +852,12 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     if (d && !compatible(d, req)) {
         snprintf(jkey, sizeof jkey, "%s\n#verified", req->key);
         d = strmap_get(f->inflight, jkey);
-        if (d && !compatible(d, req))
-            d = NULL; /* a still different expectation: run alone, unshared */
+        if (d && !compatible(d, req)) {
+            /* a still different expectation: run alone, under a key nobody else asks
+             * for (but in the map, so fetcher_free still ends it) */
+            snprintf(jkey, sizeof jkey, "%s\n#%u", req->key, ++f->seq);
+            d = NULL;
+        }
     }
     if (d) {
         dl_ref(d);
@@ -865,7 +880,7 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     int r = dl_init(d, req);
     if (r == 0 && !(d->join_key = strdup(jkey)))
         r = -ENOMEM;
-    if (r == 0 && !strmap_get(f->inflight, d->join_key))
+    if (r == 0)
         r = strmap_put(f->inflight, d->join_key, d, NULL);
     if (r < 0) {
         dl_destroy(d);

@@ -185,13 +185,45 @@ static bool same_subnet(const struct p2p *p, const struct sockaddr *sa)
 
 /* ---- peer health ---- */
 
+struct prune_ctx {
+    uint64_t now;
+    const char *labels[MAX_PEER_INFO];
+    size_t n;
+};
+
+static void prune_one(const char *key, void *value, void *ud)
+{
+    struct prune_ctx *x = ud;
+    const struct peer_info *pi = value;
+    if (pi->banned_until_ms <= x->now && pi->backoff_until_ms <= x->now && x->n < MAX_PEER_INFO)
+        x->labels[x->n++] = key;
+}
+
+/* The map is bounded: when full, peers with no ban or back-off running are forgotten
+ * (their speed is all that is lost), so bans keep working however many peers come. */
+static void peers_prune(struct p2p *p)
+{
+    struct prune_ctx *x = calloc(1, sizeof *x);
+    if (!x)
+        return;
+    x->now = loop_now_ms();
+    strmap_each(p->peers, prune_one, x);
+    for (size_t i = 0; i < x->n; i++)
+        free(strmap_del(p->peers, x->labels[i]));
+    free(x);
+}
+
 static struct peer_info *peer_get(struct p2p *p, const struct sockaddr *sa, bool create)
 {
     char label[64];
     sa_label(sa, label, sizeof label);
     struct peer_info *pi = strmap_get(p->peers, label);
-    if (pi || !create || strmap_count(p->peers) >= MAX_PEER_INFO)
+    if (pi || !create)
         return pi;
+    if (strmap_count(p->peers) >= MAX_PEER_INFO)
+        peers_prune(p);
+    if (strmap_count(p->peers) >= MAX_PEER_INFO)
+        return NULL; /* thousands of peers banned at once: the newest goes unrecorded */
     pi = calloc(1, sizeof *pi);
     if (!pi)
         return NULL;
@@ -456,8 +488,8 @@ static void provide_lan(struct dht *dht, void *ctx)
 /* Remembers the nodes of the saved table, to offer them again after an outage. */
 static void snapshot_saved(struct p2p *p)
 {
-    struct dht_node_info info[32];
-    int n = dht_get_nodes(p->dht, info, 32);
+    struct dht_node_info info[8]; /* a few: they share the node's 32 bootstrap slots */
+    int n = dht_get_nodes(p->dht, info, 8);
     for (int i = 0; i < n && p->nsaved < 32; i++) {
         p->saved[p->nsaved] = info[i].addr;
         p->savedlen[p->nsaved++] = info[i].addr.ss_family == AF_INET6

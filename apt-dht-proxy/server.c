@@ -627,9 +627,10 @@ static void start_lookup(struct server *s, struct dl *d, const uint8_t sha256[32
 static int start_dl(struct req *r, const char *key, const char (*urls)[URL_MAX_TARGET + URL_MAX_PATH * 3],
                     size_t n_urls, const struct hashdb_entry *expect, time_t ims, bool verify_first)
 {
-    /* Peers are asked for immutable files whose SHA-256 is known: they are verified
-     * before a byte is delivered. InRelease and the by-name indices come from mirrors. */
-    bool peers = r->s->p2p && expect && expect->have_sha256 &&
+    /* Peers are asked for immutable files whose SHA-256 and size are known: they are
+     * verified before a byte is delivered, and a peer's length is never believed.
+     * InRelease and the by-name indices come from mirrors. */
+    bool peers = r->s->p2p && expect && expect->have_sha256 && expect->size != UINT64_MAX &&
                  url_classify(key) == URL_IMMUTABLE && r->s->cfg->peer_budget_ms > 0;
     struct dl_request q = {
         .key = key,
@@ -670,13 +671,17 @@ static bool lookup_expect(struct server *s, const char *key, const char *path,
 {
     uint8_t h[32];
     memset(e, 0, sizeof *e);
+    /* the index knows by-hash files too, with their size: prefer that */
+    if (s->db && hashdb_lookup(s->db, key, e) == 0 && (e->have_sha256 || e->have_sha1))
+        return true;
+    memset(e, 0, sizeof *e);
     if (url_by_hash_sha256(path, h)) {
         e->size = UINT64_MAX;
         e->have_sha256 = true;
         memcpy(e->sha256, h, 32);
         return true;
     }
-    return s->db && hashdb_lookup(s->db, key, e) == 0;
+    return false;
 }
 
 /* Starts the by-hash download that replaces a by-name index the mirror got wrong. */

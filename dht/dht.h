@@ -111,7 +111,8 @@ int dht_periodic(struct dht *dht, uint64_t now_ms, uint64_t *next_ms);
 
 /* Adds a bootstrap address (numeric; resolving names is the caller's job). While the
  * node is ALONE it queries every bootstrap address, backing off from 1 s to 5 min.
- * Returns 0, -EAFNOSUPPORT, -ENOSPC (at most 32), -EEXIST (already known). */
+ * At most 32 are kept: when full, the oldest is replaced.
+ * Returns 0, -EAFNOSUPPORT, -EEXIST (already known). */
 int dht_add_bootstrap(struct dht *dht, const struct sockaddr *sa, socklen_t salen);
 
 /* Bootstrap providers: the one interface behind which every source of nodes to join

@@ -263,6 +263,23 @@ static void lookup_free(struct dht *dht, struct lookup *lk)
 
 /* Frees finished lookups and those nobody waits for any more. Never called from
  * inside a callback, so callbacks may start and cancel lookups freely. */
+/* Hands waiters the peers they have not seen yet: the node's own stored values (added
+ * when the lookup started) and a joined waiter's backlog arrive at the next
+ * dht_periodic rather than only with the next answer or the end. */
+void lookup_flush(struct dht *dht)
+{
+    for (struct lookup *lk = dht->lookups; lk; lk = lk->next) {
+        if (lk->done || lk->kind != LK_GET)
+            continue;
+        for (int i = 0; i < lk->nw; i++) {
+            if (!lk->w[i].cancelled && lk->w[i].delivered < lk->npeers) {
+                deliver(dht, lk);
+                break;
+            }
+        }
+    }
+}
+
 void lookup_reap(struct dht *dht)
 {
     struct lookup **pl = &dht->lookups;

@@ -647,9 +647,14 @@ int dht_add_bootstrap(struct dht *dht, const struct sockaddr *sa, socklen_t sale
     for (int i = 0; i < dht->nboot; i++)
         if (dht_addr_equal(&dht->boot[i], &a))
             return -EEXIST;
-    if (dht->nboot >= BOOT_MAX)
-        return -ENOSPC;
-    dht->boot[dht->nboot++] = a;
+    if (dht->nboot >= BOOT_MAX) {
+        /* full: the oldest address gives way, so new sources (a LAN announcement, a
+         * provider's answer) are never shut out */
+        dht->boot[dht->boot_oldest] = a;
+        dht->boot_oldest = (dht->boot_oldest + 1) % BOOT_MAX;
+    } else {
+        dht->boot[dht->nboot++] = a;
+    }
     dht->boot_next_ms = 0; /* try at the next dht_periodic() */
     return 0;
 }
@@ -778,6 +783,7 @@ int dht_periodic(struct dht *dht, uint64_t now_ms, uint64_t *next_ms)
         dht->own_lookup_due = 0;
         lookup_start(dht, LK_FIND, dht->id);
     }
+    lookup_flush(dht);
     for (struct lookup *lk = dht->lookups; lk; lk = lk->next)
         lookup_step(dht, lk);
     refresh(dht, &next);

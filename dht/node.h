@@ -107,6 +107,7 @@ struct dht {
     int nprov;
     dht_sa boot[BOOT_MAX];
     int nboot;
+    int boot_oldest; /* once boot[] is full: the slot the next address replaces */
     uint64_t boot_next_ms;
     uint32_t boot_backoff_ms;
     enum dht_state state;
@@ -134,6 +135,7 @@ void lookup_step(struct dht *dht, struct lookup *lk);
 void lookup_on_reply(struct dht *dht, struct pending *p, const struct krpc_msg *m);
 void lookup_on_timeout(struct dht *dht, struct pending *p);
 void lookup_reap(struct dht *dht);
+void lookup_flush(struct dht *dht);
 void lookup_free_all(struct dht *dht);
 void announce_periodic(struct dht *dht);
 void announce_on_store(struct dht *dht, struct pending *p, int ok);

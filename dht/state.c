@@ -351,9 +351,7 @@ int dht_lan_input(struct dht *dht, const void *buf, size_t len, const struct soc
         a.in.sin_port = htons((uint16_t)port);
     else
         a.in6.sin6_port = htons((uint16_t)port);
-    int r = dht_add_bootstrap(dht, &a.sa, dht_addr_len(&a));
-    if (r < 0 && r != -EEXIST)
-        return r;
+    dht_add_bootstrap(dht, &a.sa, dht_addr_len(&a)); /* known already: just ping */
     dht_ping(dht, &a.sa, dht_addr_len(&a), NULL, NULL);
     return 1;
 }

@@ -149,6 +149,48 @@ static void test_sha256(void)
     rm_dir();
 }
 
+static int drops_with_sha, drops;
+
+static void on_drop(void *ud, const char *key, const uint8_t *sha256)
+{
+    drops++;
+    drops_with_sha += sha256 != NULL;
+}
+
+/* The same content under two keys: served by hash while either is cached, and the hash
+ * is handed to on_drop (unannounce) only when the last copy goes. */
+static void test_same_content_twice(void)
+{
+    struct cache *c;
+    struct stat st;
+    uint8_t h[32];
+    char tmp[PATH_MAX], key[256];
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    cache_on_drop(c, on_drop, NULL);
+    memset(h, 0x5a, sizeof h);
+    for (int i = 0; i < 2; i++) {
+        int fd = cache_tmp_create(c, tmp, sizeof tmp);
+        CU_ASSERT_EQUAL(write(fd, "same", 4), 4);
+        close(fd);
+        CU_ASSERT_EQUAL(cache_commit(c, tmp, i ? "b.example/d/pool/x.deb" : "a.example/d/pool/x.deb",
+                                     0, true, h), 0);
+    }
+    drops = drops_with_sha = 0;
+    CU_ASSERT_EQUAL(cache_remove(c, "a.example/d/pool/x.deb"), 0);
+    CU_ASSERT_EQUAL(drops, 1);
+    CU_ASSERT_EQUAL(drops_with_sha, 0); /* b still holds it: keep announcing */
+    int fd = cache_open_sha256(c, h, &st, key, sizeof key);
+    CU_ASSERT(fd >= 0);
+    CU_ASSERT_STRING_EQUAL(key, "b.example/d/pool/x.deb");
+    close(fd);
+    CU_ASSERT_EQUAL(cache_remove(c, "b.example/d/pool/x.deb"), 0);
+    CU_ASSERT_EQUAL(drops_with_sha, 1);
+    CU_ASSERT_EQUAL(cache_open_sha256(c, h, &st, key, sizeof key), -ENOENT);
+    cache_free(c);
+    rm_dir();
+}
+
 static void count_cb(const char *k, void *v, void *ud)
 {
     (*(int *)ud)++;
@@ -183,7 +225,8 @@ int main(void)
     static const struct unit_case cases[] = {
         {"commit and open", test_commit_open}, {"LRU eviction", test_lru_eviction},
         {"scan and debris", test_scan_and_debris}, {"sha256", test_sha256},
-        {"strmap", test_strmap}, {NULL, NULL},
+        {"strmap", test_strmap}, {"same content twice", test_same_content_twice},
+        {NULL, NULL},
     };
     return unit_run("cache", cases);
 }

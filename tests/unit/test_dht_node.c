@@ -401,6 +401,26 @@ static void test_lan(void)
         CU_ASSERT_EQUAL(dht_lan_input(b, p, n, (struct sockaddr *)&from, sizeof(from)), -EINVAL);
         free(p);
     }
+    /* A full bootstrap list never shuts out a new LAN node: the oldest address gives way. */
+    for (int i = 0; i < 40; i++) {
+        struct sockaddr_in x = {.sin_family = AF_INET, .sin_port = htons(7000)};
+        x.sin_addr.s_addr = htonl(0x0a010000u + (uint32_t)i);
+        CU_ASSERT_EQUAL(dht_add_bootstrap(b, (struct sockaddr *)&x, sizeof(x)), 0);
+    }
+    {
+        struct dht *d2;
+        struct dht_config c2;
+        dht_config_init(&c2);
+        c2.send = failing_send;
+        c2.port = 9977;
+        c2.seed = 4242;
+        CU_ASSERT_FATAL(dht_new(&c2, 1000, &d2) == 0);
+        len = dht_lan_build(d2, DHT_FAMILY_V4, buf, sizeof(buf));
+        struct sockaddr_in from2 = {.sin_family = AF_INET, .sin_port = htons(9000)};
+        from2.sin_addr.s_addr = htonl(0x0a020001u);
+        CU_ASSERT_EQUAL(dht_lan_input(b, buf, (size_t)len, (struct sockaddr *)&from2, sizeof(from2)), 1);
+        dht_free(d2);
+    }
     len = dht_lan_build(a, DHT_FAMILY_V6, buf, sizeof(buf));
     CU_ASSERT(len > 0 && strstr(buf, "[" DHT_LAN_GROUP6 "]") != NULL);
     CU_ASSERT_EQUAL(dht_lan_build(a, DHT_FAMILY_V6, buf, 20), -ENOBUFS);
