@@ -268,18 +268,23 @@ int hashdb_put(struct hashdb *h, const char *key, const struct hashdb_entry *e)
     return hashdb_put_origin(h, key, e, NULL);
 }
 
-int hashdb_forget_origin(struct hashdb *h, const char *origin)
+/* Runs a statement whose one parameter is text; the changed row count or a negative errno. */
+static int run_text(struct hashdb *h, sqlite3_stmt *st, const char *text)
 {
-    if (!origin || !*origin)
+    if (!text || !*text)
         return -EINVAL;
-    sqlite3_stmt *st = h->forget;
-    int rc = sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+    int rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE ? sqlite3_changes(h->db) : err_of(rc);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
+}
+
+int hashdb_forget_origin(struct hashdb *h, const char *origin)
+{
+    return run_text(h, h->forget, origin);
 }
 
 static int run(sqlite3_stmt *st)
@@ -346,14 +351,6 @@ int hashdb_cached_get(struct hashdb *h, const char *key, uint64_t *size, uint8_t
 
 int hashdb_cached_del(struct hashdb *h, const char *key)
 {
-    if (!key || !*key)
-        return -EINVAL;
-    sqlite3_stmt *st = h->cdel;
-    int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    rc = rc == SQLITE_DONE ? 0 : err_of(rc);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
+    int rc = run_text(h, h->cdel, key);
+    return rc < 0 ? rc : 0;
 }

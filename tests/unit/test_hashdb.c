@@ -184,6 +184,45 @@ static void test_two_connections(void)
     rm_db();
 }
 
+/* The cached table (schema 2): what this host stores, with its SHA-256; bad input refused,
+ * kept across reopen, and added to a database written by schema 1. */
+static void test_cached(void)
+{
+    struct hashdb *db = NULL;
+    sqlite3 *raw = NULL;
+    uint8_t h[32], got[32];
+    uint64_t size = 0;
+    const char *k = "mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb";
+    memset(h, 0x3c, sizeof h);
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK); /* a schema-1 database */
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "CREATE TABLE files (key TEXT PRIMARY KEY NOT NULL, size "
+                                      "INTEGER, sha256 BLOB, sha1 BLOB, origin TEXT) WITHOUT ROWID;"
+                                      "PRAGMA user_version = 1",
+                                 NULL, NULL, NULL),
+                    SQLITE_OK);
+    sqlite3_close(raw);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_cached_get(db, k, &size, got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, k, 4096, h), 0);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, "", 1, h), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, NULL, 1, h), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, k, UINT64_MAX, h), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_cached_get(db, "", &size, got), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_cached_del(db, NULL), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_cached_del(db, "mirror.example/not/there.deb"), 0);
+    hashdb_free(db);
+    db = NULL;
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_cached_get(db, k, &size, got), 0);
+    CU_ASSERT_EQUAL(size, 4096);
+    CU_ASSERT(memcmp(got, h, 32) == 0);
+    CU_ASSERT_EQUAL(hashdb_cached_del(db, k), 0);
+    CU_ASSERT_EQUAL(hashdb_cached_get(db, k, &size, got), -ENOENT);
+    hashdb_free(db);
+    rm_db();
+}
+
 static void test_newer_schema(void)
 {
     sqlite3 *raw = NULL;
@@ -206,6 +245,7 @@ int main(void)
         {"origin forget", test_origin},
         {"persistence across reopen", test_persist},
         {"two connections (WAL)", test_two_connections},
+        {"cached files (schema 2, migration)", test_cached},
         {"newer schema refused", test_newer_schema},
         {NULL, NULL},
     };
