@@ -93,6 +93,7 @@ struct fetcher {
     struct cache *cache;
     struct fetch_opts opts;
     CURLM *multi;
+    bool curl_ready; /* curl_global_init done (see multi_ready) */
     struct loop_timer *timer;
     struct strmap *inflight; /* join key -> struct dl (transfer running) */
     char user_agent[64];
@@ -107,6 +108,7 @@ static int to_memory(struct dl *d);
 /* ---- curl <-> loop glue ---- */
 
 static void check_done(struct fetcher *f);
+static bool multi_ready(struct fetcher *f);
 
 static void on_sock(struct loop *l, int fd, uint32_t events, void *ud)
 {
@@ -485,7 +487,7 @@ static void start_transfer(struct dl *d)
     struct fetcher *f = d->f;
     const char *url = d->on_peer ? d->peers[d->peer_idx - 1].url : d->urls[d->url_idx - 1];
     CURL *e;
-    if (reset_body(d) < 0 || !(e = curl_easy_init())) {
+    if (!multi_ready(f) || reset_body(d) < 0 || !(e = curl_easy_init())) {
         set_reason(d, 502, "cannot start a transfer");
         finish(d, DL_FAILED);
         return;
@@ -915,17 +917,36 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
     f->opts = *opts;
     snprintf(f->user_agent, sizeof f->user_agent, "%s", opts->user_agent ? opts->user_agent : "apt-dht");
     f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
-    if (strmap_new(&f->inflight) < 0 || !(f->multi = curl_multi_init())) {
+    if (strmap_new(&f->inflight) < 0) {
         fetcher_free(f);
         return -ENOMEM;
     }
+    *out = f;
+    return 0;
+}
+
+/* libcurl (and with it the TLS library) is set up for the first upstream transfer, not at
+ * start: a proxy that only serves its cache never loads that code, and an idle one stays
+ * small. Returns false when libcurl cannot be set up. */
+static bool multi_ready(struct fetcher *f)
+{
+    if (f->multi)
+        return true;
+    if (!f->curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            log_error("libcurl initialisation failed");
+            return false;
+        }
+        f->curl_ready = true;
+    }
+    if (!(f->multi = curl_multi_init()))
+        return false;
     curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
     curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
     curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
-    *out = f;
-    return 0;
+    return true;
 }
 
 static void abort_one(const char *key, void *value, void *ud)
@@ -948,6 +969,8 @@ void fetcher_free(struct fetcher *f)
     loop_timer_cancel(f->loop, f->timer);
     if (f->multi)
         curl_multi_cleanup(f->multi);
+    if (f->curl_ready)
+        curl_global_cleanup();
     strmap_free(f->inflight, NULL);
     free(f);
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <curl/curl.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -265,12 +264,7 @@ int main(int argc, char **argv)
         }
         log_setup(a.cfg->log_level, 1);
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        log_error("libcurl initialisation failed");
-        return 1;
-    }
     r = run(&a);
-    curl_global_cleanup();
     config_done(a.cfg);
     free(a.cfg);
     return r < 0 ? 1 : 0;

@@ -21,6 +21,10 @@
 #   BENCH_SIZE_MIB   size of each package in MiB (default 20)
 #   BENCH_RATE       mirror egress rate for tc tbf (default 200mbit)
 #   BENCH_DELAY      extra one-way delay at the mirror for tc netem (default: none, e.g. 5ms)
+#   BENCH_HOST_RATE  the link rate of every host and of apt-cacher-ng's machine, both
+#                    ways (tc tbf on each end of its veth; default: none, e.g. 400mbit).
+#                    Models machines with their own network cards: without it the
+#                    hosts are limited only by the CPU cores they all share.
 #   BENCH_SCHEDULE   first-then-rest (default: host 1 alone, then all others at
 #                    once), parallel (all at once), sequential (one after another)
 #   BENCH_ROUNDS     which rounds to run (default "direct acng apt-dht")
@@ -37,7 +41,7 @@ export top_srcdir top_builddir
 . "$top_srcdir/tests/lab/lab.sh"
 
 : "${BENCH_HOSTS:=8}" "${BENCH_COUNT:=10}" "${BENCH_SIZE_MIB:=20}" "${BENCH_RATE:=200mbit}"
-: "${BENCH_DELAY:=}" "${BENCH_SCHEDULE:=first-then-rest}" "${BENCH_ROUNDS:=direct acng apt-dht}"
+: "${BENCH_DELAY:=}" "${BENCH_HOST_RATE:=}" "${BENCH_SCHEDULE:=first-then-rest}" "${BENCH_ROUNDS:=direct acng apt-dht}"
 : "${BENCH_DHT_MODE:=apt-dht}" "${BENCH_VERIFY:=1}" "${APT_TIME_LIMIT:=900}" "${APT_RETRIES:=3}"
 export APT_TIME_LIMIT APT_RETRIES
 LAB_APT_QUIET=1
@@ -76,6 +80,26 @@ else
 fi
 log "mirror egress: $(tc -n "$mns" qdisc show dev eth0 | tr '\n' ';')"
 
+# shape_node NAME: with BENCH_HOST_RATE, NAME's link is that fast both ways: its eth0
+# (what it sends) and the bridge end of its veth (what it receives).
+shape_node() {
+    [ -n "$BENCH_HOST_RATE" ] || return 0
+    tc -n "$(lab_ns "$1")" qdisc add dev eth0 root tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
+        || hard_error "tc tbf on $1 failed"
+    tc -n "$LAB_ID-br" qdisc add dev "v-$1" root tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
+        || hard_error "tc tbf on the bridge end of $1 failed"
+}
+_i=1
+while [ "$_i" -le "$BENCH_HOSTS" ]; do shape_node "h$_i"; _i=$((_i + 1)); done
+[ -z "$BENCH_HOST_RATE" ] || log "every host's link: $BENCH_HOST_RATE both ways"
+
+# CPU accounting, so a round's figures say where the time went: the busy CPU time of
+# the whole machine (/proc/stat) and of the caching daemons (utime + stime of each).
+HZ=$(getconf CLK_TCK)
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+DAEMON_PIDS=""
+
 # ---------------------------------------------------------------------------
 
 # host_fetch HOST HOW [URL]: apt-get update + download in HOST; records the
@@ -95,7 +119,7 @@ run_hosts() {
         case $BENCH_SCHEDULE in
             sequential) host_fetch "h$_i" "$@" ;;
             first-then-rest)
-                if [ "$_i" -eq 1 ]; then host_fetch h1 "$@"
+                if [ "$_i" -eq 1 ]; then host_fetch h1 "$@"; date +%s.%N > "$T/round/first.done"
                 else host_fetch "h$_i" "$@" & _pids="$_pids $!"; fi ;;
             parallel) host_fetch "h$_i" "$@" & _pids="$_pids $!" ;;
             *) hard_error "unknown BENCH_SCHEDULE $BENCH_SCHEDULE" ;;
@@ -113,9 +137,15 @@ round() {
     LAB_APT_TAG=$_name
     _from=$(( $(wc -l < "$MIRROR_LOG") + 1 ))
     log "round $_name: $BENCH_HOSTS hosts, schedule $BENCH_SCHEDULE"
+    _c0=$(busy_ticks) _d0=0
+    for _p in $DAEMON_PIDS; do _d0=$((_d0 + $(pid_ticks "$_p"))); done
     _t0=$(date +%s.%N)
     run_hosts "$@"
     _t1=$(date +%s.%N)
+    _c1=$(busy_ticks) _d1=0
+    for _p in $DAEMON_PIDS; do _d1=$((_d1 + $(pid_ticks "$_p"))); done
+    _cpu=$(awk -v a="$_c0" -v b="$_c1" -v hz="$HZ" 'BEGIN { printf "%.1f", (b - a) / hz }')
+    _dcpu=$(awk -v a="$_d0" -v b="$_d1" -v hz="$HZ" 'BEGIN { printf "%.1f", (b - a) / hz }')
     sleep 1   # the mirror logs an answer when it is finished
     tail -n "+$_from" "$MIRROR_LOG" > "$T/round/mirror.log"
     _served=$(lab_mirror_served '*' "$T/round/mirror.log")
@@ -140,8 +170,14 @@ round() {
         _i=$((_i + 1))
     done
     _secs=$(echo "$_t0 $_t1" | awk '{ printf "%.1f", $2 - $1 }')
-    echo "$_name $_secs ${_served#* } ${_debs% *} $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
-    log "round $_name: $_secs s, mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad"
+    # first-then-rest: how long host 1 alone took, and then the others.
+    _first=- _rest=-
+    if [ -f "$T/round/first.done" ]; then
+        _first=$(echo "$_t0 $(cat "$T/round/first.done")" | awk '{ printf "%.1f", $2 - $1 }')
+        _rest=$(echo "$(cat "$T/round/first.done") $_t1" | awk '{ printf "%.1f", $2 - $1 }')
+    fi
+    echo "$_name $_secs $_first $_rest $_cpu $_dcpu ${_served#* } ${_debs% *} $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
+    log "round $_name: $_secs s (host 1: $_first s, the rest: $_rest s; CPU busy $_cpu s, of which the caching daemons $_dcpu s), mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad"
     LAB_APT_TAG=""
 }
 
@@ -153,6 +189,7 @@ for r in $BENCH_ROUNDS; do
         ;;
     acng)
         lab_node_add acng "$LAB_NET.3"
+        shape_node acng
         mkdir -p "$T/acng/conf" "$T/acng/cache" "$T/acng/log"
         # A private configuration: no remapping, no system paths.
         cat > "$T/acng/conf/acng.conf" <<EOF
@@ -170,18 +207,26 @@ VerboseLog: 1
 EOF
         lab_bg acng "$T/acng/stderr" apt-cacher-ng -c "$T/acng/conf"
         acng_pid=$LAB_BG_PID
+        DAEMON_PIDS=$acng_pid
         lab_wait_tcp acng "$(lab_addr acng)" "$ACNG_PORT" 15 \
             || { cat "$T/acng/stderr" >&2; hard_error "apt-cacher-ng did not start"; }
         round acng via "http://$(lab_addr acng):$ACNG_PORT"
+        DAEMON_PIDS=""
         lab_stop_bg "$acng_pid" 10
         rm -rf "$T/acng/cache"
         ;;
     apt-dht)
         LAB_DHT_MODE=$BENCH_DHT_MODE
         _i=1
-        while [ "$_i" -le "$BENCH_HOSTS" ]; do lab_proxy_start "h$_i"; _i=$((_i + 1)); done
+        DAEMON_PIDS=""
+        while [ "$_i" -le "$BENCH_HOSTS" ]; do
+            lab_proxy_start "h$_i"
+            DAEMON_PIDS="$DAEMON_PIDS $(lab_proxy_pid "h$_i")"
+            _i=$((_i + 1))
+        done
         sleep 2   # LAN discovery
         round apt-dht backend
+        DAEMON_PIDS=""
         _i=1
         while [ "$_i" -le "$BENCH_HOSTS" ]; do
             log "h$_i proxy: $(lab_proxy_sources "h$_i")"
@@ -201,13 +246,13 @@ commit=$(git -C "$top_srcdir" rev-parse --short HEAD 2>/dev/null || echo unknown
 out="$top_srcdir/bench/results/lab-$stamp.md"
 mkdir -p "$top_srcdir/bench/results"
 {
-    echo "## LAN lab: $BENCH_HOSTS hosts, $BENCH_COUNT x $BENCH_SIZE_MIB MiB ($(mib "$set_bytes") MiB), mirror at $BENCH_RATE${BENCH_DELAY:+ + $BENCH_DELAY delay}"
+    echo "## LAN lab: $BENCH_HOSTS hosts, $BENCH_COUNT x $BENCH_SIZE_MIB MiB ($(mib "$set_bytes") MiB), mirror at $BENCH_RATE${BENCH_DELAY:+ + $BENCH_DELAY delay}${BENCH_HOST_RATE:+, every host's link $BENCH_HOST_RATE}"
     echo
     echo "$stamp UTC, $version, commit $commit, schedule: $BENCH_SCHEDULE, apt-dht dht.mode: $BENCH_DHT_MODE"
     echo
-    echo "| setup | wall time (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
-    echo "|---|---:|---:|---:|---:|---|"
-    while read -r name secs bytes debs ok; do
+    echo "| setup | wall time (s) | host 1 alone (s) | the others (s) | CPU busy (s) | caching daemons' CPU (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    while read -r name secs first rest cpu dcpu bytes debs ok; do
         case $name in
             direct) label="(a) every host direct to the mirror" ;;
             acng) label="(b) one apt-cacher-ng for the lab" ;;
@@ -215,7 +260,7 @@ mkdir -p "$top_srcdir/bench/results"
             *) label=$name ;;
         esac
         ratio=$(awk -v b="$bytes" -v s="$set_bytes" 'BEGIN { printf "%.2f", b / s }')
-        echo "| $label | $secs | $(mib "$bytes") | $ratio | $debs | $ok |"
+        echo "| $label | $secs | $first | $rest | $cpu | $dcpu | $(mib "$bytes") | $ratio | $debs | $ok |"
     done < "$T/results"
 } > "$out"
 echo
