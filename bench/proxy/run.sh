@@ -6,7 +6,7 @@
 #
 # Environment (all optional):
 #   BENCH_SIZE_MIB   size of the test file, MiB                 (64)
-#   BENCH_REPS       repetitions of each warm measurement       (5)
+#   BENCH_REPS       repetitions of each warm measurement       (11)
 #   BENCH_CLIENTS    concurrent clients of the parallel run     (16)
 #   BENCH_COLD_REPS  repetitions of the cold path               (3)
 #   BENCH_RATE       mirror rate for the cold path, bytes/s     (20971520 = 20 MiB/s)
@@ -25,7 +25,7 @@ export top_srcdir top_builddir
 . "$top_srcdir/bench/proxy/lib-bench.sh"
 
 SIZE_MIB=${BENCH_SIZE_MIB:-64}
-REPS=${BENCH_REPS:-5}
+REPS=${BENCH_REPS:-11}
 CLIENTS=${BENCH_CLIENTS:-16}
 COLD_REPS=${BENCH_COLD_REPS:-3}
 RATE=${BENCH_RATE:-20971520}
