@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,7 +472,13 @@ static int reset_body(struct dl *d)
     d->total = -1;
     d->resp_status = 0;
     d->last_modified = 0;
-    if (ftruncate(d->fd, 0) < 0)
+    /* Only a file that holds bytes of an earlier attempt is truncated: ext4 writes a file
+     * out at close() once it has been truncated to zero (auto_da_alloc), which would stall
+     * the loop in close() and push every download to the disk at once. */
+    struct stat st;
+    if (fstat(d->fd, &st) < 0)
+        return -errno;
+    if (st.st_size > 0 && ftruncate(d->fd, 0) < 0)
         return -errno;
     if (lseek(d->fd, 0, SEEK_SET) < 0)
         return -errno;
