@@ -94,7 +94,6 @@ struct fetcher {
     struct cache *cache;
     struct fetch_opts opts;
     CURLM *multi;
-    bool curl_ready; /* curl_global_init done (see multi_ready) */
     struct loop_timer *timer;
     struct strmap *inflight; /* join key -> struct dl (transfer running) */
     char user_agent[64];
@@ -939,15 +938,14 @@ static bool multi_ready(struct fetcher *f)
 {
     if (f->multi)
         return true;
-    if (!f->curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            log_error("libcurl initialisation failed");
-            return false;
-        }
-        f->curl_ready = true;
-    }
-    if (!(f->multi = curl_multi_init()))
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("libcurl initialisation failed");
         return false;
+    }
+    if (!(f->multi = curl_multi_init())) {
+        curl_global_cleanup();
+        return false;
+    }
     curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
     curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -974,10 +972,10 @@ void fetcher_free(struct fetcher *f)
         finish(d, DL_FAILED);
     }
     loop_timer_cancel(f->loop, f->timer);
-    if (f->multi)
+    if (f->multi) { /* multi_ready() set up libcurl for it */
         curl_multi_cleanup(f->multi);
-    if (f->curl_ready)
         curl_global_cleanup();
+    }
     strmap_free(f->inflight, NULL);
     free(f);
 }

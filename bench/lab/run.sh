@@ -39,6 +39,7 @@ top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 : "${top_builddir:=$top_srcdir}"
 export top_srcdir top_builddir
 . "$top_srcdir/tests/lab/lab.sh"
+. "$top_srcdir/bench/proxy/lib-bench.sh"   # cpu_ticks
 
 : "${BENCH_HOSTS:=8}" "${BENCH_COUNT:=10}" "${BENCH_SIZE_MIB:=20}" "${BENCH_RATE:=200mbit}"
 : "${BENCH_DELAY:=}" "${BENCH_HOST_RATE:=}" "${BENCH_SCHEDULE:=first-then-rest}" "${BENCH_ROUNDS:=direct acng apt-dht}"
@@ -94,10 +95,12 @@ while [ "$_i" -le "$BENCH_HOSTS" ]; do shape_node "h$_i"; _i=$((_i + 1)); done
 [ -z "$BENCH_HOST_RATE" ] || log "every host's link: $BENCH_HOST_RATE both ways"
 
 # CPU accounting, so a round's figures say where the time went: the busy CPU time of
-# the whole machine (/proc/stat) and of the caching daemons (utime + stime of each).
+# the whole machine (/proc/stat) and of the caching daemons (cpu_ticks of each).
 HZ=$(getconf CLK_TCK)
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+daemon_ticks() { _dt=0; for _p in $DAEMON_PIDS; do _dt=$((_dt + $(cpu_ticks "$_p"))); done; echo "$_dt"; }
+# span A B [DIVISOR]: (B - A) / DIVISOR with one decimal.
+span() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { printf "%.1f", (b - a) / d }'; }
 DAEMON_PIDS=""
 
 # ---------------------------------------------------------------------------
@@ -137,15 +140,11 @@ round() {
     LAB_APT_TAG=$_name
     _from=$(( $(wc -l < "$MIRROR_LOG") + 1 ))
     log "round $_name: $BENCH_HOSTS hosts, schedule $BENCH_SCHEDULE"
-    _c0=$(busy_ticks) _d0=0
-    for _p in $DAEMON_PIDS; do _d0=$((_d0 + $(pid_ticks "$_p"))); done
+    _c0=$(busy_ticks) _d0=$(daemon_ticks)
     _t0=$(date +%s.%N)
     run_hosts "$@"
     _t1=$(date +%s.%N)
-    _c1=$(busy_ticks) _d1=0
-    for _p in $DAEMON_PIDS; do _d1=$((_d1 + $(pid_ticks "$_p"))); done
-    _cpu=$(awk -v a="$_c0" -v b="$_c1" -v hz="$HZ" 'BEGIN { printf "%.1f", (b - a) / hz }')
-    _dcpu=$(awk -v a="$_d0" -v b="$_d1" -v hz="$HZ" 'BEGIN { printf "%.1f", (b - a) / hz }')
+    _cpu=$(span "$_c0" "$(busy_ticks)" "$HZ") _dcpu=$(span "$_d0" "$(daemon_ticks)" "$HZ")
     sleep 1   # the mirror logs an answer when it is finished
     tail -n "+$_from" "$MIRROR_LOG" > "$T/round/mirror.log"
     _served=$(lab_mirror_served '*' "$T/round/mirror.log")
@@ -169,12 +168,12 @@ round() {
         rm -rf "$(lab_apt_dest "h$_i")"
         _i=$((_i + 1))
     done
-    _secs=$(echo "$_t0 $_t1" | awk '{ printf "%.1f", $2 - $1 }')
+    _secs=$(span "$_t0" "$_t1")
     # first-then-rest: how long host 1 alone took, and then the others.
     _first=- _rest=-
     if [ -f "$T/round/first.done" ]; then
-        _first=$(echo "$_t0 $(cat "$T/round/first.done")" | awk '{ printf "%.1f", $2 - $1 }')
-        _rest=$(echo "$(cat "$T/round/first.done") $_t1" | awk '{ printf "%.1f", $2 - $1 }')
+        _tf=$(cat "$T/round/first.done")
+        _first=$(span "$_t0" "$_tf") _rest=$(span "$_tf" "$_t1")
     fi
     echo "$_name $_secs $_first $_rest $_cpu $_dcpu ${_served#* } ${_debs% *} $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
     log "round $_name: $_secs s (host 1: $_first s, the rest: $_rest s; CPU busy $_cpu s, of which the caching daemons $_dcpu s), mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad"
