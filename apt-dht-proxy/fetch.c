@@ -83,7 +83,7 @@ struct dl {
     bool await_peers, peer_phase, peers_done, budget_over, lookup_claimed;
     bool on_peer;            /* the running transfer is from peers[peer_idx - 1] */
     uint64_t transfer_ms;    /* when the running transfer started */
-    struct loop_timer *budget_timer;
+    struct loop_timer budget_timer;
     bool ended;              /* finish() ran */
     bool in_memory;          /* the disk was full: fd is a memfd, nothing is cached */
     char *join_key;          /* its key in fetcher.inflight (the cache key, or a variant) */
@@ -94,7 +94,7 @@ struct fetcher {
     struct cache *cache;
     struct fetch_opts opts;
     CURLM *multi;
-    struct loop_timer *timer;
+    struct loop_timer timer;
     struct strmap *inflight; /* join key -> struct dl (transfer running) */
     char user_agent[64];
     unsigned seq; /* for join keys of downloads that run alone */
@@ -149,7 +149,6 @@ static void on_timer(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct fetcher *f = ud;
     int running;
-    f->timer = NULL;
     curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(f);
 }
@@ -157,10 +156,9 @@ static void on_timer(struct loop *l, struct loop_timer *t, void *ud)
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
     struct fetcher *f = userp;
-    loop_timer_cancel(f->loop, f->timer);
-    f->timer = NULL;
-    if (timeout_ms >= 0)
-        f->timer = loop_timer_add(f->loop, (uint64_t)timeout_ms, on_timer, f);
+    loop_timer_stop(f->loop, &f->timer);
+    if (timeout_ms >= 0 && loop_timer_start(f->loop, &f->timer, (uint64_t)timeout_ms) < 0)
+        return -1;
     return 0;
 }
 
@@ -601,8 +599,7 @@ static void next_source(struct dl *d)
         if (!d->peers_done && !d->budget_over)
             return; /* the lookup may still find one */
         d->peer_phase = false;
-        loop_timer_cancel(d->f->loop, d->budget_timer);
-        d->budget_timer = NULL;
+        loop_timer_stop(d->f->loop, &d->budget_timer);
     }
     if (d->url_idx < d->n_urls) {
         d->url_idx++;
@@ -617,7 +614,6 @@ static void next_source(struct dl *d)
 static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct dl *d = ud;
-    d->budget_timer = NULL;
     d->budget_over = true;
     if (!d->peer_phase || d->ended)
         return;
@@ -778,8 +774,7 @@ static void finish(struct dl *d, enum dl_state st)
     d->ended = true;
     d->on_peer = false;
     d->peer_phase = false;
-    loop_timer_cancel(d->f->loop, d->budget_timer);
-    d->budget_timer = NULL;
+    loop_timer_stop(d->f->loop, &d->budget_timer);
     d->state = st;
     if (st != DL_DONE && d->tmp_path[0] && d->fd >= 0 && d->received == 0) {
         unlink(d->tmp_path);
@@ -885,6 +880,7 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     d->total = -1;
     d->started_ms = loop_now_ms();
     d->refs = 1; /* the transfer's own */
+    loop_timer_init(&d->budget_timer, on_budget, d);
     int r = dl_init(d, req);
     if (r == 0 && !(d->join_key = strdup(jkey)))
         r = -ENOMEM;
@@ -896,8 +892,8 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
         return NULL;
     }
     dl_ref(d); /* the caller's */
-    if (d->await_peers)
-        d->budget_timer = loop_timer_add(f->loop, req->peer_budget_ms, on_budget, d);
+    if (d->await_peers && loop_timer_start(f->loop, &d->budget_timer, req->peer_budget_ms) < 0)
+        d->budget_over = true; /* no timer: no waiting for peers either */
     next_source(d);
     return d;
 }
@@ -921,6 +917,7 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
     f->loop = l;
     f->cache = c;
     f->opts = *opts;
+    loop_timer_init(&f->timer, on_timer, f);
     snprintf(f->user_agent, sizeof f->user_agent, "%s", opts->user_agent ? opts->user_agent : "apt-dht");
     f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
     if (strmap_new(&f->inflight) < 0) {
@@ -971,7 +968,7 @@ void fetcher_free(struct fetcher *f)
         set_reason(d, 503, "proxy shutting down");
         finish(d, DL_FAILED);
     }
-    loop_timer_cancel(f->loop, f->timer);
+    loop_timer_stop(f->loop, &f->timer);
     if (f->multi) { /* multi_ready() set up libcurl for it */
         curl_multi_cleanup(f->multi);
         curl_global_cleanup();

@@ -1,8 +1,9 @@
 /* loop.c - epoll + timers + signalfd.
  *
- * Model: one epoll fd; each registered fd has one callback. Timers live in a small list
- * (the daemon has a handful: curl's, the DHT's, housekeeping), and the wait timeout is
- * the nearest deadline, also bounded by the prepare hooks (libmicrohttpd's timeout).
+ * Model: one epoll fd; each registered fd has one callback. Timers are embedded in their
+ * owners and armed ones sit in a binary min-heap by deadline (there is one per waiting
+ * request, so there can be thousands); the wait timeout is the nearest deadline, also
+ * bounded by the prepare hooks (libmicrohttpd's timeout).
  * Signals arrive as reads on a signalfd, so no handler runs at an arbitrary point. */
 #include "aptdht-config.h"
 #include <errno.h>
@@ -18,13 +19,6 @@
 struct fd_slot {
     loop_fd_cb cb; /* NULL = free slot */
     void *ud;
-};
-
-struct loop_timer {
-    uint64_t due_ms;
-    loop_timer_cb cb;
-    void *ud;
-    struct loop_timer *prev, *next;
 };
 
 struct signal_slot {
@@ -44,7 +38,8 @@ struct loop {
     sigset_t sigmask;
     struct fd_slot *fds; /* indexed by fd */
     size_t n_fds;
-    struct loop_timer *timers;
+    struct loop_timer **heap; /* armed timers, heap[0] the nearest deadline */
+    size_t n_heap, cap_heap;
     struct signal_slot sigs[8];
     size_t n_sigs;
     struct prepare_slot prep[4];
@@ -80,11 +75,9 @@ void loop_free(struct loop *l)
 {
     if (!l)
         return;
-    while (l->timers) {
-        struct loop_timer *t = l->timers;
-        l->timers = t->next;
-        free(t);
-    }
+    for (size_t i = 0; i < l->n_heap; i++)
+        l->heap[i]->slot = 0; /* owners may outlive the loop: leave their timers idle */
+    free(l->heap);
     if (l->sigfd >= 0)
         close(l->sigfd);
     if (l->epfd >= 0)
@@ -139,37 +132,91 @@ void loop_del_fd(struct loop *l, int fd)
     l->fds[fd].ud = NULL;
 }
 
-struct loop_timer *loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_cb cb, void *ud)
+/* ---- the timer heap ---- */
+
+static bool timer_before(const struct loop_timer *a, const struct loop_timer *b)
 {
-    struct loop_timer *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    t->due_ms = loop_now_ms() + delay_ms;
+    return a->due_ms < b->due_ms;
+}
+
+static void heap_set(struct loop *l, size_t i, struct loop_timer *t)
+{
+    l->heap[i] = t;
+    t->slot = i + 1;
+}
+
+static void heap_up(struct loop *l, size_t i)
+{
+    struct loop_timer *t = l->heap[i];
+    while (i > 0 && timer_before(t, l->heap[(i - 1) / 2])) {
+        heap_set(l, i, l->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(l, i, t);
+}
+
+static void heap_down(struct loop *l, size_t i)
+{
+    struct loop_timer *t = l->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= l->n_heap)
+            break;
+        if (c + 1 < l->n_heap && timer_before(l->heap[c + 1], l->heap[c]))
+            c++;
+        if (!timer_before(l->heap[c], t))
+            break;
+        heap_set(l, i, l->heap[c]);
+        i = c;
+    }
+    heap_set(l, i, t);
+}
+
+static void heap_remove(struct loop *l, struct loop_timer *t)
+{
+    size_t i = t->slot - 1;
+    struct loop_timer *last = l->heap[--l->n_heap];
+    t->slot = 0;
+    if (i == l->n_heap)
+        return;
+    heap_set(l, i, last);
+    heap_up(l, i);
+    heap_down(l, last->slot - 1);
+}
+
+void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *ud)
+{
+    memset(t, 0, sizeof *t);
     t->cb = cb;
     t->ud = ud;
-    t->next = l->timers;
-    if (l->timers)
-        l->timers->prev = t;
-    l->timers = t;
-    return t;
 }
 
-static void timer_unlink(struct loop *l, struct loop_timer *t)
+bool loop_timer_armed(const struct loop_timer *t)
 {
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        l->timers = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    return t->slot != 0;
 }
 
-void loop_timer_cancel(struct loop *l, struct loop_timer *t)
+int loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms)
 {
-    if (!t)
-        return;
-    timer_unlink(l, t);
-    free(t);
+    loop_timer_stop(l, t);
+    if (l->n_heap == l->cap_heap) {
+        size_t n = l->cap_heap ? l->cap_heap * 2 : 16;
+        struct loop_timer **p = realloc(l->heap, n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        l->heap = p;
+        l->cap_heap = n;
+    }
+    t->due_ms = loop_now_ms() + delay_ms;
+    heap_set(l, l->n_heap++, t);
+    heap_up(l, l->n_heap - 1);
+    return 0;
+}
+
+void loop_timer_stop(struct loop *l, struct loop_timer *t)
+{
+    if (t->slot)
+        heap_remove(l, t);
 }
 
 static void on_signalfd(struct loop *l, int fd, uint32_t events, void *ud)
@@ -212,22 +259,15 @@ int loop_add_prepare(struct loop *l, loop_prepare_cb cb, void *ud)
     return 0;
 }
 
-/* Fires every timer that is due; a callback may add or cancel timers, so the scan
- * restarts after each one. */
+/* Fires every timer that is due. Each is disarmed before its callback runs, so the
+ * callback may start or stop any timer, itself included. */
 static void run_timers(struct loop *l)
 {
     uint64_t now = loop_now_ms();
-    for (;;) {
-        struct loop_timer *t = l->timers;
-        while (t && t->due_ms > now)
-            t = t->next;
-        if (!t)
-            return;
-        timer_unlink(l, t);
-        loop_timer_cb cb = t->cb;
-        void *ud = t->ud;
-        free(t);
-        cb(l, NULL, ud);
+    while (l->n_heap > 0 && l->heap[0]->due_ms <= now) {
+        struct loop_timer *t = l->heap[0];
+        heap_remove(l, t);
+        t->cb(l, t, t->ud);
     }
 }
 
@@ -242,8 +282,9 @@ static int wait_timeout(struct loop *l)
             best = d;
     }
     uint64_t now = loop_now_ms();
-    for (struct loop_timer *t = l->timers; t; t = t->next) {
-        int64_t d = t->due_ms > now ? (int64_t)(t->due_ms - now) : 0;
+    if (l->n_heap > 0) {
+        uint64_t due = l->heap[0]->due_ms;
+        int64_t d = due > now ? (int64_t)(due - now) : 0;
         if (best < 0 || d < best)
             best = d;
     }

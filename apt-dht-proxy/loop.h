@@ -4,6 +4,8 @@
 #ifndef APT_DHT_LOOP_H
 #define APT_DHT_LOOP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct loop;
@@ -26,10 +28,27 @@ int loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb cb, void *ud
 int loop_mod_fd(struct loop *l, int fd, uint32_t events);
 void loop_del_fd(struct loop *l, int fd);
 
-/* One-shot timer firing at now + delay_ms; the handle is valid until it fires or is
- * cancelled. loop_timer_cancel accepts NULL. */
-struct loop_timer *loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_cb cb, void *ud);
-void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+/* A timer lives inside its owner, in the manner of libuv's uv_timer_t: the loop never
+ * allocates or frees one, so no pointer to it can dangle. Its fields are the loop's. A
+ * zero-filled timer is valid and idle; loop_timer_init sets its callback. */
+struct loop_timer {
+    uint64_t due_ms;
+    size_t slot; /* index in the loop's heap + 1; 0 = not armed */
+    loop_timer_cb cb;
+    void *ud;
+};
+
+void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *ud);
+
+/* Arms t to fire once at now + delay_ms (re-arms it if it is armed already). The
+ * callback gets t, already disarmed, and may start it again. 0 or -ENOMEM. */
+int loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
+
+/* Disarms t. Idempotent: stopping a timer that fired, was stopped or never started does
+ * nothing. An owner stops its timers before it frees itself. */
+void loop_timer_stop(struct loop *l, struct loop_timer *t);
+
+bool loop_timer_armed(const struct loop_timer *t);
 
 /* Blocks signo and delivers it through the loop (SIGTERM, SIGINT, SIGHUP). */
 int loop_add_signal(struct loop *l, int signo, loop_signal_cb cb, void *ud);

@@ -71,7 +71,7 @@ struct p2p {
     int fd4, fd6, lan4;
     uint16_t http_port, udp_port;
     bool resolve_only;
-    struct loop_timer *timer, *lan_timer, *save_timer, *ifs_timer;
+    struct loop_timer timer, lan_timer, save_timer, ifs_timer;
     uint64_t lan_interval_ms;
     uint64_t lan_last_ms; /* when we last answered another node's announcement */
     char state_path[PATH_MAX];
@@ -300,7 +300,6 @@ static void kick(struct p2p *p);
 static void on_timer(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct p2p *p = ud;
-    p->timer = NULL;
     kick(p);
 }
 
@@ -309,8 +308,7 @@ static void kick(struct p2p *p)
 {
     uint64_t now = loop_now_ms(), next = now + 1000;
     dht_periodic(p->dht, now, &next);
-    loop_timer_cancel(p->loop, p->timer);
-    p->timer = loop_timer_add(p->loop, next > now ? next - now : 0, on_timer, p);
+    loop_timer_start(p->loop, &p->timer, next > now ? next - now : 0);
 }
 
 static int send_cb(void *ud, const void *buf, size_t len, const struct sockaddr *to, socklen_t tolen)
@@ -438,7 +436,7 @@ static void on_lan_timer(struct loop *l, struct loop_timer *t, void *ud)
     p->lan_interval_ms = p->lan_interval_ms ? p->lan_interval_ms * 2 : 2000;
     if (p->lan_interval_ms > DHT_LAN_INTERVAL_MS)
         p->lan_interval_ms = DHT_LAN_INTERVAL_MS;
-    p->lan_timer = loop_timer_add(p->loop, p->lan_interval_ms, on_lan_timer, p);
+    loop_timer_start(p->loop, &p->lan_timer, p->lan_interval_ms);
 }
 
 static void on_ifs_timer(struct loop *l, struct loop_timer *t, void *ud)
@@ -447,7 +445,7 @@ static void on_ifs_timer(struct loop *l, struct loop_timer *t, void *ud)
     refresh_ifs(p);
     if (p->lan4 >= 0)
         join_groups(p); /* interfaces come and go */
-    p->ifs_timer = loop_timer_add(p->loop, IFS_EVERY_MS, on_ifs_timer, p);
+    loop_timer_start(p->loop, &p->ifs_timer, IFS_EVERY_MS);
 }
 
 static int open_lan(struct p2p *p)
@@ -506,7 +504,7 @@ static void on_save_timer(struct loop *l, struct loop_timer *t, void *ud)
     int r = dht_save(p->dht, p->state_path);
     if (r < 0)
         log_warn("dht: cannot save %s: %s", p->state_path, strerror(-r));
-    p->save_timer = loop_timer_add(p->loop, SAVE_EVERY_MS, on_save_timer, p);
+    loop_timer_start(p->loop, &p->save_timer, SAVE_EVERY_MS);
 }
 
 static void add_bootstrap(struct p2p *p, const char *hostport)
@@ -562,6 +560,10 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     if (!p)
         return r;
     p->loop = l;
+    loop_timer_init(&p->timer, on_timer, p);
+    loop_timer_init(&p->lan_timer, on_lan_timer, p);
+    loop_timer_init(&p->save_timer, on_save_timer, p);
+    loop_timer_init(&p->ifs_timer, on_ifs_timer, p);
     p->fd4 = p->fd6 = p->lan4 = -1;
     p->http_port = http_port;
     p->udp_port = cfg->dht_port ? cfg->dht_port : http_port;
@@ -604,11 +606,11 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
             dht_add_provider(p->dht, &prov_lan);
             /* and announce on a schedule of its own, so later nodes hear of this one */
             p->lan_interval_ms = 2000;
-            p->lan_timer = loop_timer_add(l, p->lan_interval_ms, on_lan_timer, p);
+            loop_timer_start(l, &p->lan_timer, p->lan_interval_ms);
         }
     }
-    p->save_timer = loop_timer_add(l, SAVE_EVERY_MS, on_save_timer, p);
-    p->ifs_timer = loop_timer_add(l, IFS_EVERY_MS, on_ifs_timer, p);
+    loop_timer_start(l, &p->save_timer, SAVE_EVERY_MS);
+    loop_timer_start(l, &p->ifs_timer, IFS_EVERY_MS);
     kick(p);
     log_info("dht: %s node on UDP port %u%s%s", cfg->dht_mode == DHT_MODE_BEP5 ? "bep5" : "apt-dht",
              p->udp_port, cfg->dht_lan_discovery ? ", LAN discovery" : "",
@@ -638,10 +640,10 @@ void p2p_free(struct p2p *p)
             log_warn("dht: cannot save %s: %s", p->state_path, strerror(-r));
         dht_free(p->dht);
     }
-    loop_timer_cancel(p->loop, p->timer);
-    loop_timer_cancel(p->loop, p->lan_timer);
-    loop_timer_cancel(p->loop, p->save_timer);
-    loop_timer_cancel(p->loop, p->ifs_timer);
+    loop_timer_stop(p->loop, &p->timer);
+    loop_timer_stop(p->loop, &p->lan_timer);
+    loop_timer_stop(p->loop, &p->save_timer);
+    loop_timer_stop(p->loop, &p->ifs_timer);
     int fds[] = {p->fd4, p->fd6, p->lan4};
     for (size_t i = 0; i < 3; i++) {
         if (fds[i] >= 0) {

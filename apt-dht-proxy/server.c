@@ -108,11 +108,11 @@ struct req {
     bool retried;        /* joined a download that failed early; tried once afresh */
     bool index_wait;     /* suspended until the indexer's queue drains */
     bool index_waited;   /* waited once already (or timed out): decide with what is known */
-    struct loop_timer *index_timer;
+    struct loop_timer index_timer;
     bool upload;         /* a peer fetching a file of ours */
     int up_fd;           /* rate-limited upload: the file, its range */
     uint64_t up_off, up_len;
-    struct loop_timer *rate_timer;
+    struct loop_timer rate_timer;
     struct route *route;
     struct dl *dl;
     struct dl_watch *watch;
@@ -254,7 +254,6 @@ static void stream_release(void *cls);
 static void rate_wake(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct req *r = ud;
-    r->rate_timer = NULL;
     req_resume(r);
 }
 
@@ -286,8 +285,8 @@ static ssize_t upload_reader(void *cls, uint64_t pos, char *buf, size_t max)
     /* the rate may have been set to 0 (no limit) by a reload during this upload */
     size_t n = r->s->cfg->peer_upload_kib_s ? take_tokens(r->s, max) : max;
     if (n == 0) {
-        if (!r->rate_timer)
-            r->rate_timer = loop_timer_add(r->s->loop, 20, rate_wake, r);
+        if (!loop_timer_armed(&r->rate_timer))
+            loop_timer_start(r->s->loop, &r->rate_timer, 20);
         req_suspend(r);
         return 0;
     }
@@ -797,7 +796,6 @@ static enum MHD_Result continue_dl(struct req *r)
 static void index_wait_expired(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct req *r = ud;
-    r->index_timer = NULL;
     r->index_waited = true;
     req_resume(r);
 }
@@ -808,7 +806,7 @@ static void index_wait_expired(struct loop *l, struct loop_timer *t, void *ud)
 static enum MHD_Result wait_for_index(struct req *r)
 {
     r->index_wait = true;
-    r->index_timer = loop_timer_add(r->s->loop, 10000, index_wait_expired, r);
+    loop_timer_start(r->s->loop, &r->index_timer, 10000);
     req_suspend(r);
     return MHD_YES;
 }
@@ -905,6 +903,8 @@ static struct req *req_new(struct server *s, struct MHD_Connection *c, const cha
     snprintf(r->source, sizeof r->source, "-");
     r->head = strcmp(method, "HEAD") == 0;
     r->up_fd = -1;
+    loop_timer_init(&r->index_timer, index_wait_expired, r);
+    loop_timer_init(&r->rate_timer, rate_wake, r);
     r->next = s->reqs;
     if (s->reqs)
         s->reqs->prev = r;
@@ -1001,8 +1001,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         r->index_wait = false;
         r->index_waited = true;
-        loop_timer_cancel(s->loop, r->index_timer);
-        r->index_timer = NULL;
+        loop_timer_stop(s->loop, &r->index_timer);
         return decide(r);
     }
     if (r->dl)
@@ -1034,10 +1033,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         dl_unwatch(r->dl, r->watch);
         r->watch = NULL;
     }
-    loop_timer_cancel(s->loop, r->index_timer);
-    r->index_timer = NULL;
-    loop_timer_cancel(s->loop, r->rate_timer);
-    r->rate_timer = NULL;
+    loop_timer_stop(s->loop, &r->index_timer);
+    loop_timer_stop(s->loop, &r->rate_timer);
     if (r->upload && s->uploads)
         s->uploads--;
     req_unref(r);
