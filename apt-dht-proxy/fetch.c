@@ -898,6 +898,12 @@ struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err
     return d;
 }
 
+void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s)
+{
+    f->opts.connect_timeout_s = connect_timeout_s;
+    f->opts.stall_timeout_s = stall_timeout_s;
+}
+
 struct dl *fetcher_find(struct fetcher *f, const char *key)
 {
     return strmap_get(f->inflight, key);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include "apt-dht-proxy/cache.h"
@@ -75,6 +76,9 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
                 const struct fetch_opts *opts);
 /* Aborts every transfer; readers still holding a dl see DL_FAILED. Accepts NULL. */
 void fetcher_free(struct fetcher *f);
+
+/* Applies new timeouts to every transfer started from now on. */
+void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s);
 
 /* Returns the download in progress for req->key or starts one; the caller holds a
  * reference (dl_unref when done). NULL with *err set (-ENOMEM, -ENAMETOOLONG...). */

@@ -1,5 +1,7 @@
 /* main.c - apt-dht-proxy: reads the command line and config, then wires the modules:
- * loop <- server (HTTP front, fetcher) <- cache, hash index, indexer thread. */
+ * loop <- server (HTTP pipeline, fetcher) <- catalogue <- cache, hash index, indexer
+ * thread, DHT node. On SIGHUP it reloads the config and hands it to each module's
+ * reconfigure call; on SIGUSR1 it logs the daemon's counters. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <getopt.h>
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/index.h"
@@ -18,6 +21,7 @@
 #include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
+#include "apt-dht-proxy/stats.h"
 #include "apt-dht-proxy/version.h"
 
 struct options {
@@ -31,34 +35,10 @@ struct app {
     struct options opt;
     struct config *cfg;
     struct loop *loop;
+    struct cache *cache;
     struct server *server;
     struct p2p *p2p;
 };
-
-struct restore_ctx {
-    struct cache *cache;
-    struct hashdb *db;
-    struct p2p *p2p;
-    size_t known, announced;
-};
-
-/* A cached file found at start-up gets back the SHA-256 recorded when it was stored (if the
- * size still matches), and is announced to the DHT if it is shareable. */
-static void restore_entry(void *ud, const char *key, uint64_t size, bool immutable,
-                          const uint8_t *sha)
-{
-    struct restore_ctx *x = ud;
-    uint8_t h[32];
-    uint64_t sz;
-    if (hashdb_cached_get(x->db, key, &sz, h) != 0 || sz != size)
-        return;
-    cache_set_sha256(x->cache, key, h);
-    x->known++;
-    if (x->p2p && immutable) {
-        p2p_announce(x->p2p, h);
-        x->announced++;
-    }
-}
 
 static void usage(FILE *f)
 {
@@ -164,14 +144,48 @@ static void on_reload(struct loop *l, int signo, void *ud)
         log_error("reload failed; keeping the running configuration");
         return;
     }
-    if (cfg->listen_port != a->cfg->listen_port || strcmp(cfg->cache_dir, a->cfg->cache_dir) != 0)
-        log_warn("reload: listen port and cache dir changes take effect at the next restart");
+    if (server_reconfigure(a->server, cfg) < 0) {
+        log_error("reload failed (out of memory); keeping the running configuration");
+        config_done(cfg);
+        free(cfg);
+        return;
+    }
     log_setup(cfg->log_level, !a->opt.foreground);
-    server_set_config(a->server, cfg);
+    cache_set_max_size(a->cache, cfg->cache_max_size);
+    if (strcmp(cfg->cache_dir, a->cfg->cache_dir) != 0 ||
+        strcmp(cfg->state_dir, a->cfg->state_dir) != 0)
+        log_warn("reload: cache.dir and state_dir need a restart");
+    if (a->p2p)
+        p2p_reconfigure(a->p2p, cfg);
     config_done(a->cfg);
     free(a->cfg);
     a->cfg = cfg;
     log_info("configuration reloaded");
+}
+
+/* SIGUSR1: the daemon's counters, one line each for the HTTP side and the DHT. */
+static void on_dump(struct loop *l, int signo, void *ud)
+{
+    struct app *a = ud;
+    const struct stats *st = server_stats(a->server);
+    log_info("state: %llu requests, %llu hits, %llu misses, %llu revalidated, %llu errors; "
+             "bytes served %llu, from mirrors %llu, from peers %llu, uploaded %llu; "
+             "cache %llu MiB in %zu files",
+             (unsigned long long)st->requests, (unsigned long long)st->hits,
+             (unsigned long long)st->misses, (unsigned long long)st->revalidated,
+             (unsigned long long)st->errors, (unsigned long long)st->bytes_served,
+             (unsigned long long)st->bytes_from_mirror, (unsigned long long)st->bytes_from_peers,
+             (unsigned long long)st->bytes_uploaded, (unsigned long long)(cache_used(a->cache) >> 20),
+             cache_count(a->cache));
+    if (a->p2p) {
+        struct p2p_stats ps;
+        p2p_get_stats(a->p2p, &ps);
+        log_info("state: dht %d, %u nodes, %u announced, %u banned; %llu lookups (%llu found "
+                 "peers); peer transfers %llu ok, %llu failed, %llu bad",
+                 ps.dht_state, ps.nodes, ps.announced, ps.banned, (unsigned long long)ps.lookups,
+                 (unsigned long long)ps.lookups_with_peers, (unsigned long long)ps.peer_ok,
+                 (unsigned long long)ps.peer_failed, (unsigned long long)ps.peer_bad);
+    }
 }
 
 static int make_dir(const char *dir)
@@ -186,6 +200,7 @@ static int make_dir(const char *dir)
 static int run(struct app *a)
 {
     struct cache *cache = NULL;
+    struct catalogue *cat = NULL;
     struct hashdb *db = NULL;
     struct indexer *ix = NULL;
     char dbpath[PATH_MAX];
@@ -207,8 +222,9 @@ static int run(struct app *a)
         log_error("hash index %s: %s", dbpath, strerror(-r));
         goto out;
     }
-    if ((r = loop_new(&a->loop)) < 0 ||
-        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix, NULL)) < 0)
+    a->cache = cache;
+    if ((r = loop_new(&a->loop)) < 0 || (r = catalogue_new(&cat, cache, db, ix)) < 0 ||
+        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix, cat)) < 0)
         goto out;
     if ((r = server_start(a->server)) < 0) {
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
@@ -220,14 +236,16 @@ static int run(struct app *a)
             goto out;
         }
         server_set_p2p(a->server, a->p2p);
+        catalogue_set_p2p(cat, a->p2p);
     }
-    struct restore_ctx rc = {cache, db, a->p2p, 0, 0};
-    cache_each(cache, restore_entry, &rc);
-    if (rc.known)
-        log_info("cache: %zu files with known hashes, %zu announced", rc.known, rc.announced);
+    size_t known, announced;
+    catalogue_restore(cat, &known, &announced);
+    if (known)
+        log_info("cache: %zu files with known hashes, %zu announced", known, announced);
     loop_add_signal(a->loop, SIGTERM, on_stop, a);
     loop_add_signal(a->loop, SIGINT, on_stop, a);
     loop_add_signal(a->loop, SIGHUP, on_reload, a);
+    loop_add_signal(a->loop, SIGUSR1, on_dump, a);
     log_info("apt-dht-proxy %s listening on port %u; cache %s (%ld files, %llu MiB)",
              aptdht_version(), server_port(a->server), a->cfg->cache_dir, n,
              (unsigned long long)(cache_used(cache) >> 20));
@@ -235,11 +253,15 @@ static int run(struct app *a)
 out:
     server_free(a->server);
     a->server = NULL;
+    if (cat)
+        catalogue_set_p2p(cat, NULL);
     p2p_free(a->p2p);
     a->p2p = NULL;
+    catalogue_free(cat);
     indexer_free(ix);
     hashdb_free(db);
     cache_free(cache);
+    a->cache = NULL;
     loop_free(a->loop);
     a->loop = NULL;
     return r;

@@ -65,12 +65,28 @@ struct lookup_ctx {
     struct lookup_ctx *prev, *next;
 };
 
+/* The settings a node is built with; none of them can change under a running node. */
+struct p2p_conf {
+    int mode;
+    uint16_t port;
+    bool lan_discovery, resolve_only;
+    uint32_t ttl_s;
+    size_t n_bootstrap;
+};
+
+static struct p2p_conf conf_of(const struct config *cfg)
+{
+    return (struct p2p_conf){cfg->dht_mode, cfg->dht_port, cfg->dht_lan_discovery,
+                             cfg->dht_resolve_only, cfg->dht_ttl_s, cfg->n_dht_bootstrap};
+}
+
 struct p2p {
     struct loop *loop;
     struct dht *dht;
     int fd4, fd6, lan4;
     uint16_t http_port, udp_port;
     bool resolve_only;
+    struct p2p_conf conf; /* the dht.* settings it started with (p2p_reconfigure) */
     struct loop_timer timer, lan_timer, save_timer, ifs_timer;
     uint64_t lan_interval_ms;
     uint64_t lan_last_ms; /* when we last answered another node's announcement */
@@ -560,6 +576,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     if (!p)
         return r;
     p->loop = l;
+    p->conf = conf_of(cfg);
     loop_timer_init(&p->timer, on_timer, p);
     loop_timer_init(&p->lan_timer, on_lan_timer, p);
     loop_timer_init(&p->save_timer, on_save_timer, p);
@@ -754,6 +771,15 @@ void p2p_unannounce(struct p2p *p, const uint8_t sha256[32])
 {
     if (!p->resolve_only && dht_unannounce(p->dht, sha256) == 0 && p->st.announced)
         p->st.announced--;
+}
+
+void p2p_reconfigure(struct p2p *p, const struct config *cfg)
+{
+    struct p2p_conf c = conf_of(cfg);
+    if (c.mode != p->conf.mode || c.port != p->conf.port ||
+        c.lan_discovery != p->conf.lan_discovery || c.resolve_only != p->conf.resolve_only ||
+        c.ttl_s != p->conf.ttl_s || c.n_bootstrap != p->conf.n_bootstrap)
+        log_warn("reload: dht settings changed; they take effect at the next restart");
 }
 
 void p2p_get_stats(const struct p2p *p, struct p2p_stats *st)

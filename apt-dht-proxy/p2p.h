@@ -49,6 +49,10 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
 /* The peer URL of a file at a peer: http://ADDR:PORT/~/sha256/HEX. 0 or -ENAMETOOLONG. */
 int p2p_peer_url(const struct sockaddr *peer, const uint8_t sha256[32], char *out, size_t n);
 
+/* A reloaded config: the node applies nothing while running (every dht.* key shapes the
+ * node itself) and logs when a change needs a restart. */
+void p2p_reconfigure(struct p2p *p, const struct config *cfg);
+
 void p2p_get_stats(const struct p2p *p, struct p2p_stats *st);
 
 #endif

@@ -1,0 +1,37 @@
+/* catalogue.h - the one owner of "a file entered or left the cache".
+ *
+ * When a verified download is committed, the catalogue records its size and SHA-256 in
+ * the hash index, announces it to the DHT when it is shareable, and hands an index file
+ * to the parsers. When a file leaves the cache (eviction, replacement), it forgets the
+ * record and stops announcing. At start-up it does the same for what the cache scan
+ * found. So these side effects have one home, whether the daemon is running or starting. */
+#ifndef APT_DHT_CATALOGUE_H
+#define APT_DHT_CATALOGUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache;
+struct catalogue;
+struct hashdb;
+struct indexer;
+struct p2p;
+
+/* db and ix may be NULL (no hash knowledge). Registers itself for the cache's drops.
+ * 0 or -ENOMEM. */
+int catalogue_new(struct catalogue **out, struct cache *c, struct hashdb *db,
+                  struct indexer *ix);
+/* Attaches the DHT node (NULL detaches it). */
+void catalogue_set_p2p(struct catalogue *cat, struct p2p *p2p);
+/* Unregisters from the cache and frees. Accepts NULL. */
+void catalogue_free(struct catalogue *cat);
+
+/* A verified download was committed as key; path is its file, sha256 its content's. */
+void catalogue_added(struct catalogue *cat, const char *key, const char *path,
+                     const uint8_t sha256[32]);
+
+/* Start-up: every cached file whose recorded size still matches gets its SHA-256 back,
+ * and the shareable ones are announced. Counts into *known and *announced. */
+void catalogue_restore(struct catalogue *cat, size_t *known, size_t *announced);
+
+#endif

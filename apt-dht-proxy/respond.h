@@ -1,0 +1,89 @@
+/* respond.h - the answers of the HTTP side: a cached file, a download in progress, an
+ * upload to a peer (paced), or a one-line error.
+ *
+ * Two objects. A responder is the daemon's one set of things every answer shares: the
+ * counters, the upload token bucket, and the flag that tells the front to run
+ * libmicrohttpd once more because a connection was resumed. An answer is one request's
+ * response side: its connection, whether it is suspended, and what went out (status,
+ * bytes, source) for the request's log line. An answer is embedded in its request and
+ * reference-counted: a callback response (a stream or a paced upload) holds a reference
+ * until libmicrohttpd releases it, which can be after the request completed; the last
+ * reference calls the owner's release function. */
+#ifndef APT_DHT_RESPOND_H
+#define APT_DHT_RESPOND_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/stats.h"
+
+struct cache;
+struct dl;
+
+struct responder {
+    struct loop *loop;
+    struct stats *stats;
+    bool kick;            /* a connection was resumed: run libmicrohttpd before the wait */
+    bool stopping;        /* shutting down: nothing suspends any more */
+    uint32_t upload_kib_s; /* peers.upload_rate for all uploads, 0 = unpaced */
+    double tokens;        /* upload bytes that may go out now */
+    uint64_t tokens_ms;   /* when tokens was last refilled */
+};
+
+struct answer {
+    struct responder *rs;
+    struct MHD_Connection *conn;
+    const char *target;   /* the request target, for log lines (owned by the request) */
+    int refs;
+    void (*release)(struct answer *a); /* the last reference went */
+    bool head;            /* HEAD: no body counted */
+    bool upload;          /* to a peer: counted as uploaded, paced */
+    bool suspended;
+    unsigned status;      /* for the log line; 0 = nothing queued yet */
+    uint64_t bytes;       /* body bytes sent or queued */
+    char source[320];     /* "cache", "mirror HOST", "upload", "-" */
+    struct dl *dl;        /* a stream's download (the owner holds the reference) */
+    int up_fd;            /* a paced upload: the file (owned), its range */
+    uint64_t up_off, up_len;
+    struct loop_timer pace_timer;
+};
+
+void responder_init(struct responder *rs, struct loop *l, struct stats *stats,
+                    uint32_t upload_kib_s);
+
+void answer_init(struct answer *a, struct responder *rs, struct MHD_Connection *c,
+                 const char *target, bool head, void (*release)(struct answer *a));
+void answer_ref(struct answer *a);
+void answer_unref(struct answer *a);
+/* Ends what the answer owns (paced upload fd, timer); before the owner's release. */
+void answer_done(struct answer *a);
+
+/* Suspends the connection (not while stopping) / resumes it. Both idempotent. */
+void answer_suspend(struct answer *a);
+void answer_resume(struct answer *a);
+
+/* A one-line text error with status (405 adds Allow: GET, HEAD). */
+enum MHD_Result answer_error(struct answer *a, unsigned status, const char *reason);
+
+/* The cached file fd (taken) of stat st, with If-Modified-Since (304), Range and
+ * If-Range (206, 416) and HEAD. key gives the Content-Type. */
+enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key);
+
+/* The cache entry key, if present: 1 = answered (*ret holds MHD's verdict), 0 = no such
+ * entry (nothing queued). why becomes the log line's source. */
+int answer_cached(struct answer *a, struct cache *c, const char *key, const char *why,
+                  enum MHD_Result *ret);
+
+/* The download d, streamed as its bytes become available; the owner keeps d referenced
+ * for as long as the answer lives. */
+enum MHD_Result answer_stream(struct answer *a, struct dl *d, const char *key);
+
+/* HTTP dates (RFC 9110 5.6.7): formats IMF-fixdate; parses it and the two obsolete
+ * forms. http_date_parse returns -1 for anything else. */
+void http_date(time_t t, char *out, size_t n);
+time_t http_date_parse(const char *s);
+
+#endif

@@ -1,0 +1,296 @@
+/* router.c - routes of apt's requests: backends, mirrors, self-detection.
+ *
+ * A backend (approx style) is a name and an ordered list of mirrors. A request in proxy
+ * or rewrite form for a host+path that one of a backend's mirrors serves is routed to that
+ * backend, so every form shares its cache entries and its failover list. A request for any
+ * other host goes to that host alone. Only archive-shaped paths are routed: the proxy is
+ * never an open proxy. */
+#include "aptdht-config.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "apt-dht-proxy/config.h"
+#include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/router.h"
+
+struct mirror {
+    char *base;   /* "http://mirror.example/debian" */
+    char *host;   /* "mirror.example" (":port" when not the default) */
+    char *prefix; /* "/debian" ("" for a mirror at the root) */
+};
+
+struct backend {
+    char *name;
+    struct mirror mirrors[ROUTE_MAX_URLS];
+    size_t n;
+};
+
+struct router {
+    struct backend *backends;
+    size_t n_backends;
+    uint16_t own_port;
+};
+
+/* ---- building ---- */
+
+/* Parses "BASE/x" so that a mirror at the root parses too. */
+static int mirror_init(struct mirror *m, const char *base)
+{
+    struct url_target t;
+    char probe[URL_MAX_TARGET + 4];
+    int w = snprintf(probe, sizeof probe, "%s/x", base);
+    if (w < 0 || (size_t)w >= sizeof probe || url_parse(probe, &t) != 0 ||
+        t.form != URL_ABSOLUTE)
+        return -EINVAL;
+    t.path[strlen(t.path) - 2] = '\0'; /* drop "/x" */
+    m->base = strdup(base);
+    m->host = strdup(t.host);
+    m->prefix = strdup(t.path);
+    return m->base && m->host && m->prefix ? 0 : -ENOMEM;
+}
+
+static void mirror_done(struct mirror *m)
+{
+    free(m->base);
+    free(m->host);
+    free(m->prefix);
+}
+
+static int backend_init(struct backend *b, const struct config_backend *cb)
+{
+    if (!(b->name = strdup(cb->name)))
+        return -ENOMEM;
+    for (size_t j = 0; j < cb->n_mirrors && b->n < ROUTE_MAX_URLS; j++) {
+        int r = mirror_init(&b->mirrors[b->n], cb->mirrors[j]);
+        if (r == -ENOMEM) {
+            mirror_done(&b->mirrors[b->n]);
+            return r;
+        }
+        if (r < 0) {
+            mirror_done(&b->mirrors[b->n]);
+            memset(&b->mirrors[b->n], 0, sizeof b->mirrors[0]);
+            log_warn("backend %s: ignoring mirror %s (not a usable URL)", cb->name,
+                     cb->mirrors[j]);
+            continue;
+        }
+        b->n++;
+    }
+    return 0;
+}
+
+int router_new(struct router **out, const struct config *cfg, uint16_t own_port)
+{
+    struct router *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->own_port = own_port;
+    r->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *r->backends);
+    if (!r->backends)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        r->n_backends++;
+        if (backend_init(&r->backends[i], &cfg->backends[i]) < 0)
+            goto fail;
+    }
+    *out = r;
+    return 0;
+fail:
+    router_free(r);
+    return -ENOMEM;
+}
+
+void router_free(struct router *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_backends; i++) {
+        for (size_t j = 0; j < r->backends[i].n; j++)
+            mirror_done(&r->backends[i].mirrors[j]);
+        free(r->backends[i].name);
+    }
+    free(r->backends);
+    free(r);
+}
+
+/* ---- resolving ---- */
+
+static const struct backend *find_backend(const struct router *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_backends; i++)
+        if (strcmp(r->backends[i].name, name) == 0)
+            return &r->backends[i];
+    return NULL;
+}
+
+/* A mirror of some backend that serves host+path; *rel receives the path past its prefix. */
+static const struct backend *backend_for(const struct router *r, const char *host,
+                                         const char *path, const char **rel)
+{
+    for (size_t i = 0; i < r->n_backends; i++) {
+        for (size_t j = 0; j < r->backends[i].n; j++) {
+            const struct mirror *m = &r->backends[i].mirrors[j];
+            size_t pl = strlen(m->prefix);
+            if (strcmp(m->host, host) == 0 && strncmp(path, m->prefix, pl) == 0 &&
+                path[pl] == '/') {
+                *rel = path + pl;
+                return &r->backends[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+/* One heap string of "a" followed by "b". */
+static char *concat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = malloc(la + lb + 1);
+    if (p) {
+        memcpy(p, a, la);
+        memcpy(p + la, b, lb + 1);
+    }
+    return p;
+}
+
+/* Appends the upstream URL base + path. */
+static int add_url(struct route *rt, const char *base, const char *path)
+{
+    char buf[URL_MAX_TARGET + URL_MAX_PATH * 3];
+    if (rt->n_urls == ROUTE_MAX_URLS)
+        return -ENOSPC;
+    if (url_join(base, path, buf, sizeof buf) < 0)
+        return -ENAMETOOLONG;
+    if (!(rt->urls[rt->n_urls] = strdup(buf)))
+        return -ENOMEM;
+    rt->n_urls++;
+    return 0;
+}
+
+/* Fills key, path and root_len: key = root + path. */
+static int route_names(struct route *rt, const char *root, const char *path)
+{
+    if (strlen(root) + strlen(path) + 1 > URL_MAX_KEY)
+        return -ENAMETOOLONG;
+    rt->key = concat(root, path);
+    rt->path = strdup(path);
+    rt->root_len = strlen(root);
+    return rt->key && rt->path ? 0 : -ENOMEM;
+}
+
+static int route_backend(struct route *rt, const struct backend *b, const char *rel)
+{
+    char root[URL_MAX_HOST + URL_MAX_PATH + 2];
+    snprintf(root, sizeof root, "%s%s", b->mirrors[0].host, b->mirrors[0].prefix);
+    int r = route_names(rt, root, rel);
+    for (size_t i = 0; r == 0 && i < b->n; i++)
+        r = add_url(rt, b->mirrors[i].base, rel);
+    return r;
+}
+
+static int route_host(struct route *rt, const char *host, const char *path, bool https)
+{
+    char base[URL_MAX_HOST + 16];
+    snprintf(base, sizeof base, "%s://%s", https ? "https" : "http", host);
+    int r = route_names(rt, host, path);
+    return r < 0 ? r : add_url(rt, base, path);
+}
+
+static bool is_self(const struct router *r, const char *host)
+{
+    char me[32];
+    static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(me, sizeof me, "%s:%u", names[i], (unsigned)r->own_port);
+        if (strcmp(host, me) == 0 || (r->own_port == 80 && strcmp(host, names[i]) == 0))
+            return true;
+    }
+    return false;
+}
+
+/* Which backend a request belongs to (NULL: the host alone), and the path past the
+ * backend's root; or an HTTP status with *why. */
+static unsigned pick_backend(const struct router *r, const struct url_target *t,
+                             const struct backend **b, const char **rel, const char **why)
+{
+    *rel = t->path;
+    if (t->form == URL_ORIGIN && (*b = find_backend(r, t->host)) != NULL)
+        return 0;
+    if (t->form == URL_ORIGIN && !url_host_is_hostname(t->host)) {
+        *why = "unknown backend name";
+        return 403;
+    }
+    if (is_self(r, t->host)) {
+        *why = "refusing to fetch from this proxy itself";
+        return 403;
+    }
+    *b = backend_for(r, t->host, t->path, rel);
+    return 0;
+}
+
+unsigned router_resolve(const struct router *r, const struct url_target *t, struct route *out,
+                        const char **why)
+{
+    const struct backend *b = NULL;
+    const char *rel;
+    memset(out, 0, sizeof *out);
+    unsigned st = pick_backend(r, t, &b, &rel, why);
+    if (st)
+        return st;
+    if (!url_is_archive_path(rel)) {
+        *why = "not a Debian archive path; this proxy serves only dists/, pool/ and index files";
+        return 403;
+    }
+    int e = b ? route_backend(out, b, rel) : route_host(out, t->host, t->path, t->https);
+    if (e < 0) {
+        route_done(out);
+        *why = e == -ENOMEM ? "out of memory" : "request path too long";
+        return e == -ENOMEM ? 500 : 414;
+    }
+    out->cls = url_classify(out->key);
+    return 0;
+}
+
+/* ---- derived routes ---- */
+
+int route_by_hash(const struct route *from, const uint8_t sha256[32], struct route *out)
+{
+    char hex[65], rel[URL_MAX_PATH + 1], root[URL_MAX_KEY], enc[URL_MAX_PATH * 3 + 1];
+    const char *slash = strrchr(from->path, '/');
+    memset(out, 0, sizeof *out);
+    if (!slash || from->root_len >= sizeof root)
+        return -EINVAL;
+    hex_encode(sha256, 32, hex);
+    int w = snprintf(rel, sizeof rel, "%.*s/by-hash/SHA256/%s", (int)(slash - from->path),
+                     from->path, hex);
+    int el = url_encode_path(from->path, enc, sizeof enc);
+    if (w < 0 || (size_t)w >= sizeof rel || el < 0)
+        return -ENAMETOOLONG;
+    snprintf(root, sizeof root, "%.*s", (int)from->root_len, from->key);
+    int r = route_names(out, root, rel);
+    for (size_t i = 0; r == 0 && i < from->n_urls; i++) {
+        /* each URL ends with the encoded path: swap it for the by-hash one */
+        char base[URL_MAX_TARGET + URL_MAX_PATH * 3];
+        size_t ul = strlen(from->urls[i]);
+        if ((size_t)el > ul || ul - (size_t)el >= sizeof base) {
+            r = -ENAMETOOLONG;
+            break;
+        }
+        snprintf(base, sizeof base, "%.*s", (int)(ul - (size_t)el), from->urls[i]);
+        r = add_url(out, base, rel);
+    }
+    if (r < 0)
+        route_done(out);
+    else
+        out->cls = url_classify(out->key);
+    return r;
+}
+
+void route_done(struct route *rt)
+{
+    free(rt->key);
+    free(rt->path);
+    for (size_t i = 0; i < rt->n_urls; i++)
+        free(rt->urls[i]);
+    memset(rt, 0, sizeof *rt);
+}
