@@ -412,15 +412,6 @@ int cache_remove(struct cache *c, const char *key)
     return unlink(path) < 0 ? -errno : 0;
 }
 
-void cache_set_mtime(struct cache *c, const char *key, time_t mtime)
-{
-    char path[PATH_MAX];
-    if (mtime <= 0 || key_path(c, key, path, sizeof path) < 0)
-        return;
-    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = mtime}};
-    utimensat(AT_FDCWD, path, ts, 0);
-}
-
 /* ---- start-up scan ---- */
 
 struct scan_item {

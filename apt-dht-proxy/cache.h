@@ -78,7 +78,4 @@ void cache_on_drop(struct cache *c, void (*fn)(void *ud, const char *key, const 
 /* Removes an entry (file and index). 0 or -ENOENT. */
 int cache_remove(struct cache *c, const char *key);
 
-/* Sets the mtime of an entry (after a 304 whose Last-Modified differs). */
-void cache_set_mtime(struct cache *c, const char *key, time_t mtime);
-
 #endif

@@ -36,6 +36,9 @@ struct app {
     struct config *cfg;
     struct loop *loop;
     struct cache *cache;
+    struct hashdb *db;
+    struct indexer *ix;
+    struct catalogue *cat;
     struct server *server;
     struct p2p *p2p;
 };
@@ -197,49 +200,82 @@ static int make_dir(const char *dir)
     return 0;
 }
 
-static int run(struct app *a)
+/* The state dir, the cache (scanned: *files found) and the hash index. */
+static int open_stores(struct app *a, long *files)
 {
-    struct cache *cache = NULL;
-    struct catalogue *cat = NULL;
-    struct hashdb *db = NULL;
-    struct indexer *ix = NULL;
     char dbpath[PATH_MAX];
     int r;
     if ((r = make_dir(a->cfg->state_dir)) < 0)
-        goto out;
-    if ((r = cache_new(&cache, a->cfg->cache_dir, a->cfg->cache_max_size)) < 0) {
+        return r;
+    if ((r = cache_new(&a->cache, a->cfg->cache_dir, a->cfg->cache_max_size)) < 0) {
         log_error("cache dir %s: %s", a->cfg->cache_dir, strerror(-r));
-        goto out;
+        return r;
     }
-    long n = cache_scan(cache);
-    if (n < 0) {
-        r = (int)n;
-        log_error("cache scan of %s: %s", a->cfg->cache_dir, strerror(-r));
-        goto out;
+    if ((*files = cache_scan(a->cache)) < 0) {
+        log_error("cache scan of %s: %s", a->cfg->cache_dir, strerror((int)-*files));
+        return (int)*files;
     }
     snprintf(dbpath, sizeof dbpath, "%s/hashes.db", a->cfg->state_dir);
-    if ((r = hashdb_open(&db, dbpath)) < 0 || (r = indexer_new(&ix, dbpath)) < 0) {
+    if ((r = hashdb_open(&a->db, dbpath)) < 0 || (r = indexer_new(&a->ix, dbpath)) < 0) {
         log_error("hash index %s: %s", dbpath, strerror(-r));
-        goto out;
+        return r;
     }
-    a->cache = cache;
-    if ((r = loop_new(&a->loop)) < 0 || (r = catalogue_new(&cat, cache, db, ix)) < 0 ||
-        (r = server_new(&a->server, a->cfg, a->loop, cache, db, ix, cat)) < 0)
-        goto out;
+    return 0;
+}
+
+/* The loop, the catalogue, the HTTP side and (unless dht.mode is off) the DHT node. */
+static int start_services(struct app *a)
+{
+    int r;
+    if ((r = loop_new(&a->loop)) < 0 || (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
+        (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
+        return r;
     if ((r = server_start(a->server)) < 0) {
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
-        goto out;
+        return r;
     }
-    if (a->cfg->dht_mode != DHT_MODE_OFF) {
-        if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
-            log_error("dht: %s", strerror(-r));
-            goto out;
-        }
-        server_set_p2p(a->server, a->p2p);
-        catalogue_set_p2p(cat, a->p2p);
+    if (a->cfg->dht_mode == DHT_MODE_OFF)
+        return 0;
+    if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
+        log_error("dht: %s", strerror(-r));
+        return r;
     }
+    server_set_p2p(a->server, a->p2p);
+    catalogue_set_p2p(a->cat, a->p2p);
+    return 0;
+}
+
+/* Stops everything, users before what they use. Accepts a half-started app. */
+static void stop_all(struct app *a)
+{
+    server_free(a->server);
+    a->server = NULL;
+    if (a->cat)
+        catalogue_set_p2p(a->cat, NULL);
+    p2p_free(a->p2p);
+    a->p2p = NULL;
+    catalogue_free(a->cat);
+    a->cat = NULL;
+    indexer_free(a->ix);
+    a->ix = NULL;
+    hashdb_free(a->db);
+    a->db = NULL;
+    cache_free(a->cache);
+    a->cache = NULL;
+    loop_free(a->loop);
+    a->loop = NULL;
+}
+
+static int run(struct app *a)
+{
+    long files = 0;
     size_t known, announced;
-    catalogue_restore(cat, &known, &announced);
+    int r = open_stores(a, &files);
+    if (r < 0 || (r = start_services(a)) < 0) {
+        stop_all(a);
+        return r;
+    }
+    catalogue_restore(a->cat, &known, &announced);
     if (known)
         log_info("cache: %zu files with known hashes, %zu announced", known, announced);
     loop_add_signal(a->loop, SIGTERM, on_stop, a);
@@ -247,23 +283,10 @@ static int run(struct app *a)
     loop_add_signal(a->loop, SIGHUP, on_reload, a);
     loop_add_signal(a->loop, SIGUSR1, on_dump, a);
     log_info("apt-dht-proxy %s listening on port %u; cache %s (%ld files, %llu MiB)",
-             aptdht_version(), server_port(a->server), a->cfg->cache_dir, n,
-             (unsigned long long)(cache_used(cache) >> 20));
+             aptdht_version(), server_port(a->server), a->cfg->cache_dir, files,
+             (unsigned long long)(cache_used(a->cache) >> 20));
     r = loop_run(a->loop);
-out:
-    server_free(a->server);
-    a->server = NULL;
-    if (cat)
-        catalogue_set_p2p(cat, NULL);
-    p2p_free(a->p2p);
-    a->p2p = NULL;
-    catalogue_free(cat);
-    indexer_free(ix);
-    hashdb_free(db);
-    cache_free(cache);
-    a->cache = NULL;
-    loop_free(a->loop);
-    a->loop = NULL;
+    stop_all(a);
     return r;
 }
 

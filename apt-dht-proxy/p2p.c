@@ -568,6 +568,32 @@ static int open_sockets(struct p2p *p, const struct config *cfg)
     return 0;
 }
 
+/* The three ways into the DHT: the static list, the saved table's nodes, the LAN. */
+static void add_providers(struct p2p *p, const struct config *cfg)
+{
+    snapshot_saved(p);
+    for (size_t i = 0; i < cfg->n_dht_bootstrap; i++)
+        add_bootstrap(p, cfg->dht_bootstrap[i]);
+    struct dht_bootstrap_provider prov_static = {"static", provide_static, p},
+                                  prov_saved = {"saved", provide_saved, p},
+                                  prov_lan = {"lan", provide_lan, p};
+    if (p->nboot)
+        dht_add_provider(p->dht, &prov_static);
+    if (p->nsaved)
+        dht_add_provider(p->dht, &prov_saved);
+    if (!cfg->dht_lan_discovery)
+        return;
+    int r = open_lan(p);
+    if (r < 0) {
+        log_warn("dht: LAN discovery unavailable: %s", strerror(-r));
+        return;
+    }
+    dht_add_provider(p->dht, &prov_lan);
+    /* and announce on a schedule of its own, so later nodes hear of this one */
+    p->lan_interval_ms = 2000;
+    loop_timer_start(p->loop, &p->lan_timer, p->lan_interval_ms);
+}
+
 int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t http_port)
 {
     struct p2p *p = calloc(1, sizeof *p);
@@ -606,26 +632,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     r = dht_load(p->dht, p->state_path);
     if (r < 0 && r != -ENOENT)
         log_warn("dht: ignoring %s: %s", p->state_path, strerror(-r));
-    snapshot_saved(p);
-    for (size_t i = 0; i < cfg->n_dht_bootstrap; i++)
-        add_bootstrap(p, cfg->dht_bootstrap[i]);
-    struct dht_bootstrap_provider prov_static = {"static", provide_static, p},
-                                  prov_saved = {"saved", provide_saved, p},
-                                  prov_lan = {"lan", provide_lan, p};
-    if (p->nboot)
-        dht_add_provider(p->dht, &prov_static);
-    if (p->nsaved)
-        dht_add_provider(p->dht, &prov_saved);
-    if (cfg->dht_lan_discovery) {
-        if ((r = open_lan(p)) < 0) {
-            log_warn("dht: LAN discovery unavailable: %s", strerror(-r));
-        } else {
-            dht_add_provider(p->dht, &prov_lan);
-            /* and announce on a schedule of its own, so later nodes hear of this one */
-            p->lan_interval_ms = 2000;
-            loop_timer_start(l, &p->lan_timer, p->lan_interval_ms);
-        }
-    }
+    add_providers(p, cfg);
     loop_timer_start(l, &p->save_timer, SAVE_EVERY_MS);
     loop_timer_start(l, &p->ifs_timer, IFS_EVERY_MS);
     kick(p);

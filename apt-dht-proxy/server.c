@@ -29,27 +29,23 @@
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/negcache.h"
 #include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/peers.h"
 #include "apt-dht-proxy/policy.h"
 #include "apt-dht-proxy/respond.h"
 #include "apt-dht-proxy/router.h"
 #include "apt-dht-proxy/server.h"
-#include "apt-dht-proxy/strmap.h"
 #include "apt-dht-proxy/url.h"
 #include "apt-dht-proxy/version.h"
 
 #define INDEX_WAIT_MS 10000 /* longest a request waits for the indexer */
 
-struct neg_entry {
-    uint64_t expires_ms;
-    char key[];
-};
-
 /* The server's own copy of what it needs from the configuration (server_reconfigure). */
 struct server_conf {
     struct cidr *allowed, *peers;
     size_t n_allowed, n_peers;
-    uint32_t negative_ttl_s, peer_budget_ms, max_uploads;
+    uint32_t peer_budget_ms, max_uploads;
     char *listen_address; /* NULL: by dht mode */
     uint16_t listen_port;
     bool dht_off;
@@ -72,7 +68,7 @@ struct server {
     struct MHD_Daemon *mhd;
     int mhd_epfd;
     uint16_t port;
-    struct strmap *neg;  /* key -> struct neg_entry: recent mirror 404s */
+    struct negcache *neg; /* recent mirror 404s */
     struct req *reqs;    /* every live request, for the index wake-up and shutdown */
 };
 
@@ -197,111 +193,6 @@ static enum MHD_Result stream(struct req *r)
     return answer_stream(&r->ans, r->dl, r->route.key);
 }
 
-/* ---- the negative cache: recent mirror 404s ---- */
-
-static bool neg_cached(struct server *s, const char *key)
-{
-    struct neg_entry *e = strmap_get(s->neg, key);
-    if (!e)
-        return false;
-    if (e->expires_ms > loop_now_ms())
-        return true;
-    strmap_del(s->neg, key);
-    free(e);
-    return false;
-}
-
-static void neg_add(struct server *s, const char *key)
-{
-    if (s->conf.negative_ttl_s == 0 || strmap_count(s->neg) > 100000)
-        return;
-    size_t kl = strlen(key);
-    struct neg_entry *e = malloc(sizeof *e + kl + 1), *old = NULL;
-    if (!e)
-        return;
-    memcpy(e->key, key, kl + 1);
-    e->expires_ms = loop_now_ms() + (uint64_t)s->conf.negative_ttl_s * 1000u;
-    if (strmap_put(s->neg, e->key, e, (void **)&old) < 0)
-        free(e);
-    free(old);
-}
-
-/* ---- peers for a download: the DHT lookup, cancelled once nobody waits for it ---- */
-
-struct find_ctx {
-    struct server *s;
-    struct dl *d;          /* a reference, dropped when the lookup ends */
-    struct dl_watch *watch;
-    struct loop_timer end; /* the download ended: cancel the lookup (outside its notify) */
-    int handle;            /* p2p_find's */
-    uint8_t sha256[32];
-};
-
-static void find_free(struct find_ctx *x)
-{
-    loop_timer_stop(x->s->loop, &x->end);
-    if (x->watch)
-        dl_unwatch(x->d, x->watch);
-    dl_peers_done(x->d);
-    dl_unref(x->d);
-    free(x);
-}
-
-static void on_peers(void *ud, const struct sockaddr_storage *peers, size_t n, bool done)
-{
-    struct find_ctx *x = ud;
-    for (size_t i = 0; i < n; i++) {
-        char url[200];
-        const struct sockaddr *sa = (const struct sockaddr *)&peers[i];
-        socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                  : sizeof(struct sockaddr_in);
-        if (p2p_peer_url(sa, x->sha256, url, sizeof url) == 0)
-            dl_add_peer(x->d, sa, len, url);
-    }
-    if (done)
-        find_free(x);
-}
-
-static void find_watch(void *ud)
-{
-    struct find_ctx *x = ud;
-    enum dl_state st = dl_state(x->d);
-    if ((st == DL_DONE || st == DL_FAILED) && !loop_timer_armed(&x->end))
-        loop_timer_start(x->s->loop, &x->end, 0);
-}
-
-static void find_cancel(struct loop *l, struct loop_timer *t, void *ud)
-{
-    struct find_ctx *x = ud;
-    log_debug("dht: lookup for %s cancelled: its download ended", dl_key(x->d));
-    p2p_cancel(x->s->p2p, x->handle);
-    find_free(x);
-}
-
-/* Starts the DHT lookup of a download that awaits peers (once per download). */
-static void start_lookup(struct server *s, struct dl *d, const uint8_t sha256[32])
-{
-    if (!dl_claim_lookup(d))
-        return;
-    struct find_ctx *x = calloc(1, sizeof *x);
-    if (!x) {
-        dl_peers_done(d);
-        return;
-    }
-    dl_ref(d);
-    x->s = s;
-    x->d = d;
-    memcpy(x->sha256, sha256, 32);
-    loop_timer_init(&x->end, find_cancel, x);
-    x->watch = dl_watch(d, find_watch, x);
-    int h = x->watch ? p2p_find(s->p2p, sha256, on_peers, x) : -ENOMEM;
-    if (h < 0) {
-        find_free(x);
-        return;
-    }
-    x->handle = h;
-}
-
 /* ---- the decision for one routed request ---- */
 
 static bool lookup_expect(struct server *s, const struct route *rt, struct hashdb_entry *e)
@@ -343,7 +234,7 @@ static void gather(struct req *r, struct policy_in *in, struct hashdb_entry *e)
     in->cached_matches = in->cached && in->expect_sha256 &&
                          cache_sha256(s->cache, r->route.key, got) &&
                          memcmp(got, e->sha256, 32) == 0;
-    in->neg_hit = neg_cached(s, r->route.key);
+    in->neg_hit = negcache_has(s->neg, r->route.key, loop_now_ms());
     in->index_pending = s->ix && indexer_pending(s->ix) > 0;
     in->index_waited = r->index_waited;
     in->retried = r->retried;
@@ -405,7 +296,7 @@ static int start_dl(struct req *r, const struct route *rt, const struct hashdb_e
     }
     set_dl(r, d, w);
     if (peers)
-        start_lookup(s, d, expect->sha256);
+        peers_find(s->p2p, s->loop, d, expect->sha256);
     return 0;
 }
 
@@ -426,6 +317,30 @@ static int start_by_hash(struct req *r, const struct hashdb_entry *e)
 }
 
 static enum MHD_Result drive(struct req *r);
+
+/* What a finished (or failed) download left in the cache. */
+static enum MHD_Result apply_serve(struct req *r, enum policy_act act)
+{
+    enum MHD_Result ret = MHD_YES;
+    switch (act) {
+    case ACT_SERVE_DONE:
+        /* complete before this response started: the cached file goes out by sendfile */
+        if (serve_cached(r, dl_key(r->dl), dl_source(r->dl), &ret))
+            return ret;
+        return stream(r);
+    case ACT_SERVE_REVALIDATED:
+        r->s->stats.revalidated++;
+        if (serve_cached(r, r->route.key, "cache (revalidated)", &ret))
+            return ret;
+        return refuse(r, 502, "cached copy vanished during revalidation");
+    default:
+        if (serve_cached(r, r->route.key, "cache (mirror unreachable)", &ret)) {
+            log_warn("%s: %s; served the cached copy", r->route.key, dl_reason(r->dl));
+            return ret;
+        }
+        return refuse(r, dl_status(r->dl) ? (unsigned)dl_status(r->dl) : 502, dl_reason(r->dl));
+    }
+}
 
 static enum MHD_Result apply(struct req *r, const struct policy_out *o,
                              const struct hashdb_entry *e)
@@ -458,15 +373,9 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
     case ACT_STREAM:
         return stream(r);
     case ACT_SERVE_DONE:
-        /* complete before this response started: the cached file goes out by sendfile */
-        if (serve_cached(r, dl_key(r->dl), dl_source(r->dl), &ret))
-            return ret;
-        return stream(r);
     case ACT_SERVE_REVALIDATED:
-        s->stats.revalidated++;
-        if (serve_cached(r, r->route.key, "cache (revalidated)", &ret))
-            return ret;
-        return refuse(r, 502, "cached copy vanished during revalidation");
+    case ACT_SERVE_STALE:
+        return apply_serve(r, o->act);
     case ACT_RETRY:
         r->retried = true;
         log_info("%s: joined a download that failed (%s); trying afresh", r->route.key,
@@ -478,14 +387,8 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
         start_by_hash(r, e); /* on failure, the next decision knows by_hash_tried */
         return drive(r);
     case ACT_NOT_FOUND:
-        neg_add(s, r->route.key);
+        negcache_add(s->neg, r->route.key, loop_now_ms());
         return refuse(r, 404, dl_reason(r->dl));
-    case ACT_SERVE_STALE:
-        if (serve_cached(r, r->route.key, "cache (mirror unreachable)", &ret)) {
-            log_warn("%s: %s; served the cached copy", r->route.key, dl_reason(r->dl));
-            return ret;
-        }
-        return refuse(r, dl_status(r->dl) ? (unsigned)dl_status(r->dl) : 502, dl_reason(r->dl));
     case ACT_REFUSE:
     default:
         return refuse(r, o->status, o->reason ? o->reason : dl_reason(r->dl));
@@ -795,7 +698,6 @@ static int conf_copy(struct server_conf *c, const struct config *cfg)
     c->listen_address = la;
     c->listen_port = cfg->listen_port;
     c->dht_off = cfg->dht_mode == DHT_MODE_OFF;
-    c->negative_ttl_s = cfg->negative_ttl_s;
     c->peer_budget_ms = cfg->peer_budget_ms;
     c->max_uploads = cfg->peer_max_uploads;
     return 0;
@@ -829,6 +731,7 @@ int server_reconfigure(struct server *s, const struct config *cfg)
         s->router = rt;
     }
     s->rs.upload_kib_s = cfg->peer_upload_kib_s;
+    negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
@@ -864,7 +767,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .on_bytes = on_bytes,
         .ud = s,
     };
-    if (conf_copy(&s->conf, cfg) < 0 || strmap_new(&s->neg) < 0)
+    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
         goto fail;
@@ -952,11 +855,6 @@ const struct stats *server_stats(const struct server *s)
     return &s->stats;
 }
 
-static void free_neg(void *v)
-{
-    free(v);
-}
-
 /* MHD must see every connection resumed before it stops; while stopping, nothing
  * suspends again, nothing new starts, and every request ends with an answer. */
 static void end_requests(struct server *s)
@@ -990,7 +888,7 @@ void server_free(struct server *s)
             loop_del_fd(s->loop, indexer_event_fd(s->ix));
         MHD_stop_daemon(s->mhd);
     }
-    strmap_free(s->neg, free_neg);
+    negcache_free(s->neg);
     router_free(s->router);
     conf_done(&s->conf);
     free(s);

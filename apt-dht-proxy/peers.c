@@ -1,0 +1,88 @@
+/* peers.c - the DHT lookup behind one download (see peers.h). The lookup context holds
+ * a reference to its download and watches it; when the download ends, a zero-delay timer
+ * (outside the download's notification) cancels the lookup and frees the context. */
+#include "aptdht-config.h"
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include "apt-dht-proxy/fetch.h"
+#include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/peers.h"
+
+struct find_ctx {
+    struct p2p *p2p;
+    struct loop *loop;
+    struct dl *d;          /* a reference, dropped when the lookup ends */
+    struct dl_watch *watch;
+    struct loop_timer end; /* the download ended: cancel the lookup (outside its notify) */
+    int handle;            /* p2p_find's */
+    uint8_t sha256[32];
+};
+
+static void find_free(struct find_ctx *x)
+{
+    loop_timer_stop(x->loop, &x->end);
+    if (x->watch)
+        dl_unwatch(x->d, x->watch);
+    dl_peers_done(x->d);
+    dl_unref(x->d);
+    free(x);
+}
+
+static void on_peers(void *ud, const struct sockaddr_storage *peers, size_t n, bool done)
+{
+    struct find_ctx *x = ud;
+    for (size_t i = 0; i < n; i++) {
+        char url[200];
+        const struct sockaddr *sa = (const struct sockaddr *)&peers[i];
+        socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in);
+        if (p2p_peer_url(sa, x->sha256, url, sizeof url) == 0)
+            dl_add_peer(x->d, sa, len, url);
+    }
+    if (done)
+        find_free(x);
+}
+
+static void find_watch(void *ud)
+{
+    struct find_ctx *x = ud;
+    enum dl_state st = dl_state(x->d);
+    if ((st == DL_DONE || st == DL_FAILED) && !loop_timer_armed(&x->end))
+        loop_timer_start(x->loop, &x->end, 0);
+}
+
+static void find_cancel(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct find_ctx *x = ud;
+    log_debug("dht: lookup for %s cancelled: its download ended", dl_key(x->d));
+    p2p_cancel(x->p2p, x->handle);
+    find_free(x);
+}
+
+void peers_find(struct p2p *p2p, struct loop *l, struct dl *d, const uint8_t sha256[32])
+{
+    if (!dl_claim_lookup(d))
+        return;
+    struct find_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        dl_peers_done(d);
+        return;
+    }
+    dl_ref(d);
+    x->p2p = p2p;
+    x->loop = l;
+    x->d = d;
+    memcpy(x->sha256, sha256, 32);
+    loop_timer_init(&x->end, find_cancel, x);
+    x->watch = dl_watch(d, find_watch, x);
+    int h = x->watch ? p2p_find(p2p, sha256, on_peers, x) : -ENOMEM;
+    if (h < 0) {
+        find_free(x);
+        return;
+    }
+    x->handle = h;
+}
