@@ -141,11 +141,15 @@ bool dht_addr_usable(const dht_sa *ss);  /* no port 0, no any/multicast */
 int dht_xor_cmp(const uint8_t *target, const uint8_t *a, const uint8_t *b);
 int dht_common_bits(const uint8_t *a, const uint8_t *b);
 
-/* ---- per-node helpers shared by the modules (node.c) ---- */
+/* ---- per-node leaf helpers shared by the modules (util.c) ---- */
+/* malloc/free that keep the node's byte count (dht_stats.mem_bytes) up to date.
+ * dht_alloc returns NULL when out of memory; dht_dealloc accepts NULL. */
 void *dht_alloc(struct dht *dht, size_t n);
 void dht_dealloc(struct dht *dht, void *p);
+/* The node's seeded splitmix64 stream: fast and reproducible, not cryptographic. */
 uint64_t dht_rand64(struct dht *dht);
 void dht_rand_bytes(struct dht *dht, uint8_t *out, size_t n);
+/* SHA-1 of a || b into out. Returns 0 or -EIO (libcrypto failed). */
 int dht_sha1(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[20]);
 
 /* ---- routing table: one per address family ---- */

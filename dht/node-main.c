@@ -141,60 +141,56 @@ static int resolve(const char *hp, struct sockaddr_storage *out, int max)
     return n ? n : -ENOENT;
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
+/* Options without a value. Returns 1 when a was one of them. */
+static int parse_flag(struct opts *o, const char *a)
 {
-    int i = 1;
-    memset(o, 0, sizeof(*o));
-    o->port = -1;
-    o->timeout_s = 30;
-    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--lan-discovery") == 0) {
-            o->lan = 1;
-            continue;
-        }
-        if (strcmp(a, "--resolve-only") == 0) {
-            o->resolve_only = 1;
-            continue;
-        }
-        if (strcmp(a, "--stats") == 0) {
-            o->stats = 1;
-            continue;
-        }
-        if (!v)
-            return usage_error("option needs a value");
-        i++;
-        if (strcmp(a, "--mode") == 0) {
-            if (strcmp(v, "apt-dht") == 0)
-                o->mode = DHT_DIALECT_APT;
-            else if (strcmp(v, "bep5") == 0)
-                o->mode = DHT_DIALECT_BEP5;
-            else
-                return usage_error("--mode must be apt-dht or bep5");
-        } else if (strcmp(a, "--bind") == 0) {
-            o->bind = v;
-        } else if (strcmp(a, "--port") == 0) {
-            if (parse_long(v, 0, 65535, &o->port) < 0)
-                return usage_error("bad --port");
-        } else if (strcmp(a, "--bootstrap") == 0) {
-            if (o->nboot >= MAX_BOOT)
-                return usage_error("too many --bootstrap");
-            if (!strrchr(v, ':'))
-                return usage_error("--bootstrap needs HOST:PORT");
-            o->boot[o->nboot++] = v;
-        } else if (strcmp(a, "--state") == 0) {
-            o->state = v;
-        } else if (strcmp(a, "--timeout") == 0) {
-            if (parse_long(v, 1, 86400, &o->timeout_s) < 0)
-                return usage_error("bad --timeout");
-        } else {
-            return usage_error("unknown option");
-        }
+    if (strcmp(a, "--lan-discovery") == 0)
+        o->lan = 1;
+    else if (strcmp(a, "--resolve-only") == 0)
+        o->resolve_only = 1;
+    else if (strcmp(a, "--stats") == 0)
+        o->stats = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* Option a with its value v. Returns 0 or the usage exit status. */
+static int parse_option(struct opts *o, const char *a, const char *v)
+{
+    if (strcmp(a, "--mode") == 0) {
+        if (strcmp(v, "apt-dht") == 0)
+            o->mode = DHT_DIALECT_APT;
+        else if (strcmp(v, "bep5") == 0)
+            o->mode = DHT_DIALECT_BEP5;
+        else
+            return usage_error("--mode must be apt-dht or bep5");
+    } else if (strcmp(a, "--bind") == 0) {
+        o->bind = v;
+    } else if (strcmp(a, "--port") == 0) {
+        if (parse_long(v, 0, 65535, &o->port) < 0)
+            return usage_error("bad --port");
+    } else if (strcmp(a, "--bootstrap") == 0) {
+        if (o->nboot >= MAX_BOOT)
+            return usage_error("too many --bootstrap");
+        if (!strrchr(v, ':'))
+            return usage_error("--bootstrap needs HOST:PORT");
+        o->boot[o->nboot++] = v;
+    } else if (strcmp(a, "--state") == 0) {
+        o->state = v;
+    } else if (strcmp(a, "--timeout") == 0) {
+        if (parse_long(v, 1, 86400, &o->timeout_s) < 0)
+            return usage_error("bad --timeout");
+    } else {
+        return usage_error("unknown option");
     }
-    if (i >= argc)
-        return usage_error("missing command");
-    const char *c = argv[i++];
-    int left = argc - i;
+    return 0;
+}
+
+/* The command c and its left arguments args[0..left). Returns 0 or the usage exit
+ * status. */
+static int parse_command(struct opts *o, const char *c, char **args, int left)
+{
     if (strcmp(c, "run") == 0 && left == 0) {
         o->cmd = CMD_RUN;
     } else if (strcmp(c, "dump") == 0 && left == 0) {
@@ -203,23 +199,46 @@ static int parse_args(int argc, char **argv, struct opts *o)
             return usage_error("dump needs --state FILE (or send SIGUSR1 to a running node)");
     } else if (strcmp(c, "ping") == 0 && left == 1) {
         o->cmd = CMD_PING;
-        o->target = argv[i];
+        o->target = args[0];
         if (!strrchr(o->target, ':'))
             return usage_error("ping needs HOST:PORT");
     } else if (strcmp(c, "get") == 0 && left == 1) {
         o->cmd = CMD_GET;
-        if (parse_key(argv[i], o->key) < 0)
+        if (parse_key(args[0], o->key) < 0)
             return usage_error("KEY must be 40 hex digits");
     } else if (strcmp(c, "announce") == 0 && left == 2) {
         o->cmd = CMD_ANNOUNCE;
-        if (parse_key(argv[i], o->key) < 0)
+        if (parse_key(args[0], o->key) < 0)
             return usage_error("KEY must be 40 hex digits");
-        if (parse_long(argv[i + 1], 1, 65535, &o->ann_port) < 0)
+        if (parse_long(args[1], 1, 65535, &o->ann_port) < 0)
             return usage_error("PORT must be 1..65535");
     } else {
         return usage_error("unknown command or wrong number of arguments");
     }
     return 0;
+}
+
+/* Options first, then the command. Returns 0 or the usage exit status (2). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    int i = 1, rc;
+    memset(o, 0, sizeof(*o));
+    o->port = -1;
+    o->timeout_s = 30;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (parse_flag(o, a))
+            continue;
+        if (!v)
+            return usage_error("option needs a value");
+        i++;
+        rc = parse_option(o, a, v);
+        if (rc)
+            return rc;
+    }
+    if (i >= argc)
+        return usage_error("missing command");
+    return parse_command(o, argv[i], argv + i + 1, argc - i - 1);
 }
 
 static int send_cb(void *ud, const void *buf, size_t len, const struct sockaddr *to,
@@ -569,40 +588,86 @@ static int make_node(struct app *app, int with_sockets)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* --help and --version, anywhere on the line. Returns 1 when one was answered. */
+static int info_flag(int argc, char **argv)
 {
-    struct app app = {.fd4 = -1, .fd6 = -1, .lan4 = -1, .lan6 = -1, .status = 1};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("%s\n", USAGE);
-            return 0;
+            return 1;
         }
         if (strcmp(argv[i], "--version") == 0) {
             printf("apt-dht-node %s\n", dht_version());
-            return 0;
+            return 1;
         }
     }
-    int rc = parse_args(argc, argv, &app.o);
-    if (rc)
-        return rc;
-    if (app.o.cmd == CMD_DUMP) {
-        rc = make_node(&app, 0) < 0 ? 1 : 0;
-        if (!rc)
-            dht_dump(app.dht, stdout);
-        dht_free(app.dht);
-        return rc;
-    }
-    sigset_t block, orig;
+    return 0;
+}
+
+/* `dump`: a node without sockets, loaded from --state and printed. Returns the exit
+ * status. */
+static int run_dump(struct app *app)
+{
+    int rc = make_node(app, 0) < 0 ? 1 : 0;
+    if (!rc)
+        dht_dump(app->dht, stdout);
+    dht_free(app->dht);
+    return rc;
+}
+
+/* The stop and dump signals stay blocked except inside ppoll (orig is the mask to wait
+ * with), so their handlers can only interrupt the wait. */
+static void setup_signals(sigset_t *orig)
+{
+    sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &block, &orig);
+    sigprocmask(SIG_BLOCK, &block, orig);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* get and announce need somewhere to start: a bootstrap address, the LAN or a node
+ * from the state file. Returns 0, or -1 after saying why. */
+static int check_joinable(struct app *app, int boots)
+{
+    struct dht_stats st;
+    if (app->o.cmd != CMD_GET && app->o.cmd != CMD_ANNOUNCE)
+        return 0;
+    dht_get_stats(app->dht, &st);
+    if (!boots && !app->o.lan && st.nodes_questionable + st.nodes_good == 0) {
+        fprintf(stderr, "apt-dht-node: no bootstrap node (use --bootstrap, --state or "
+                "--lan-discovery)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void close_sockets(struct app *app)
+{
+    int fds[4] = {app->fd4, app->fd6, app->lan4, app->lan6};
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+int main(int argc, char **argv)
+{
+    struct app app = {.fd4 = -1, .fd6 = -1, .lan4 = -1, .lan6 = -1, .status = 1};
+    sigset_t orig;
+    if (info_flag(argc, argv))
+        return 0;
+    int rc = parse_args(argc, argv, &app.o);
+    if (rc)
+        return rc;
+    if (app.o.cmd == CMD_DUMP)
+        return run_dump(&app);
+    setup_signals(&orig);
     rc = open_sockets(&app);
     if (rc < 0) {
         fprintf(stderr, "apt-dht-node: cannot bind: %s\n", strerror(-rc));
@@ -613,16 +678,8 @@ int main(int argc, char **argv)
         goto out;
     if (app.o.lan)
         open_lan(&app);
-    int boots = add_bootstraps(&app);
-    if (app.o.cmd == CMD_GET || app.o.cmd == CMD_ANNOUNCE) {
-        struct dht_stats st;
-        dht_get_stats(app.dht, &st);
-        if (!boots && !app.o.lan && st.nodes_questionable + st.nodes_good == 0) {
-            fprintf(stderr, "apt-dht-node: no bootstrap node (use --bootstrap, --state or "
-                    "--lan-discovery)\n");
-            goto out;
-        }
-    }
+    if (check_joinable(&app, add_bootstraps(&app)) < 0)
+        goto out;
     if (app.o.cmd == CMD_RUN)
         fprintf(stderr, "apt-dht-node: %s node listening on port %u\n",
                 app.o.mode == DHT_DIALECT_BEP5 ? "bep5" : "apt-dht", app.port);
@@ -634,10 +691,6 @@ int main(int argc, char **argv)
     }
 out:
     dht_free(app.dht);
-    for (int i = 0; i < 4; i++) {
-        int fd = i == 0 ? app.fd4 : i == 1 ? app.fd6 : i == 2 ? app.lan4 : app.lan6;
-        if (fd >= 0)
-            close(fd);
-    }
+    close_sockets(&app);
     return rc;
 }
