@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include "apt-dht-proxy/log.h" /* enum log_level */
 
 /* An address block, "127.0.0.0/8" or "::1/128"; a bare address is a full-length prefix. */
 struct cidr {
@@ -27,7 +28,6 @@ struct config_backend {
 };
 
 enum dht_mode_cfg { DHT_MODE_APTDHT = 0, DHT_MODE_BEP5, DHT_MODE_OFF };
-enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 struct config {
     /* listen: */
