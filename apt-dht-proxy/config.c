@@ -1,9 +1,11 @@
 /* config.c - apt-dht-proxy's configuration loader.
  *
- * Model: libyaml loads the whole file (at most CONFIG_MAX_FILE bytes) into a node tree.
- * A table of known keys (dotted paths such as "cache.max_size", each with a kind and the
- * field it fills) drives a walk of that tree; anything the table does not name is an
- * error that points at the file, the line and the key. Values go into a private deep copy
+ * Model: libyaml loads the whole file (at most CONFIG_MAX_FILE bytes) into a node tree;
+ * config-yaml.c holds that generic half (the document, the FILE:LINE messages, readers of
+ * single values and of a mapping's pairs), this file apt-dht's own half. A table of known
+ * keys (dotted paths such as "cache.max_size", each with a kind and the field it fills)
+ * drives a walk of that tree; anything the table does not name is an error that points
+ * at the file, the line and the key. Values go into a private deep copy
  * of the caller's config, which replaces the caller's only once the whole file is valid,
  * so a SIGHUP reload with a broken file leaves the running configuration untouched.
  *
@@ -12,26 +14,19 @@
  * own shape, so its depth is fixed and YAML aliases cannot multiply work. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/config.h"
+#include "apt-dht-proxy/config-yaml.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
-#include <yaml.h>
 
-#define CONFIG_MAX_FILE (1024 * 1024) /* bytes of YAML */
-#define CONFIG_MAX_STRING 4096        /* bytes in one scalar value */
-#define CONFIG_MAX_LIST 1024          /* items in one list */
+#define CONFIG_MAX_LIST 1024 /* items in one list */
 #define CONFIG_MAX_BACKENDS 256
 #define CONFIG_MAX_BACKEND_NAME 64
 #define CONFIG_MAX_HOSTNAME 253
-#define CONFIG_SHOW 64 /* bytes of a bad value quoted back in an error */
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -66,25 +61,6 @@ static void backends_free(struct config_backend *b, size_t n)
     free(b);
 }
 
-/* Parses a plain decimal number: digits only, no sign, no leading zero (YAML 1.1 would
- * read 0644 as octal), at most max. Returns 0 or -EINVAL (also for overflow). */
-static int parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-        return -EINVAL;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -EINVAL;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (d > max || v > (max - d) / 10)
-            return -EINVAL;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 /* ---- public value parsers ----------------------------------------------------------- */
 
 int config_parse_size(const char *s, uint64_t *out)
@@ -100,85 +76,10 @@ int config_parse_size(const char *s, uint64_t *out)
     if (shift)
         len--;
     uint64_t v;
-    if (parse_decimal(s, len, UINT64_MAX >> shift, &v) < 0)
+    if (cy_decimal(s, len, UINT64_MAX >> shift, &v) < 0)
         return -EINVAL;
     *out = v << shift;
     return 0;
-}
-
-int cidr_parse(const char *s, struct cidr *out)
-{
-    char addr[INET6_ADDRSTRLEN];
-    struct cidr c;
-    if (!s || !out)
-        return -EINVAL;
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (alen == 0 || alen >= sizeof(addr))
-        return -EINVAL;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    memset(&c, 0, sizeof(c));
-    c.family = memchr(addr, ':', alen) ? AF_INET6 : AF_INET;
-    if (inet_pton(c.family, addr, c.addr) != 1)
-        return -EINVAL;
-    unsigned bits = c.family == AF_INET ? 32 : 128;
-    uint64_t prefix = bits;
-    if (slash && parse_decimal(slash + 1, strlen(slash + 1), bits, &prefix) < 0)
-        return -EINVAL;
-    c.prefix = (uint8_t)prefix;
-    /* Clear host bits, so "10.1.2.3/8" is stored as 10.0.0.0/8. */
-    for (unsigned i = 0; i < 16; i++) {
-        unsigned keep = c.prefix > i * 8 ? c.prefix - i * 8 : 0;
-        if (keep < 8)
-            c.addr[i] &= (uint8_t)(0xff00u >> keep);
-    }
-    *out = c;
-    return 0;
-}
-
-static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned prefix)
-{
-    unsigned full = prefix / 8, rest = prefix % 8;
-    if (memcmp(a, b, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xff00u >> rest);
-    return (a[full] & mask) == (b[full] & mask);
-}
-
-/* An IPv4 client is matched both as itself against IPv4 blocks and as ::ffff:a.b.c.d
- * against IPv6 blocks, whichever socket family it arrived on, so the answer never depends
- * on whether the listener is dual-stack. */
-bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *sa)
-{
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    uint8_t v6[16];
-    const uint8_t *v4 = NULL;
-    if (!sa || (!blocks && n))
-        return false;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
-        memcpy(v6, mapped, 12);
-        memcpy(v6 + 12, &sin->sin_addr, 4);
-        v4 = v6 + 12;
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
-        memcpy(v6, &sin6->sin6_addr, 16);
-        if (memcmp(v6, mapped, 12) == 0)
-            v4 = v6 + 12;
-    } else {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct cidr *b = &blocks[i];
-        if (b->family == AF_INET && v4 && b->prefix <= 32 && prefix_equal(v4, b->addr, b->prefix))
-            return true;
-        if (b->family == AF_INET6 && b->prefix <= 128 && prefix_equal(v6, b->addr, b->prefix))
-            return true;
-    }
-    return false;
 }
 
 /* ---- defaults, copy, done ------------------------------------------------------------ */
@@ -324,156 +225,11 @@ fail:
 
 /* ---- the loader ---------------------------------------------------------------------- */
 
+/* The document being read and the working copy it fills. */
 struct loader {
-    yaml_document_t *doc;
-    const char *name; /* file name for messages */
-    char *err;        /* may be NULL */
-    size_t errlen;
-    struct config *cfg; /* the working copy */
+    struct cy y;
+    struct config *cfg;
 };
-
-/* Writes one line into the caller's buffer; control bytes become '?' so neither a file
- * name nor a quoted value can split the line. */
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    }
-}
-
-/* Reports "NAME:LINE: key 'KEY': MESSAGE" for node and returns rc. */
-static int fail_at(struct loader *ld, const yaml_node_t *node, const char *key, int rc,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int fail_at(struct loader *ld, const yaml_node_t *node, const char *key, int rc,
-                   const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    unsigned long line = node ? (unsigned long)node->start_mark.line + 1 : 1;
-    if (key)
-        set_error(ld->err, ld->errlen, "%s:%lu: key '%s': %s", ld->name, line, key, msg);
-    else
-        set_error(ld->err, ld->errlen, "%s:%lu: %s", ld->name, line, msg);
-    return rc;
-}
-
-static yaml_node_t *node_at(struct loader *ld, int index)
-{
-    return yaml_document_get_node(ld->doc, index);
-}
-
-static const char *type_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    default:
-        return "a single value";
-    }
-}
-
-/* A plain (unquoted) empty, "~" or "null" scalar, or an explicit !!null. */
-static bool is_null(const yaml_node_t *n)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return false;
-    if (n->tag && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
-        return true;
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    const char *v = (const char *)n->data.scalar.value;
-    size_t len = n->data.scalar.length;
-    return len == 0 || (len == 1 && v[0] == '~') ||
-           (len == 4 && (!memcmp(v, "null", 4) || !memcmp(v, "Null", 4) || !memcmp(v, "NULL", 4)));
-}
-
-/* Checks that n is a usable text scalar and returns it NUL-terminated in buf
- * (CONFIG_MAX_STRING + 1 bytes). Control bytes (CR, LF, NUL, ...) are refused since the
- * values end up in paths, URLs and log lines. */
-static int get_text(struct loader *ld, const yaml_node_t *n, const char *key, char *buf)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return fail_at(ld, n, key, -EINVAL, "expected a single value, found %s", type_name(n));
-    if (is_null(n))
-        return fail_at(ld, n, key, -EINVAL, "missing value");
-    size_t len = n->data.scalar.length;
-    const unsigned char *v = n->data.scalar.value;
-    if (len > CONFIG_MAX_STRING)
-        return fail_at(ld, n, key, -EINVAL, "value longer than %d bytes", CONFIG_MAX_STRING);
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] < 0x20 || v[i] == 0x7f)
-            return fail_at(ld, n, key, -EINVAL, "control character in value");
-    }
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    if (len == 0)
-        return fail_at(ld, n, key, -EINVAL, "empty value");
-    return 0;
-}
-
-static int get_number(struct loader *ld, const yaml_node_t *n, const char *key, uint32_t min,
-                      uint32_t max, uint32_t *out)
-{
-    char buf[CONFIG_MAX_STRING + 1];
-    uint64_t v;
-    int rc = get_text(ld, n, key, buf);
-    if (rc < 0)
-        return rc;
-    if (parse_decimal(buf, strlen(buf), UINT64_MAX, &v) < 0)
-        return fail_at(ld, n, key, -EINVAL, "'%.*s' is not a plain decimal number", CONFIG_SHOW,
-                       buf);
-    if (v < min || v > max)
-        return fail_at(ld, n, key, -ERANGE, "%llu is out of range (%lu..%lu)",
-                       (unsigned long long)v, (unsigned long)min, (unsigned long)max);
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int get_bool(struct loader *ld, const yaml_node_t *n, const char *key, bool *out)
-{
-    static const char *const yes[] = {"true", "yes"}, *const no[] = {"false", "no"};
-    char buf[CONFIG_MAX_STRING + 1];
-    int rc = get_text(ld, n, key, buf);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < 2; i++) {
-        if (strcasecmp(buf, yes[i]) == 0 || strcasecmp(buf, no[i]) == 0) {
-            *out = strcasecmp(buf, yes[i]) == 0;
-            return 0;
-        }
-    }
-    return fail_at(ld, n, key, -EINVAL, "'%.*s' is not a boolean (true, false, yes, no)",
-                   CONFIG_SHOW, buf);
-}
-
-/* Returns the index of the value in names, or a negative errno after reporting. */
-static int get_enum(struct loader *ld, const yaml_node_t *n, const char *key,
-                    const char *const *names, size_t count, const char *expected)
-{
-    char buf[CONFIG_MAX_STRING + 1];
-    int rc = get_text(ld, n, key, buf);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(buf, names[i]) == 0)
-            return (int)i;
-    }
-    return fail_at(ld, n, key, -EINVAL, "'%.*s' is not one of %s", CONFIG_SHOW, buf, expected);
-}
 
 /* ---- value checkers: text in, 0 or a static reason out ---------------------------------- */
 
@@ -529,7 +285,7 @@ static const char *check_hostport(const char *s)
         if (!is_hostname(host, hlen))
             return bad;
     }
-    if (parse_decimal(colon + 1, strlen(colon + 1), 65535, &port) < 0 || port == 0)
+    if (cy_decimal(colon + 1, strlen(colon + 1), 65535, &port) < 0 || port == 0)
         return bad;
     return NULL;
 }
@@ -649,46 +405,9 @@ static void *field(struct loader *ld, size_t off)
     return (char *)ld->cfg + off;
 }
 
-/* Walks a mapping node, calling fn for each (key text, key node, value node). Keys must
- * be non-empty scalars and appear once. */
-typedef int (*pair_fn)(struct loader *ld, const char *prefix, const char *name,
-                       const yaml_node_t *kn, const yaml_node_t *vn, void *arg);
-
-static int walk_mapping(struct loader *ld, const yaml_node_t *map, const char *prefix, pair_fn fn,
-                        void *arg)
-{
-    const yaml_node_pair_t *start = map->data.mapping.pairs.start;
-    const yaml_node_pair_t *top = map->data.mapping.pairs.top;
-    char name[CONFIG_MAX_STRING + 1], path[CONFIG_SHOW * 2 + 2];
-    for (const yaml_node_pair_t *p = start; p < top; p++) {
-        const yaml_node_t *kn = node_at(ld, p->key), *vn = node_at(ld, p->value);
-        if (!kn || !vn)
-            return fail_at(ld, NULL, prefix, -EINVAL, "malformed mapping");
-        if (kn->type != YAML_SCALAR_NODE || is_null(kn))
-            return fail_at(ld, kn, prefix, -EINVAL, "a key must be a name, found %s",
-                           is_null(kn) ? "an empty key" : type_name(kn));
-        int rc = get_text(ld, kn, prefix, name);
-        if (rc < 0)
-            return rc;
-        snprintf(path, sizeof(path), "%s%s%.*s", prefix ? prefix : "", prefix ? "." : "",
-                 CONFIG_SHOW, name);
-        for (const yaml_node_pair_t *q = start; q < p; q++) {
-            const yaml_node_t *qk = node_at(ld, q->key);
-            if (qk && qk->type == YAML_SCALAR_NODE && qk->data.scalar.length == strlen(name) &&
-                memcmp(qk->data.scalar.value, name, strlen(name)) == 0)
-                return fail_at(ld, kn, path, -EINVAL, "duplicate key (first at line %lu)",
-                               (unsigned long)qk->start_mark.line + 1);
-        }
-        rc = fn(ld, prefix, name, kn, vn, arg);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
 /* Collects the scalar items of a list node into a fresh array of item texts, checking
  * each with check (which may rewrite the text in place). */
-static int get_string_list(struct loader *ld, const yaml_node_t *n, const char *key,
+static int get_string_list(struct cy *y, const yaml_node_t *n, const char *key,
                            const char *(*check)(char *), char ***out, size_t *n_out)
 {
     char buf[CONFIG_MAX_STRING + 1];
@@ -696,25 +415,25 @@ static int get_string_list(struct loader *ld, const yaml_node_t *n, const char *
     size_t count = 0;
     int rc;
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail_at(ld, n, key, -EINVAL, "expected a list, found %s%s", type_name(n),
-                       is_null(n) ? " (write [] for an empty list)" : "");
+        return cy_fail(y, n, key, -EINVAL, "expected a list, found %s%s", cy_type_name(n),
+                       cy_is_null(n) ? " (write [] for an empty list)" : "");
     size_t total = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (total > CONFIG_MAX_LIST)
-        return fail_at(ld, n, key, -E2BIG, "more than %d items", CONFIG_MAX_LIST);
+        return cy_fail(y, n, key, -E2BIG, "more than %d items", CONFIG_MAX_LIST);
     list = calloc(total ? total : 1, sizeof(char *));
     if (!list)
         return -ENOMEM;
     for (; count < total; count++) {
-        const yaml_node_t *item = node_at(ld, n->data.sequence.items.start[count]);
+        const yaml_node_t *item = cy_node(y, n->data.sequence.items.start[count]);
         if (!item) {
-            rc = fail_at(ld, n, key, -EINVAL, "malformed list");
+            rc = cy_fail(y, n, key, -EINVAL, "malformed list");
             goto fail;
         }
-        if ((rc = get_text(ld, item, key, buf)) < 0)
+        if ((rc = cy_text(y, item, key, buf)) < 0)
             goto fail;
         const char *why = check(buf);
         if (why) {
-            rc = fail_at(ld, item, key, -EINVAL, "'%.*s' %s", CONFIG_SHOW, buf, why);
+            rc = cy_fail(y, item, key, -EINVAL, "'%.*s' %s", CONFIG_SHOW, buf, why);
             goto fail;
         }
         if ((rc = str_dup(&list[count], buf)) < 0)
@@ -743,7 +462,7 @@ static int set_cidrs(struct loader *ld, const struct key *k, const yaml_node_t *
 {
     char **texts = NULL;
     size_t n = 0;
-    int rc = get_string_list(ld, vn, k->path, check_cidr_text, &texts, &n);
+    int rc = get_string_list(&ld->y, vn, k->path, check_cidr_text, &texts, &n);
     if (rc < 0)
         return rc;
     struct cidr *c = calloc(n ? n : 1, sizeof(*c));
@@ -765,7 +484,7 @@ static int set_hostports(struct loader *ld, const struct key *k, const yaml_node
 {
     char **list = NULL;
     size_t n = 0;
-    int rc = get_string_list(ld, vn, k->path, check_hostport_text, &list, &n);
+    int rc = get_string_list(&ld->y, vn, k->path, check_hostport_text, &list, &n);
     if (rc < 0)
         return rc;
     char ***dst = field(ld, k->off);
@@ -782,24 +501,24 @@ struct backend_list {
 };
 
 /* One backends entry: name -> non-empty list of mirror URLs. */
-static int backend_pair(struct loader *ld, const char *prefix, const char *name,
+static int backend_pair(struct cy *y, const char *prefix, const char *name,
                         const yaml_node_t *kn, const yaml_node_t *vn, void *arg)
 {
     struct backend_list *list = arg;
-    char key[CONFIG_SHOW * 2 + 2];
-    snprintf(key, sizeof(key), "%s.%.*s", prefix, CONFIG_SHOW, name);
+    char key[CONFIG_KEY_SHOWN];
+    cy_key_path(key, prefix, name);
     if (list->n >= CONFIG_MAX_BACKENDS)
-        return fail_at(ld, kn, prefix, -E2BIG, "more than %d backends", CONFIG_MAX_BACKENDS);
+        return cy_fail(y, kn, prefix, -E2BIG, "more than %d backends", CONFIG_MAX_BACKENDS);
     const char *why = check_backend_name(name);
     if (why)
-        return fail_at(ld, kn, key, -EINVAL, "'%.*s' %s", CONFIG_SHOW, name, why);
+        return cy_fail(y, kn, key, -EINVAL, "'%.*s' %s", CONFIG_SHOW, name, why);
     struct config_backend b = {NULL, NULL, 0};
-    int rc = get_string_list(ld, vn, key, fix_mirror_url, &b.mirrors, &b.n_mirrors);
+    int rc = get_string_list(y, vn, key, fix_mirror_url, &b.mirrors, &b.n_mirrors);
     if (rc < 0)
         return rc;
     if (b.n_mirrors == 0) {
         free(b.mirrors);
-        return fail_at(ld, vn, key, -EINVAL, "a backend needs at least one mirror URL");
+        return cy_fail(y, vn, key, -EINVAL, "a backend needs at least one mirror URL");
     }
     if (str_dup(&b.name, name) < 0) {
         str_list_free(b.mirrors, b.n_mirrors);
@@ -811,24 +530,24 @@ static int backend_pair(struct loader *ld, const char *prefix, const char *name,
 
 static int set_backends(struct loader *ld, const struct key *k, const yaml_node_t *vn)
 {
-    if (is_null(vn)) {
+    if (cy_is_null(vn)) {
         backends_free(ld->cfg->backends, ld->cfg->n_backends);
         ld->cfg->backends = NULL;
         ld->cfg->n_backends = 0;
         return 0;
     }
     if (vn->type != YAML_MAPPING_NODE)
-        return fail_at(ld, vn, k->path, -EINVAL,
+        return cy_fail(&ld->y, vn, k->path, -EINVAL,
                        "expected a mapping of names to mirror lists, "
                        "found %s",
-                       type_name(vn));
+                       cy_type_name(vn));
     size_t pairs = (size_t)(vn->data.mapping.pairs.top - vn->data.mapping.pairs.start);
     struct backend_list list = {NULL, 0};
     list.items =
         calloc(pairs < CONFIG_MAX_BACKENDS ? pairs + 1 : CONFIG_MAX_BACKENDS, sizeof(*list.items));
     if (!list.items)
         return -ENOMEM;
-    int rc = walk_mapping(ld, vn, k->path, backend_pair, &list);
+    int rc = cy_walk(&ld->y, vn, k->path, backend_pair, &list);
     if (rc < 0) {
         backends_free(list.items, list.n);
         return rc;
@@ -843,14 +562,14 @@ static int set_string(struct loader *ld, const struct key *k, const yaml_node_t 
 {
     char buf[CONFIG_MAX_STRING + 1];
     char **dst = field(ld, k->off);
-    if (k->kind == K_ADDRESS && is_null(vn))
+    if (k->kind == K_ADDRESS && cy_is_null(vn))
         return str_dup(dst, NULL);
-    int rc = get_text(ld, vn, k->path, buf);
+    int rc = cy_text(&ld->y, vn, k->path, buf);
     if (rc < 0)
         return rc;
     const char *why = k->kind == K_ADDRESS ? check_address(buf) : check_path(buf);
     if (why)
-        return fail_at(ld, vn, k->path, -EINVAL, "'%.*s' %s", CONFIG_SHOW, buf, why);
+        return cy_fail(&ld->y, vn, k->path, -EINVAL, "'%.*s' %s", CONFIG_SHOW, buf, why);
     return str_dup(dst, buf);
 }
 
@@ -863,29 +582,29 @@ static int set_scalar(struct loader *ld, const struct key *k, const yaml_node_t 
     int rc;
     switch (k->kind) {
     case K_PORT:
-        if ((rc = get_number(ld, vn, k->path, k->min, k->max, &v)) < 0)
+        if ((rc = cy_number(&ld->y, vn, k->path, k->min, k->max, &v)) < 0)
             return rc;
         *(uint16_t *)field(ld, k->off) = (uint16_t)v;
         return 0;
     case K_NUMBER:
-        return get_number(ld, vn, k->path, k->min, k->max, field(ld, k->off));
+        return cy_number(&ld->y, vn, k->path, k->min, k->max, field(ld, k->off));
     case K_BOOL:
-        return get_bool(ld, vn, k->path, field(ld, k->off));
+        return cy_bool(&ld->y, vn, k->path, field(ld, k->off));
     case K_SIZE:
-        if ((rc = get_text(ld, vn, k->path, buf)) < 0)
+        if ((rc = cy_text(&ld->y, vn, k->path, buf)) < 0)
             return rc;
         if (config_parse_size(buf, field(ld, k->off)) < 0 || *(uint64_t *)field(ld, k->off) == 0)
-            return fail_at(ld, vn, k->path, -EINVAL,
+            return cy_fail(&ld->y, vn, k->path, -EINVAL,
                            "'%.*s' is not a size (a number > 0 with an optional K, M, G or T)",
                            CONFIG_SHOW, buf);
         return 0;
     case K_DHT_MODE:
-        if ((rc = get_enum(ld, vn, k->path, modes, 3, "apt-dht, bep5, off")) < 0)
+        if ((rc = cy_enum(&ld->y, vn, k->path, modes, 3, "apt-dht, bep5, off")) < 0)
             return rc;
         ld->cfg->dht_mode = (enum dht_mode_cfg)rc;
         return 0;
     case K_LOG_LEVEL:
-        if ((rc = get_enum(ld, vn, k->path, levels, 4, "error, warn, info, debug")) < 0)
+        if ((rc = cy_enum(&ld->y, vn, k->path, levels, 4, "error, warn, info, debug")) < 0)
             return rc;
         ld->cfg->log_level = (enum log_level)rc;
         return 0;
@@ -894,18 +613,19 @@ static int set_scalar(struct loader *ld, const struct key *k, const yaml_node_t 
     }
 }
 
-static int section_pair(struct loader *ld, const char *prefix, const char *name,
+static int section_pair(struct cy *y, const char *prefix, const char *name,
                         const yaml_node_t *kn, const yaml_node_t *vn, void *arg);
 
 static int set_value(struct loader *ld, const struct key *k, const yaml_node_t *vn)
 {
     switch (k->kind) {
     case K_SECTION:
-        if (is_null(vn))
+        if (cy_is_null(vn))
             return 0; /* every key commented out: keep what is there */
         if (vn->type != YAML_MAPPING_NODE)
-            return fail_at(ld, vn, k->path, -EINVAL, "expected a mapping, found %s", type_name(vn));
-        return walk_mapping(ld, vn, k->path, section_pair, NULL);
+            return cy_fail(&ld->y, vn, k->path, -EINVAL, "expected a mapping, found %s",
+                           cy_type_name(vn));
+        return cy_walk(&ld->y, vn, k->path, section_pair, ld);
     case K_ADDRESS:
     case K_PATH:
         return set_string(ld, k, vn);
@@ -920,166 +640,55 @@ static int set_value(struct loader *ld, const struct key *k, const yaml_node_t *
     }
 }
 
-static int section_pair(struct loader *ld, const char *prefix, const char *name,
+/* One key of the file: found in the table by its dotted path, then set; arg is the loader. */
+static int section_pair(struct cy *y, const char *prefix, const char *name,
                         const yaml_node_t *kn, const yaml_node_t *vn, void *arg)
 {
-    char path[CONFIG_SHOW * 2 + 2];
-    snprintf(path, sizeof(path), "%s%s%.*s", prefix ? prefix : "", prefix ? "." : "", CONFIG_SHOW,
-             name);
+    char path[CONFIG_KEY_SHOWN];
+    cy_key_path(path, prefix, name);
     /* A dotted name ("listen.port: 1" at the top) must not reach a nested key. */
     const struct key *k = strchr(name, '.') ? NULL : find_key(path);
     if (!k || strlen(name) > CONFIG_SHOW)
-        return fail_at(ld, kn, path, -EINVAL, "unknown key");
-    return set_value(ld, k, vn);
+        return cy_fail(y, kn, path, -EINVAL, "unknown key");
+    return set_value(arg, k, vn);
 }
 
-/* Counts lines up to a byte offset: reader errors (bad UTF-8, control bytes) carry only
- * an offset. */
-static unsigned long line_of(const char *buf, size_t len, size_t offset)
+static int walk_root(struct loader *ld)
 {
-    unsigned long line = 1;
-    for (size_t i = 0; i < offset && i < len; i++)
-        line += buf[i] == '\n';
-    return line;
-}
-
-static int yaml_failure(struct loader *ld, const yaml_parser_t *p, const char *buf, size_t len)
-{
-    unsigned long line;
-    if (p->error == YAML_MEMORY_ERROR)
-        return -ENOMEM;
-    if (p->error == YAML_READER_ERROR)
-        line = line_of(buf, len, p->problem_offset);
-    else
-        line = (unsigned long)p->problem_mark.line + 1;
-    if (p->context)
-        set_error(ld->err, ld->errlen, "%s:%lu: YAML: %s %s", ld->name, line, p->problem,
-                  p->context);
-    else
-        set_error(ld->err, ld->errlen, "%s:%lu: YAML: %s", ld->name, line,
-                  p->problem ? p->problem : "syntax error");
-    return -EINVAL;
-}
-
-/* After the first document: makes sure no second one follows. */
-static int check_single_document(struct loader *ld, yaml_parser_t *parser, const char *buf,
-                                 size_t len)
-{
-    yaml_document_t extra;
-    if (!yaml_document_get_root_node(ld->doc))
+    const yaml_node_t *root = cy_root(&ld->y);
+    if (!root || cy_is_null(root))
         return 0;
-    if (!yaml_parser_load(parser, &extra))
-        return yaml_failure(ld, parser, buf, len);
-    bool more = yaml_document_get_root_node(&extra) != NULL;
-    unsigned long line = (unsigned long)extra.start_mark.line + 1;
-    yaml_document_delete(&extra);
-    if (more) {
-        set_error(ld->err, ld->errlen, "%s:%lu: only one YAML document is allowed", ld->name, line);
-        return -EINVAL;
-    }
-    return 0;
+    if (root->type != YAML_MAPPING_NODE)
+        return cy_fail(&ld->y, root, NULL, -EINVAL,
+                       "the top level must be a mapping of keys, found %s", cy_type_name(root));
+    return cy_walk(&ld->y, root, NULL, section_pair, ld);
 }
 
 int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len, char *err,
                        size_t errlen)
 {
-    yaml_parser_t parser;
-    yaml_document_t doc;
     struct config work;
-    struct loader ld = {
-        .doc = &doc, .name = name ? name : "(config)", .err = err, .errlen = errlen, .cfg = &work};
-    bool parser_ok = false, doc_ok = false, work_ok = false;
+    struct loader ld = {.cfg = &work};
+    bool work_ok = false;
     int rc;
-    set_error(err, errlen, "%s", "");
+    cy_error(err, errlen, "%s", "");
     if (!cfg || (!buf && len))
         return -EINVAL;
-    if (len > CONFIG_MAX_FILE) {
-        set_error(err, errlen, "%s: larger than %d bytes", ld.name, CONFIG_MAX_FILE);
-        return -EFBIG;
-    }
-    rc = -ENOMEM;
-    if (!yaml_parser_initialize(&parser))
-        goto fail;
-    parser_ok = true;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)(buf ? buf : ""), len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        rc = yaml_failure(&ld, &parser, buf, len);
-        goto fail;
-    }
-    doc_ok = true;
-    if ((rc = check_single_document(&ld, &parser, buf, len)) < 0)
-        goto fail;
-    if ((rc = config_copy(&work, cfg)) < 0)
+    if ((rc = cy_load(&ld.y, name ? name : "(config)", buf, len, err, errlen)) < 0 ||
+        (rc = config_copy(&work, cfg)) < 0)
         goto fail;
     work_ok = true;
-    const yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root && !is_null(root)) {
-        rc = -EINVAL;
-        if (root->type != YAML_MAPPING_NODE) {
-            fail_at(&ld, root, NULL, rc, "the top level must be a mapping of keys, found %s",
-                    type_name(root));
-            goto fail;
-        }
-        if ((rc = walk_mapping(&ld, root, NULL, section_pair, NULL)) < 0)
-            goto fail;
-    }
+    if ((rc = walk_root(&ld)) < 0)
+        goto fail;
     config_done(cfg);
     *cfg = work;
     work_ok = false;
-    rc = 0;
 fail:
     if (rc == -ENOMEM && err && errlen && !err[0])
-        set_error(err, errlen, "%s: out of memory", ld.name);
+        cy_error(err, errlen, "%s: out of memory", ld.y.name);
     if (work_ok)
         config_done(&work);
-    if (doc_ok)
-        yaml_document_delete(&doc);
-    if (parser_ok)
-        yaml_parser_delete(&parser);
-    return rc;
-}
-
-/* Reads at most CONFIG_MAX_FILE + 1 bytes, so a too-large file is noticed. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = NULL;
-    int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    for (;;) {
-        if (n == cap || !buf) {
-            if (buf)
-                cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = -ENOMEM;
-                goto fail;
-            }
-            buf = nb;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > CONFIG_MAX_FILE) {
-            rc = -EFBIG;
-            goto fail;
-        }
-    }
-    close(fd);
-    *out = buf;
-    *len = n;
-    return 0;
-fail:
-    close(fd);
-    free(buf);
+    cy_done(&ld.y);
     return rc;
 }
 
@@ -1089,12 +698,12 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
     size_t len = 0;
     if (!cfg || !path)
         return -EINVAL;
-    int rc = read_file(path, &buf, &len);
+    int rc = cy_read_file(path, &buf, &len);
     if (rc < 0) {
         if (rc == -EFBIG)
-            set_error(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
+            cy_error(err, errlen, "%s: larger than %d bytes", path, CONFIG_MAX_FILE);
         else
-            set_error(err, errlen, "%s: %s", path, strerror(-rc));
+            cy_error(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     rc = config_load_buffer(cfg, path, buf, len, err, errlen);

@@ -9,14 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
-
-/* An address block, "127.0.0.0/8" or "::1/128"; a bare address is a full-length prefix. */
-struct cidr {
-    sa_family_t family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];   /* network byte order; first 4 bytes used for AF_INET */
-    uint8_t prefix;     /* 0..32 or 0..128 */
-};
+#include "apt-dht-proxy/cidr.h" /* struct cidr */
+#include "apt-dht-proxy/log.h"  /* enum log_level */
 
 /* A named backend (approx style): "debian" -> ordered mirror base URLs
  * ("http://mirror.example/debian", no trailing slash kept). */
@@ -27,7 +21,6 @@ struct config_backend {
 };
 
 enum dht_mode_cfg { DHT_MODE_APTDHT = 0, DHT_MODE_BEP5, DHT_MODE_OFF };
-enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 struct config {
     /* listen: */
@@ -82,13 +75,6 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
 /* The same from a buffer; name is used in error messages in place of a file name. */
 int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
                        char *err, size_t errlen);
-
-/* Parses "10.0.0.0/8", "::1", "fe80::/10". Returns 0 or -EINVAL. */
-int cidr_parse(const char *s, struct cidr *out);
-
-/* True if the address (a sockaddr_in or sockaddr_in6; v4-mapped v6 counts as v4)
- * is inside any of the n blocks. */
-bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *sa);
 
 /* Parses "500M", "10G", "1T", "123" (bytes; K/M/G/T are powers of 1024). 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);

@@ -6,6 +6,8 @@
  * Each paragraph is judged whole: the fields we need are decoded as their lines pass
  * (hex of exact length, sizes without overflow, paths without traversal), any bad line in
  * the paragraph spoils it, and only a complete, clean paragraph becomes hashdb entries.
+ * Packages and Sources go through one paragraph loop; a struct para_kind holds what
+ * differs (which fields each reads, how a paragraph becomes entries).
  * A whole file is one transaction: an I/O or decompression error rolls everything back,
  * so a truncated download never leaves half of its knowledge behind.
  *
@@ -224,26 +226,93 @@ static int put(struct ictx *c, const char *key, const struct hashdb_entry *e, co
     return rc;
 }
 
+/* ---- Packages and Sources: one paragraph loop --------------------------------------- */
+
+/* The state every paragraph kind starts with. */
+struct para {
+    bool any; /* a field this kind uses was seen */
+    bool bad; /* a bad line or value spoiled the paragraph */
+};
+
+/* What tells a Packages paragraph from a Sources one. The state (size bytes, beginning
+ * with struct para) is allocated once per file; after each paragraph its first reset
+ * bytes are zeroed: the path buffers behind them are written before they are read. */
+struct para_kind {
+    size_t size, reset;
+    void (*field)(struct para *s, const struct deb822 *p);
+    void (*cont)(struct ictx *c, struct para *s, const struct deb822 *p);
+    /* A clean paragraph that has our fields: its entries, or one skip if it lacks some. */
+    int (*write)(struct ictx *c, struct para *s);
+};
+
+/* A path field (Filename, Directory): once per paragraph, a relative path as path_ok
+ * means it. Copied into dst (INDEX_KEY_MAX bytes) only when good; false when not. */
+static bool take_path(const struct deb822 *p, bool *have, char *dst, size_t *dst_len)
+{
+    bool ok = !*have && path_ok(p->value, p->value_len, true);
+    if (ok) {
+        memcpy(dst, p->value, p->value_len);
+        *dst_len = p->value_len;
+    }
+    *have = true;
+    return ok;
+}
+
+/* A paragraph ended: a clean, complete one becomes entries; a paragraph none of whose
+ * fields we use (e.g. only comments) is no error. */
+static int para_end(struct ictx *c, const struct para_kind *k, struct para *s)
+{
+    int rc = 0;
+    if (s->bad)
+        c->st.skipped++;
+    else if (s->any)
+        rc = k->write(c, s);
+    memset(s, 0, k->reset);
+    return rc;
+}
+
+static int parse_paragraphs(struct ictx *c, const struct para_kind *k, struct deb822 *p)
+{
+    int rc = -ENOMEM;
+    struct para *s = calloc(1, k->size);
+    if (!s)
+        return rc;
+    for (;;) {
+        int tok = deb822_next(p);
+        if (tok <= 0) {
+            rc = tok;
+            break;
+        }
+        if (tok == DEB822_FIELD)
+            k->field(s, p);
+        else if (tok == DEB822_CONT)
+            k->cont(c, s, p);
+        else if (tok == DEB822_BAD)
+            s->bad = true;
+        else if (tok == DEB822_END && (rc = para_end(c, k, s)) < 0)
+            break;
+    }
+    free(s);
+    return rc;
+}
+
 /* ---- Packages --------------------------------------------------------------------- */
 
 struct pkg {
-    bool any, bad, last_ours; /* last_ours: a continuation line now would extend our field */
+    struct para h;
+    bool last_ours; /* a continuation line now would extend one of our fields */
     bool have_name, have_size;
     size_t name_len;
     struct hashdb_entry e;
     char name[INDEX_KEY_MAX];
 };
 
-static void pkg_field(struct pkg *s, const struct deb822 *p)
+static void pkg_field(struct para *h, const struct deb822 *p)
 {
+    struct pkg *s = (struct pkg *)h;
     bool ok;
     if (deb822_is(p, "Filename")) {
-        ok = !s->have_name && path_ok(p->value, p->value_len, true);
-        if (ok) {
-            memcpy(s->name, p->value, p->value_len);
-            s->name_len = p->value_len;
-        }
-        s->have_name = true;
+        ok = take_path(p, &s->have_name, s->name, &s->name_len);
     } else if (deb822_is(p, "Size")) {
         ok = !s->have_size && parse_size(p->value, p->value_len, &s->e.size);
         s->have_size = true;
@@ -257,51 +326,33 @@ static void pkg_field(struct pkg *s, const struct deb822 *p)
         s->last_ours = false;
         return;
     }
-    s->any = s->last_ours = true;
-    s->bad |= !ok;
+    s->h.any = s->last_ours = true;
+    s->h.bad |= !ok;
 }
 
-static int pkg_end(struct ictx *c, struct pkg *s)
+/* Our fields are single-line: a continuation of one of them is malformed. */
+static void pkg_cont(struct ictx *c, struct para *h, const struct deb822 *p)
 {
+    (void)c;
+    (void)p;
+    h->bad |= ((struct pkg *)h)->last_ours;
+}
+
+static int pkg_write(struct ictx *c, struct para *h)
+{
+    struct pkg *s = (struct pkg *)h;
     char key[INDEX_KEY_MAX];
-    int rc = 0;
-    if (!s->any && !s->bad)
-        goto reset; /* a paragraph that lists no file (e.g. only comments) */
-    if (s->bad || !s->have_name || !s->have_size || !(s->e.have_sha256 || s->e.have_sha1) ||
+    if (!s->have_name || !s->have_size || !(s->e.have_sha256 || s->e.have_sha1) ||
         join_key(key, c->key, c->root_len, s->name, s->name_len, NULL, 0) < 0) {
         c->st.skipped++;
-        goto reset;
+        return 0;
     }
-    rc = put(c, key, &s->e, NULL);
-reset:
-    memset(s, 0, offsetof(struct pkg, name));
-    return rc;
+    return put(c, key, &s->e, NULL);
 }
 
-static int parse_packages(struct ictx *c, struct deb822 *p)
-{
-    int rc = -ENOMEM;
-    struct pkg *s = calloc(1, sizeof(*s));
-    if (!s)
-        return rc;
-    for (;;) {
-        int tok = deb822_next(p);
-        if (tok <= 0) {
-            rc = tok;
-            break;
-        }
-        if (tok == DEB822_FIELD)
-            pkg_field(s, p);
-        else if (tok == DEB822_CONT)
-            s->bad |= s->last_ours;
-        else if (tok == DEB822_BAD)
-            s->bad = true;
-        else if (tok == DEB822_END && (rc = pkg_end(c, s)) < 0)
-            break;
-    }
-    free(s);
-    return rc;
-}
+static const struct para_kind packages = {
+    sizeof(struct pkg), offsetof(struct pkg, name), pkg_field, pkg_cont, pkg_write,
+};
 
 /* ---- Sources ---------------------------------------------------------------------- */
 
@@ -315,7 +366,8 @@ struct src_file {
 enum src_section { SEC_NONE, SEC_SHA256, SEC_SHA1 };
 
 struct src {
-    bool any, bad, have_dir, saw256, saw1;
+    struct para h;
+    bool have_dir, saw256, saw1;
     enum src_section sec;
     size_t dir_len, n;
     char dir[INDEX_KEY_MAX];
@@ -352,49 +404,48 @@ static bool src_add(struct src *s, bool is256, const uint8_t *hash, uint64_t siz
     return true;
 }
 
-static void src_line(struct ictx *c, struct src *s, const struct deb822 *p)
+/* A checksum line of the list the last field opened (if it opened one). */
+static void src_cont(struct ictx *c, struct para *h, const struct deb822 *p)
 {
+    struct src *s = (struct src *)h;
     uint8_t hash[32];
     uint64_t size;
     const char *name;
     size_t name_len;
     bool is256 = s->sec == SEC_SHA256;
+    if (s->sec == SEC_NONE)
+        return;
     if (!checksum_line(p->value, p->value_len, hash, is256 ? 32 : 20, &size, &name, &name_len) ||
         !path_ok(name, name_len, false) || name_len >= SRC_NAME_MAX ||
         !src_add(s, is256, hash, size, name, name_len))
         c->st.skipped++;
 }
 
-static void src_field(struct src *s, const struct deb822 *p)
+static void src_field(struct para *h, const struct deb822 *p)
 {
+    struct src *s = (struct src *)h;
     s->sec = SEC_NONE;
     if (deb822_is(p, "Directory")) {
-        bool ok = !s->have_dir && path_ok(p->value, p->value_len, true);
-        if (ok) {
-            memcpy(s->dir, p->value, p->value_len);
-            s->dir_len = p->value_len;
-        }
-        s->bad |= !ok;
-        s->have_dir = s->any = true;
+        s->h.bad |= !take_path(p, &s->have_dir, s->dir, &s->dir_len);
+        s->h.any = true;
     } else if (deb822_is(p, "Checksums-Sha256") || deb822_is(p, "Checksums-Sha1")) {
         bool is256 = deb822_is(p, "Checksums-Sha256");
         bool *seen = is256 ? &s->saw256 : &s->saw1;
         /* The list starts on the next line; a value here or a repeated field is malformed. */
-        s->bad |= *seen || p->value_len > 0;
-        *seen = s->any = true;
+        s->h.bad |= *seen || p->value_len > 0;
+        *seen = s->h.any = true;
         s->sec = is256 ? SEC_SHA256 : SEC_SHA1;
     }
 }
 
-static int src_end(struct ictx *c, struct src *s)
+static int src_write(struct ictx *c, struct para *h)
 {
+    struct src *s = (struct src *)h;
     char key[INDEX_KEY_MAX];
     int rc = 0;
-    if (!s->any && !s->bad)
-        goto reset;
-    if (s->bad || !s->have_dir || !(s->saw256 || s->saw1)) {
+    if (!s->have_dir || !(s->saw256 || s->saw1)) {
         c->st.skipped++;
-        goto reset;
+        return 0;
     }
     for (size_t i = 0; i < s->n && rc == 0; i++) {
         struct src_file *f = &s->files[i];
@@ -408,35 +459,12 @@ static int src_end(struct ictx *c, struct src *s)
         else
             rc = put(c, key, &e, NULL);
     }
-reset:
-    memset(s, 0, offsetof(struct src, dir));
     return rc;
 }
 
-static int parse_sources(struct ictx *c, struct deb822 *p)
-{
-    int rc = -ENOMEM;
-    struct src *s = calloc(1, sizeof(*s));
-    if (!s)
-        return rc;
-    for (;;) {
-        int tok = deb822_next(p);
-        if (tok <= 0) {
-            rc = tok;
-            break;
-        }
-        if (tok == DEB822_FIELD)
-            src_field(s, p);
-        else if (tok == DEB822_CONT && s->sec != SEC_NONE)
-            src_line(c, s, p);
-        else if (tok == DEB822_BAD)
-            s->bad = true;
-        else if (tok == DEB822_END && (rc = src_end(c, s)) < 0)
-            break;
-    }
-    free(s);
-    return rc;
-}
+static const struct para_kind sources = {
+    sizeof(struct src), offsetof(struct src, dir), src_field, src_cont, src_write,
+};
 
 /* ---- Release / InRelease ---------------------------------------------------------- */
 
@@ -591,7 +619,7 @@ static int parse_stream(struct ictx *c, enum index_kind kind, struct deb822 *p)
     int rc = hashdb_begin(c->db);
     if (rc < 0)
         return rc;
-    rc = kind == INDEX_PACKAGES ? parse_packages(c, p) : parse_sources(c, p);
+    rc = parse_paragraphs(c, kind == INDEX_PACKAGES ? &packages : &sources, p);
     if (rc < 0 || (rc = hashdb_commit(c->db)) < 0) {
         hashdb_rollback(c->db);
         return rc;

@@ -39,6 +39,8 @@ static void scrub(char *s)
 }
 
 static void vlog(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
     char msg[2048];
     if (level > threshold)

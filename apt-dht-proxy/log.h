@@ -5,7 +5,9 @@
 #define APT_DHT_LOG_H
 
 #include <stdint.h>
-#include "apt-dht-proxy/config.h"
+
+/* In order of severity: a message is kept when its level is at most the threshold. */
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Sets the threshold; messages above it are dropped. use_syslog: send to syslog. */
 void log_setup(enum log_level level, int use_syslog);

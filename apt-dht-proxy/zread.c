@@ -35,29 +35,15 @@ struct zread {
     uint8_t in[ZREAD_IN_CAP];
 };
 
-/* Refills the input buffer when it is empty. 0 (check in_eof / ilen) or -errno. */
-static int fill(struct zread *r)
+/* Buffers at least `want` unconsumed bytes, reading as often as that takes, unless the
+ * input ends first; a used-up buffer starts over at in[0], so want <= ZREAD_IN_CAP - ipos.
+ * The decoders ask for 1 (one read(2), only when the buffer is empty), sniffing for the
+ * longest magic number. 0 (check in_eof / ilen) or -errno. */
+static int fill(struct zread *r, size_t want)
 {
-    if (r->ipos < r->ilen || r->in_eof)
-        return 0;
-    r->ipos = r->ilen = 0;
-    for (;;) {
-        ssize_t n = read(r->fd, r->in, sizeof(r->in));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            r->in_eof = true;
-        r->ilen = (size_t)n;
-        return 0;
-    }
-}
-
-/* Reads until at least `want` bytes are buffered or EOF (for sniffing magic numbers). */
-static int fill_at_least(struct zread *r, size_t want)
-{
-    while (r->ilen < want && !r->in_eof) {
+    if (r->ipos == r->ilen)
+        r->ipos = r->ilen = 0;
+    while (r->ilen - r->ipos < want && !r->in_eof) {
         ssize_t n = read(r->fd, r->in + r->ilen, sizeof(r->in) - r->ilen);
         if (n < 0 && errno == EINTR)
             continue;
@@ -110,7 +96,7 @@ int zread_open_fd(struct zread **out, int fd, enum zread_format fmt)
     r->fmt = fmt;
     r->x = (lzma_stream)LZMA_STREAM_INIT;
     if (fmt == ZREAD_SNIFF) {
-        if ((rc = fill_at_least(r, 6)) < 0)
+        if ((rc = fill(r, 6)) < 0)
             goto fail;
         r->fmt = sniff(r->in, r->ilen, &rc);
         if (rc < 0)
@@ -128,7 +114,7 @@ fail:
 static ssize_t plain_read(struct zread *r, uint8_t *out, size_t n)
 {
     if (r->ipos == r->ilen) {
-        int rc = fill(r);
+        int rc = fill(r, 1);
         if (rc < 0)
             return rc;
     }
@@ -143,7 +129,7 @@ static ssize_t plain_read(struct zread *r, uint8_t *out, size_t n)
 /* One inflate step; sets member_end at the end of a gzip member. */
 static int gz_step(struct zread *r)
 {
-    int rc = fill(r);
+    int rc = fill(r, 1);
     if (rc < 0)
         return rc;
     if (r->ipos == r->ilen)
@@ -167,7 +153,7 @@ static ssize_t gz_read(struct zread *r, uint8_t *out, size_t n)
     while (r->z.avail_out == want && !r->done) {
         if (r->member_end) {
             /* Another member follows only if more input does. */
-            int rc = fill(r);
+            int rc = fill(r, 1);
             if (rc < 0)
                 return rc;
             if (r->ipos == r->ilen) {
@@ -190,7 +176,7 @@ static ssize_t xz_read(struct zread *r, uint8_t *out, size_t n)
     r->x.next_out = out;
     r->x.avail_out = n;
     while (r->x.avail_out == n && !r->done) {
-        int rc = fill(r);
+        int rc = fill(r, 1);
         if (rc < 0)
             return rc;
         r->x.next_in = r->in + r->ipos;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "apt-dht-proxy/cidr.h"
 #include "apt-dht-proxy/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
