@@ -1,6 +1,6 @@
 /* config.h - apt-dht-proxy's configuration: built-in defaults, the YAML file (libyaml),
  * and command-line overrides, in that order. The names of keys are a contract shared
- * with the packaging and the docs (DESIGN.md "Command line and config").
+ * with the packaging and the docs (apt-dht.conf(5), the shipped apt-dht.conf).
  *
  * Every string in struct config is owned by the struct (config_done frees it). */
 #ifndef APT_DHT_CONFIG_H

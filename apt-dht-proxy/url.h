@@ -1,6 +1,6 @@
 /* url.h - request targets: parsing, validation and normalisation.
  *
- * apt reaches the proxy in three forms (DESIGN.md): the absolute URI of proxy mode
+ * apt reaches the proxy in three forms (doc/ARCHITECTURE.md): the absolute URI of proxy mode
  * ("http://mirror.example/debian/pool/..."), the rewrite form ("/mirror.example/debian/...")
  * and a backend name ("/debian/..."); peers use "/~/sha256/<64 hex>". url_parse reads the
  * raw target (still percent-encoded) once, with hard limits, and yields a decoded path
