@@ -60,11 +60,9 @@ done
 require_tool tc
 
 log "building the package set ($BENCH_COUNT x $BENCH_SIZE_MIB MiB)"
-FIXTURE_DIR=$(sh "$top_srcdir/bench/lab/make-bench-archive.sh" --cached "$BENCH_COUNT" "$BENCH_SIZE_MIB") \
+bench_dir=$(sh "$top_srcdir/bench/lab/make-bench-archive.sh" --cached "$BENCH_COUNT" "$BENCH_SIZE_MIB") \
     || hard_error "building the benchmark archive failed"
-FIXTURE_ROOT="$FIXTURE_DIR/debian"
-FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
-export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY
+fixture_use "$bench_dir"
 set_bytes=$(awk '{ s += $5 } END { print s }' "$FIXTURE_DIR/packages.txt")
 
 lab_up "$BENCH_HOSTS"
@@ -90,8 +88,7 @@ shape_node() {
     tc -n "$LAB_ID-br" qdisc add dev "v-$1" root tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
         || hard_error "tc tbf on the bridge end of $1 failed"
 }
-_i=1
-while [ "$_i" -le "$BENCH_HOSTS" ]; do shape_node "h$_i"; _i=$((_i + 1)); done
+for h in $(lab_hosts); do shape_node "$h"; done
 [ -z "$BENCH_HOST_RATE" ] || log "every host's link: $BENCH_HOST_RATE both ways"
 
 # CPU accounting, so a round's figures say where the time went: the busy CPU time of
@@ -117,17 +114,15 @@ host_fetch() {
 # run_hosts HOW [URL]: every host fetches the set, in BENCH_SCHEDULE order.
 run_hosts() {
     _pids=""
-    _i=1
-    while [ "$_i" -le "$BENCH_HOSTS" ]; do
+    for _bh in $(lab_hosts); do
         case $BENCH_SCHEDULE in
-            sequential) host_fetch "h$_i" "$@" ;;
+            sequential) host_fetch "$_bh" "$@" ;;
             first-then-rest)
-                if [ "$_i" -eq 1 ]; then host_fetch h1 "$@"; date +%s.%N > "$T/round/first.done"
-                else host_fetch "h$_i" "$@" & _pids="$_pids $!"; fi ;;
-            parallel) host_fetch "h$_i" "$@" & _pids="$_pids $!" ;;
+                if [ "$_bh" = h1 ]; then host_fetch h1 "$@"; date +%s.%N > "$T/round/first.done"
+                else host_fetch "$_bh" "$@" & _pids="$_pids $!"; fi ;;
+            parallel) host_fetch "$_bh" "$@" & _pids="$_pids $!" ;;
             *) hard_error "unknown BENCH_SCHEDULE $BENCH_SCHEDULE" ;;
         esac
-        _i=$((_i + 1))
     done
     for _p in $_pids; do wait "$_p" || true; done
 }
@@ -150,23 +145,21 @@ round() {
     _served=$(lab_mirror_served '*' "$T/round/mirror.log")
     _debs=$(lab_mirror_served '*.deb' "$T/round/mirror.log")
     _ok=0 _bad=""
-    _i=1
-    while [ "$_i" -le "$BENCH_HOSTS" ]; do
-        if [ "$(cat "$T/round/h$_i.rc" 2>/dev/null || echo 1)" = 0 ]; then
+    for _bh in $(lab_hosts); do
+        if [ "$(cat "$T/round/$_bh.rc" 2>/dev/null || echo 1)" = 0 ]; then
             if [ "$BENCH_VERIFY" = 1 ]; then
-                if (check_all_debs "$(lab_apt_dest "h$_i")") >/dev/null 2>&1; then
+                if (check_all_debs "$(lab_apt_dest "$_bh")") >/dev/null 2>&1; then
                     _ok=$((_ok + 1))
                 else
-                    _bad="$_bad h$_i(bad files)"
+                    _bad="$_bad $_bh(bad files)"
                 fi
             else
                 _ok=$((_ok + 1))
             fi
         else
-            _bad="$_bad h$_i(apt failed)"
+            _bad="$_bad $_bh(apt failed)"
         fi
-        rm -rf "$(lab_apt_dest "h$_i")"
-        _i=$((_i + 1))
+        rm -rf "$(lab_apt_dest "$_bh")"
     done
     _secs=$(span "$_t0" "$_t1")
     # first-then-rest: how long host 1 alone took, and then the others.
@@ -216,22 +209,16 @@ EOF
         ;;
     apt-dht)
         LAB_DHT_MODE=$BENCH_DHT_MODE
-        _i=1
+        # shellcheck disable=SC2046
+        lab_proxies_start $(lab_hosts)
         DAEMON_PIDS=""
-        while [ "$_i" -le "$BENCH_HOSTS" ]; do
-            lab_proxy_start "h$_i"
-            DAEMON_PIDS="$DAEMON_PIDS $(lab_proxy_pid "h$_i")"
-            _i=$((_i + 1))
-        done
-        sleep 2   # LAN discovery
+        for h in $(lab_hosts); do DAEMON_PIDS="$DAEMON_PIDS $(lab_proxy_pid "$h")"; done
         round apt-dht backend
         DAEMON_PIDS=""
-        _i=1
-        while [ "$_i" -le "$BENCH_HOSTS" ]; do
-            log "h$_i proxy: $(lab_proxy_sources "h$_i")"
-            lab_proxy_stop "h$_i"
-            rm -rf "$T/lab/h$_i/cache"
-            _i=$((_i + 1))
+        for h in $(lab_hosts); do
+            log "$h proxy: $(lab_proxy_sources "$h")"
+            lab_proxy_stop "$h"
+            rm -rf "$T/lab/$h/cache"
         done
         ;;
     esac

@@ -1,26 +1,12 @@
-# Helpers for bench/proxy/run.sh. POSIX sh, sourced after
-# tests/integration/lib.sh (which provides $T, track_pid, stop_pid, wait_port,
-# the fixture and the test mirror).
+# Helpers for bench/proxy/run.sh (and the CPU figures of bench/lab/run.sh).
+# POSIX sh, sourced after tests/integration/lib.sh, which provides $T,
+# track_pid, stop_pid, free_ports, wait_port, the fixture and the test mirror.
 
-# low_port: print a TCP port in 20000..32767 that was free on 127.0.0.1 a
-# moment ago. apt-cacher-ng 3.7.4 cannot use ports above 32767, neither for
-# itself nor for the mirror it fetches from, so every port of the benchmark
-# comes from this range.
-low_port() {
-    python3 -c 'import random, socket, sys
-for _ in range(200):
-    p = random.randint(20000, 32767)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    sys.exit(0)
-sys.exit("no free port in 20000..32767")'
-}
+# low_port: print a port in 20000..32767 that was free (TCP and UDP) on
+# 127.0.0.1 a moment ago. apt-cacher-ng 3.7.4 cannot use ports above 32767,
+# neither for itself nor for the mirror it fetches from, so every port of the
+# benchmark comes from this range.
+low_port() { free_ports 1 127.0.0.1 20000-32767; }
 
 # bcurl ARGS...: curl with no user configuration and a bound on its time.
 # (Not tcurl: its --noproxy would override -x.)
@@ -37,38 +23,34 @@ proc_tree() {
     done
 }
 
-# mem_kib PID FIELD: a /proc/PID/status field (VmRSS, RssAnon, ...) summed
-# over PID and all its descendants, in KiB.
-mem_kib() {
+# tree_sum PID FILE AWK-ARGS...: the number awk AWK-ARGS prints for
+# /proc/P/FILE, summed over P = PID and all its descendants (0 for a process
+# gone in the meantime).
+tree_sum() {
+    _tp=$1 _tf=$2
+    shift 2
     _sum=0
-    for _p in $(proc_tree "$1"); do
-        _r=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$_p/status" 2>/dev/null || true)
+    for _p in $(proc_tree "$_tp"); do
+        _r=$(awk "$@" "/proc/$_p/$_tf" 2>/dev/null || true)
         _sum=$((_sum + ${_r:-0}))
     done
     echo "$_sum"
 }
+
+# mem_kib PID FIELD: a /proc/PID/status field (VmRSS, RssAnon, ...) over PID
+# and all its descendants, in KiB.
+# shellcheck disable=SC2016
+mem_kib() { tree_sum "$1" status -v f="$2:" '$1 == f { print $2 }'; }
 
 # pss_kib PID: proportional set size (shared pages divided among the processes
 # that map them) of PID and its descendants, in KiB.
-pss_kib() {
-    _sum=0
-    for _p in $(proc_tree "$1"); do
-        _r=$(awk '$1 == "Pss:" { print $2 }' "/proc/$_p/smaps_rollup" 2>/dev/null || true)
-        _sum=$((_sum + ${_r:-0}))
-    done
-    echo "$_sum"
-}
+# shellcheck disable=SC2016
+pss_kib() { tree_sum "$1" smaps_rollup '$1 == "Pss:" { print $2 }'; }
 
 # cpu_ticks PID: user + system CPU time of PID and its descendants, in clock
 # ticks (all threads included).
-cpu_ticks() {
-    _sum=0
-    for _p in $(proc_tree "$1"); do
-        _t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$_p/stat" 2>/dev/null || true)
-        _sum=$((_sum + ${_t:-0}))
-    done
-    echo "$_sum"
-}
+# shellcheck disable=SC2016
+cpu_ticks() { tree_sum "$1" stat '{ sub(/^.*\) /, ""); print $12 + $13 }'; }
 
 # median: the median of the numbers on stdin, one per line ("-" when none).
 median() {

@@ -28,10 +28,9 @@ LTPY=$(dht_python_with_libtorrent)
 if [ -z "$LTPY" ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 ||
         [ "${LT_NO_INSTALL:-0}" = 1 ]; then
-        dht_log "SKIP: python3-libtorrent is not installed (and this test installs it only as root with apt-get)"
-        exit $DHT_SKIP
+        skip "python3-libtorrent is not installed (and this test installs it only as root with apt-get)"
     fi
-    dht_log "installing python3-libtorrent"
+    log "installing python3-libtorrent"
     export DEBIAN_FRONTEND=noninteractive
     if ! timeout 300 apt-get install -y -q python3-libtorrent >"$WORK/apt.log" 2>&1; then
         timeout 300 apt-get update -q >>"$WORK/apt.log" 2>&1
@@ -39,11 +38,10 @@ if [ -z "$LTPY" ]; then
     fi
     LTPY=$(dht_python_with_libtorrent)
     if [ -z "$LTPY" ]; then
-        dht_log "SKIP: could not install python3-libtorrent: $(tail -n 1 "$WORK/apt.log")"
-        exit $DHT_SKIP
+        skip "could not install python3-libtorrent: $(tail -n 1 "$WORK/apt.log")"
     fi
 fi
-dht_log "libtorrent $("$LTPY" -c 'import libtorrent as lt; print(lt.__version__)') via $LTPY"
+log "libtorrent $("$LTPY" -c 'import libtorrent as lt; print(lt.__version__)') via $LTPY"
 
 KEY_A=$(dht_random_key)
 KEY_B=$(dht_random_key)
@@ -55,50 +53,48 @@ OUR1=$2 OUR2=$3 OUR3=$4
 "$LTPY" "$LT" serve --sessions "$LT_SESSIONS" --announce "$KEY_A" \
     --ready "$WORK/lt.ready" --deadline 150 >"$WORK/lt-serve.log" 2>&1 &
 LT_PID=$!
-dht_track $LT_PID
-deadline=$(($(dht_now) + 60))
-while [ ! -f "$WORK/lt.ready" ]; do
-    kill -0 $LT_PID 2>/dev/null || dht_die "lt_node.py serve exited early"
-    [ "$(dht_now)" -lt "$deadline" ] ||
-        dht_die "libtorrent sessions not ready (bootstrapped and announced) within 60s"
-    sleep 0.2
-done
+track_pid $LT_PID
+wait_file "$LT_PID" "$WORK/lt.ready" 60
+case $? in
+1) fail "libtorrent sessions not ready (bootstrapped and announced) within 60s" ;;
+2) fail "lt_node.py serve exited early" ;;
+esac
 LT_PORTS=$(cut -d: -f2 "$WORK/lt.ready" | tr '\n' ' ')
 set -- $LT_PORTS
 LT_ANNOUNCER=$1     # session 0 announced KEY_A with its listen port
 LT_OTHER=$2
-dht_log "libtorrent sessions on ports: $LT_PORTS; KEY_A=$KEY_A announced by :$LT_ANNOUNCER"
+log "libtorrent sessions on ports: $LT_PORTS; KEY_A=$KEY_A announced by :$LT_ANNOUNCER"
 
 # 1a: libtorrent announced, we look it up.
 if ! timeout 40 "$NODE" --mode bep5 --bind 127.0.0.1 \
         --bootstrap "127.0.0.1:$LT_OTHER" get "$KEY_A" \
         >"$WORK/get-a.out" 2>"$WORK/get-a.err"; then
-    dht_die "1a: apt-dht-node get KEY_A via libtorrent failed: $(cat "$WORK/get-a.err")"
+    fail "1a: apt-dht-node get KEY_A via libtorrent failed: $(cat "$WORK/get-a.err")"
 fi
 grep -qx "127.0.0.1:$LT_ANNOUNCER" "$WORK/get-a.out" ||
-    dht_die "1a: apt-dht-node get printed '$(tr '\n' ' ' <"$WORK/get-a.out")', expected 127.0.0.1:$LT_ANNOUNCER"
-dht_log "1a: apt-dht-node found libtorrent's announce: $(tr '\n' ' ' <"$WORK/get-a.out")"
+    fail "1a: apt-dht-node get printed '$(tr '\n' ' ' <"$WORK/get-a.out")', expected 127.0.0.1:$LT_ANNOUNCER"
+log "1a: apt-dht-node found libtorrent's announce: $(tr '\n' ' ' <"$WORK/get-a.out")"
 
 # 1b: we announce into a libtorrent-only DHT, libtorrent looks it up.
 if ! timeout 40 "$NODE" --mode bep5 --bind 127.0.0.1 \
         --bootstrap "127.0.0.1:$LT_OTHER" announce "$KEY_B" "$PEER_PORT" \
         >"$WORK/announce-b.log" 2>&1; then
-    dht_die "1b: apt-dht-node announce KEY_B to libtorrent nodes failed: $(cat "$WORK/announce-b.log")"
+    fail "1b: apt-dht-node announce KEY_B to libtorrent nodes failed: $(cat "$WORK/announce-b.log")"
 fi
 if ! timeout 60 "$LTPY" "$LT" get "$KEY_B" --bootstrap "127.0.0.1:$LT_OTHER" \
         --expect "127.0.0.1:$PEER_PORT" --timeout 45 \
         >"$WORK/lt-get-b.out" 2>"$WORK/lt-get-b.err"; then
-    dht_die "1b: libtorrent did not find our announce: $(cat "$WORK/lt-get-b.err")"
+    fail "1b: libtorrent did not find our announce: $(cat "$WORK/lt-get-b.err")"
 fi
-dht_log "1b: libtorrent found apt-dht-node's announce: $(tr '\n' ' ' <"$WORK/lt-get-b.out")"
+log "1b: libtorrent found apt-dht-node's announce: $(tr '\n' ' ' <"$WORK/lt-get-b.out")"
 
 # --- Part 2: our nodes join the libtorrent DHT ---------------------------
 dht_start_node bep5 "$OUR1" "$LT_ANNOUNCER" "$LT_OTHER"
 dht_start_node bep5 "$OUR2" "$OUR1" "$LT_OTHER"
 dht_start_node bep5 "$OUR3" "$OUR2" "$LT_ANNOUNCER"
-deadline=$(($(dht_now) + 20))
+deadline=$(($(now) + 20))
 for p in $OUR1 $OUR2 $OUR3; do
-    dht_wait_ping bep5 "$p" "$deadline" || dht_die "our node on :$p does not answer ping"
+    dht_wait_ping bep5 "$p" "$deadline" || fail "our node on :$p does not answer ping"
 done
 # Let our nodes' start-up lookups reach the libtorrent sessions.
 sleep 3
@@ -107,21 +103,21 @@ for k in "$KEY_A 127.0.0.1:$LT_ANNOUNCER" "$KEY_B 127.0.0.1:$PEER_PORT"; do
     set -- $k
     if ! timeout 60 "$LTPY" "$LT" get "$1" --bootstrap "127.0.0.1:$OUR3" \
             --expect "$2" --timeout 45 >"$WORK/lt-get2.out" 2>"$WORK/lt-get2.err"; then
-        dht_die "2: libtorrent bootstrapped from our node did not find $2 under $1: $(cat "$WORK/lt-get2.err")"
+        fail "2: libtorrent bootstrapped from our node did not find $2 under $1: $(cat "$WORK/lt-get2.err")"
     fi
-    dht_log "2: libtorrent via our node :$OUR3 found $2"
+    log "2: libtorrent via our node :$OUR3 found $2"
 done
 
 if ! timeout 40 "$NODE" --mode bep5 --bind 127.0.0.1 \
         --bootstrap "127.0.0.1:$OUR3" get "$KEY_A" \
         >"$WORK/get-a2.out" 2>"$WORK/get-a2.err" ||
     ! grep -qx "127.0.0.1:$LT_ANNOUNCER" "$WORK/get-a2.out"; then
-    dht_die "2: apt-dht-node get KEY_A via our node: '$(tr '\n' ' ' <"$WORK/get-a2.out")' $(cat "$WORK/get-a2.err")"
+    fail "2: apt-dht-node get KEY_A via our node: '$(tr '\n' ' ' <"$WORK/get-a2.out")' $(cat "$WORK/get-a2.err")"
 fi
-dht_log "2: apt-dht-node via our node :$OUR3 found 127.0.0.1:$LT_ANNOUNCER"
+log "2: apt-dht-node via our node :$OUR3 found 127.0.0.1:$LT_ANNOUNCER"
 
-for pid in $DHT_PIDS; do
-    kill -0 "$pid" 2>/dev/null || dht_die "a process (pid $pid) died during the test"
+for pid in $LIB_PIDS; do
+    kill -0 "$pid" 2>/dev/null || fail "a process (pid $pid) died during the test"
 done
-dht_log "PASS"
+log "PASS"
 exit 0

@@ -30,7 +30,7 @@ run_swarm() {
     set -- $ports
     first=$1 second=${2:-$1} third=${3:-$1}
 
-    t0=$(dht_now)
+    t0=$(now)
     n=0 prev=""
     pids=""
     for port in $ports; do
@@ -49,15 +49,15 @@ run_swarm() {
         n=$((n + 1))
     done
 
-    deadline=$(($(dht_now) + START_BUDGET))
+    deadline=$(($(now) + START_BUDGET))
     for port in $ports; do
         dht_wait_ping "$mode" "$port" "$deadline" ||
-            dht_die "[$mode] node on port $port does not answer ping within ${START_BUDGET}s"
+            fail "[$mode] node on port $port does not answer ping within ${START_BUDGET}s"
     done
     for pid in $pids; do
-        kill -0 "$pid" 2>/dev/null || dht_die "[$mode] node pid $pid died"
+        kill -0 "$pid" 2>/dev/null || fail "[$mode] node pid $pid died"
     done
-    dht_log "[$mode] $NODES nodes up and answering in $(($(dht_now) - t0))s"
+    log "[$mode] $NODES nodes up and answering in $(($(now) - t0))s"
     # Let the nodes' start-up lookups (own id) fill their routing tables.
     sleep 2
 
@@ -70,12 +70,12 @@ run_swarm() {
     timeout 30 "$NODE" --mode "$mode" --bind "$DHT_ADDR" \
         --bootstrap "$(dht_hostport "$via")" announce "$key" "$peer_port" \
         >"$WORK/announce-$mode.log" 2>&1 ||
-        dht_die "[$mode] announce $key $peer_port via $via failed (exit $?): $(cat "$WORK/announce-$mode.log")"
-    dht_log "[$mode] announced $key -> $want via node $via"
+        fail "[$mode] announce $key $peer_port via $via failed (exit $?): $(cat "$WORK/announce-$mode.log")"
+    log "[$mode] announced $key -> $want via node $via"
 
     # One getter per node, bootstrapped from that node only; PARALLEL at a time.
     mkdir -p "$WORK/get-$mode"
-    t1=$(dht_now)
+    t1=$(now)
     batch=""
     count=0
     for port in $ports; do
@@ -85,15 +85,15 @@ run_swarm() {
                 >"$WORK/get-$mode/$port.out" 2>"$WORK/get-$mode/$port.err"
             echo $? >"$WORK/get-$mode/$port.rc"
         ) &
-        dht_track $!
+        track_pid $!
         batch="$batch $!"
         count=$((count + 1))
         if [ $((count % PARALLEL)) -eq 0 ]; then
-            for b in $batch; do wait "$b"; dht_untrack "$b"; done
+            for b in $batch; do wait "$b"; untrack_pid "$b"; done
             batch=""
         fi
     done
-    for b in $batch; do wait "$b"; dht_untrack "$b"; done
+    for b in $batch; do wait "$b"; untrack_pid "$b"; done
 
     ok=0 failed=""
     for port in $ports; do
@@ -102,28 +102,28 @@ run_swarm() {
             ok=$((ok + 1))
         else
             failed="$failed $port"
-            dht_log "[$mode] get via $port: exit $(cat "$WORK/get-$mode/$port.rc"), out: $(tr '\n' ' ' <"$WORK/get-$mode/$port.out") err: $(cat "$WORK/get-$mode/$port.err")"
+            log "[$mode] get via $port: exit $(cat "$WORK/get-$mode/$port.rc"), out: $(tr '\n' ' ' <"$WORK/get-$mode/$port.out") err: $(cat "$WORK/get-$mode/$port.err")"
         fi
     done
-    dht_log "[$mode] $ok/$NODES getters found $want in $(($(dht_now) - t1))s"
+    log "[$mode] $ok/$NODES getters found $want in $(($(now) - t1))s"
 
     for pid in $pids; do
-        kill -0 "$pid" 2>/dev/null || dht_die "[$mode] node pid $pid died during the test"
+        kill -0 "$pid" 2>/dev/null || fail "[$mode] node pid $pid died during the test"
     done
     # Stop this dialect's nodes before the next one and check they obey SIGTERM.
     kill -TERM $pids 2>/dev/null
     for pid in $pids; do
         wait "$pid"
         rc=$?
-        dht_untrack "$pid"
+        untrack_pid "$pid"
         [ $rc -eq 0 ] || [ $rc -eq 143 ] ||
-            dht_log "[$mode] node pid $pid exited with status $rc on SIGTERM"
+            log "[$mode] node pid $pid exited with status $rc on SIGTERM"
     done
-    [ -z "$failed" ] || dht_die "[$mode] getters bootstrapped from ports$failed did not find the value"
+    [ -z "$failed" ] || fail "[$mode] getters bootstrapped from ports$failed did not find the value"
 }
 
 for m in $MODES; do
     run_swarm "$m"
 done
-dht_log "PASS"
+log "PASS"
 exit 0

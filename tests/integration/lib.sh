@@ -3,17 +3,20 @@
 #   : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 #   . "$top_srcdir/tests/integration/lib.sh"
 #
-# make check exports top_srcdir and top_builddir (absolute). Every test gets a
-# fresh private directory $T (mktemp -d); nothing is written to the source or
-# build tree. Every process a test starts is tracked and only those are
-# stopped, by PID, when the test exits. Every wait has a deadline.
-#
-# Exit codes follow automake: 0 pass, 1 fail, 77 skip, 99 hard error.
+# make check exports top_srcdir and top_builddir (absolute). The harness
+# itself is tests/lib/common.sh: messages and exit codes (log, fail, skip,
+# hard_error: 0 pass, 1 fail, 77 skip, 99 hard error), a fresh private
+# directory $T per test (nothing is written to the source or build tree),
+# process tracking (track_pid, stop_pid: only the test's own processes are
+# stopped, by PID, when it exits), bounded waits (wait_for), free_port,
+# proxy_bin. This file adds what the tests drive: the archive fixture, the
+# test mirror, sandboxed apt clients and the proxy under test. The tests run
+# with set -e and set -u.
 
 set -eu
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
-: "${top_builddir:=$top_srcdir}"
+. "$top_srcdir/tests/lib/common.sh"
 LIB_FIXTURE_SRC="$top_srcdir/tests/fixture"
 
 # Loopback only: no proxy from the environment may get between the tests and
@@ -22,130 +25,9 @@ unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY \
       no_proxy NO_PROXY ftp_proxy FTP_PROXY 2>/dev/null || true
 export LC_ALL=C
 
-# ---------------------------------------------------------------------------
-# Messages, assertions, skipping
-
-log() { printf '%s: %s\n' "${0##*/}" "$*"; }
-
-fail() {
-    printf '%s: FAIL: %s\n' "${0##*/}" "$*" >&2
-    exit 1
-}
-
-# Hard error: the harness itself is broken (automake's ERROR result).
-hard_error() {
-    printf '%s: ERROR: %s\n' "${0##*/}" "$*" >&2
-    exit 99
-}
-
-skip() {
-    printf '%s: SKIP: %s\n' "${0##*/}" "$*"
-    exit 77
-}
-
-# check_eq EXPECTED ACTUAL WHAT
-check_eq() {
-    [ "$1" = "$2" ] || fail "$3: expected '$1', got '$2'"
-}
-
-# require_tool TOOL...: skip when a tool is missing (scripts/deps.sh --test).
-require_tool() {
-    for _t in "$@"; do
-        command -v "$_t" >/dev/null 2>&1 || skip "missing tool: $_t (scripts/deps.sh --test)"
-    done
-}
-
 # curl with no user configuration, no proxy, bounded time, quiet but with errors.
 tcurl() {
     curl -q -sS --noproxy '*' --max-time "${TCURL_MAX_TIME:-60}" "$@"
-}
-
-# now: seconds since the epoch.
-now() { date +%s; }
-
-# wait_for SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds;
-# returns 1 when the deadline passes.
-wait_for() {
-    _deadline=$(( $(now) + $1 )); shift
-    while ! "$@" >/dev/null 2>&1; do
-        [ "$(now)" -lt "$_deadline" ] || return 1
-        sleep 0.1
-    done
-}
-
-# ---------------------------------------------------------------------------
-# Processes and clean-up
-
-LIB_PIDS=""
-LIB_EXIT_HOOKS=""
-T=""
-
-# track_pid PID: stop PID (TERM, then KILL after 5 s) when the test exits.
-track_pid() { LIB_PIDS="$LIB_PIDS $1"; }
-
-untrack_pid() {
-    _keep=""
-    for _p in $LIB_PIDS; do [ "$_p" = "$1" ] || _keep="$_keep $_p"; done
-    LIB_PIDS=$_keep
-}
-
-# on_exit 'COMMAND': run COMMAND (with eval) at exit, before the processes stop.
-on_exit() { LIB_EXIT_HOOKS="$LIB_EXIT_HOOKS
-$1"; }
-
-# stop_pid PID [SECONDS]: SIGTERM, wait up to SECONDS (default 5), then SIGKILL.
-# Only for PIDs this test started.
-stop_pid() {
-    _pid=$1; _grace=${2:-5}
-    kill -0 "$_pid" 2>/dev/null || { wait "$_pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$_pid" 2>/dev/null || true
-    _deadline=$(( $(now) + _grace ))
-    while kill -0 "$_pid" 2>/dev/null; do
-        if [ "$(now)" -ge "$_deadline" ]; then
-            kill -KILL "$_pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-    done
-    wait "$_pid" 2>/dev/null || true
-    untrack_pid "$_pid"
-}
-
-lib_cleanup() {
-    _rc=$?
-    set +e
-    if [ -n "$LIB_EXIT_HOOKS" ]; then
-        eval "$LIB_EXIT_HOOKS"
-    fi
-    for _p in $LIB_PIDS; do stop_pid "$_p" 3; done
-    if [ -n "$T" ] && [ -d "$T" ]; then
-        if [ "$_rc" -ne 0 ] && [ "$_rc" -ne 77 ] && [ -n "${KEEP_TMP:-}" ]; then
-            echo "kept test directory: $T" >&2
-        else
-            rm -rf "$T"
-        fi
-    fi
-    exit "$_rc"
-}
-trap lib_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-
-# The test's private directory. Mode 755 so that apt, when run as root, can
-# hand its downloads to its unprivileged _apt sandbox user.
-T=$(mktemp -d "${TMPDIR:-/tmp}/apt-dht-test.XXXXXX")
-chmod 755 "$T"
-export T
-
-# ---------------------------------------------------------------------------
-# Ports
-
-# free_port: print a TCP port that was free on 127.0.0.1 a moment ago.
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
 }
 
 port_open() {
@@ -170,12 +52,22 @@ wait_port() {
 #   FIXTURE_BIG   pool path (relative to FIXTURE_ROOT) of the large package
 fixture_build() {
     require_tool dpkg-deb dpkg-source apt-ftparchive gpg xz gzip python3
-    FIXTURE_DIR=$(sh "$LIB_FIXTURE_SRC/make-archive.sh" --cached) \
+    _fdir=$(sh "$LIB_FIXTURE_SRC/make-archive.sh" --cached) \
         || hard_error "building the archive fixture failed"
+    fixture_use "$_fdir"
+}
+
+# fixture_use DIR: serve and check against the archive in DIR (the layout of
+# make-archive.sh: DIR/debian, DIR/archive-key.gpg, packages.txt,
+# pool.sha256, and big.path when it has a large package); sets and exports
+# FIXTURE_* as fixture_build does. FIXTURE_BIG is kept when DIR has no big.path.
+fixture_use() {
+    FIXTURE_DIR=$(cd "$1" && pwd)
     FIXTURE_ROOT="$FIXTURE_DIR/debian"
     FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
-    FIXTURE_BIG=$(cat "$FIXTURE_DIR/big.path")
-    export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY FIXTURE_BIG
+    [ ! -f "$FIXTURE_DIR/big.path" ] || FIXTURE_BIG=$(cat "$FIXTURE_DIR/big.path")
+    export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY
+    [ -z "${FIXTURE_BIG:-}" ] || export FIXTURE_BIG
 }
 
 # fixture_packages: the binary package names of the fixture, one per line.
@@ -185,9 +77,7 @@ fixture_packages() { cut -d' ' -f1 "$FIXTURE_DIR/packages.txt"; }
 # change the archive under a running mirror); sets FIXTURE_* to the copy.
 fixture_copy() {
     cp -a "$FIXTURE_DIR" "$1"
-    FIXTURE_DIR=$(cd "$1" && pwd)
-    FIXTURE_ROOT="$FIXTURE_DIR/debian"
-    FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
+    fixture_use "$1"
 }
 
 # sha256_of FILE
@@ -273,15 +163,23 @@ mirror_start() {
         --port-file "$_mdir/port" --log "$MIRROR_LOG" "$@" 2> "$_mdir/stderr" &
     MIRROR_PID=$!
     track_pid "$MIRROR_PID"
-    _deadline=$(( $(now) + 15 ))
-    while [ ! -s "$_mdir/port" ]; do
-        kill -0 "$MIRROR_PID" 2>/dev/null || { cat "$_mdir/stderr" >&2; hard_error "mirror.py exited"; }
-        [ "$(now)" -lt "$_deadline" ] || hard_error "mirror.py did not start"
-        sleep 0.05
-    done
+    mirror_wait "$_mdir/port" "$_mdir/stderr"
     MIRROR_PORT=$(cat "$_mdir/port")
     MIRROR_URL="http://127.0.0.1:$MIRROR_PORT"
     export MIRROR_PORT MIRROR_PID MIRROR_LOG MIRROR_URL
+}
+
+# mirror_wait PORT-FILE STDERR-FILE: wait (15 s at most) until the mirror just
+# started as MIRROR_PID has written its port to PORT-FILE; a hard error (with
+# its stderr) when it exits or does not start in time.
+mirror_wait() {
+    _mw=0
+    wait_file "$MIRROR_PID" "$1" 15 || _mw=$?
+    case $_mw in
+        0) ;;
+        2) cat "$2" >&2; hard_error "mirror.py exited" ;;
+        *) hard_error "mirror.py did not start" ;;
+    esac
 }
 
 # mirror_stop: SIGTERM the mirror started by mirror_start (by its PID).
@@ -308,29 +206,36 @@ mirror_reset() { mirror_ctl reset >/dev/null; }
 # mirror_stats: the statistics as JSON.
 mirror_stats() { tcurl --max-time 10 -f "$MIRROR_URL/_ctl/stats"; }
 
-# mirror_bytes GLOB [LOG]: total body bytes the mirror sent for request paths
-# matching the shell pattern GLOB (matched against the logged path, which
-# starts with "/", e.g. '*/pool/*').
-mirror_bytes() {
-    _sum=0
+# mirror_tally GLOB [LOG] [METHOD] [STATUS]: "COUNT BYTES" over the logged
+# requests (LOG, default $MIRROR_LOG) whose path matches the shell pattern
+# GLOB (the logged path starts with "/", e.g. '*/pool/*'), whose method
+# matches METHOD and whose status matches STATUS (shell patterns, default
+# any: '*'; e.g. GET and '20[06]').
+mirror_tally() {
+    _cnt=0 _sum=0
     while read -r _m _path _st _bytes _rest; do
         # shellcheck disable=SC2254
-        case $_path in $1) _sum=$((_sum + _bytes)) ;; esac
+        case $_m in ${3:-*}) ;; *) continue ;; esac
+        # shellcheck disable=SC2254
+        case $_st in ${4:-*}) ;; *) continue ;; esac
+        # shellcheck disable=SC2254
+        case $_path in $1) _cnt=$((_cnt + 1)); _sum=$((_sum + _bytes)) ;; esac
     done < "${2:-$MIRROR_LOG}"
-    echo "$_sum"
+    echo "$_cnt $_sum"
+}
+
+# mirror_bytes GLOB [LOG]: total body bytes the mirror sent for request paths
+# matching GLOB.
+mirror_bytes() {
+    _tally=$(mirror_tally "$1" "${2:-}")
+    echo "${_tally#* }"
 }
 
 # mirror_requests GLOB [STATUS] [LOG]: number of logged requests whose path
 # matches GLOB (and whose status is STATUS, when given and not empty).
 mirror_requests() {
-    _cnt=0
-    while read -r _m _path _st _bytes _rest; do
-        # shellcheck disable=SC2254
-        case $_path in
-            $1) if [ -z "${2:-}" ] || [ "$_st" = "$2" ]; then _cnt=$((_cnt + 1)); fi ;;
-        esac
-    done < "${3:-$MIRROR_LOG}"
-    echo "$_cnt"
+    _tally=$(mirror_tally "$1" "${3:-}" '*' "${2:-}")
+    echo "${_tally% *}"
 }
 
 # ---------------------------------------------------------------------------
@@ -475,11 +380,6 @@ apt_check_downloads() {
 
 # ---------------------------------------------------------------------------
 # The proxy under test (apt-dht-proxy), for the proxy tests
-
-# proxy_bin: the apt-dht-proxy binary of this build (APT_DHT_PROXY overrides).
-proxy_bin() {
-    echo "${APT_DHT_PROXY:-$top_builddir/apt-dht-proxy/apt-dht-proxy}"
-}
 
 # proxy_config FILE [NEGATIVE_TTL]: a config with one backend "fixture" -> the
 # mirror, DHT off. Sets PROXY_PORT (a free port) unless already set.

@@ -6,7 +6,7 @@
 #   . "$top_srcdir/tests/lab/lab.sh"
 #   lab_require                 # SKIP (exit 77) without root or namespaces
 #   lab_up 4                    # mirror + h1..h4 on one bridge
-#   lab_proxy_start h1
+#   lab_proxies_start h1 h2     # their proxies, LAN discovery settled
 #   lab_apt h1 update && lab_apt h1 download
 #
 # Topology of one lab (names carry a per-run prefix, adht-<pid>-):
@@ -29,10 +29,12 @@
 #
 # Functions:
 #   lab_require                   skip unless root with working ip netns
+#   lab_require_node              lab_require, and apt-dht-node built
 #   lab_up N [MIRROR-ARGS...]     build the lab and start the mirror
 #                                 (extra args go to mirror.py, e.g. --rate N);
 #                                 LAB_FIXTURE_DIR overrides the served archive
 #   lab_node_add NAME ADDR        one more member namespace on the bridge
+#   lab_hosts                     the hosts, "h1 h2 ... hN"
 #   lab_ns HOST / lab_addr HOST   namespace name / IPv4 address of a member
 #   lab_exec HOST CMD...          run CMD inside HOST's namespace
 #   lab_bg HOST OUTFILE CMD...    start CMD in the background inside HOST, its
@@ -44,6 +46,7 @@
 #                                 reaches a group member in TO
 #   lab_proxy_config HOST [YAML-LINES...]  write HOST's proxy config
 #   lab_proxy_start HOST [YAML-LINES...]   start apt-dht-proxy in HOST on 9977
+#   lab_proxies_start HOST...     start each HOST's proxy, wait for LAN discovery
 #   lab_proxy_stop HOST           SIGTERM it (by PID) and wait
 #   lab_proxy_log HOST            path of its log (stderr, appended)
 #   lab_proxy_url HOST            http://ADDR:9977 as peers see it
@@ -63,8 +66,10 @@
 # apt-cacher-ng cannot use higher ports), LAB_DHT_VIA (see lab_dht_announce),
 # LAB_P2P_OPTIONAL (see lab_p2p_check).
 #
-# Also: lab_node_bin, lab_dht_get, lab_dht_announce, lab_wait_announced,
-# lab_proxy_sources, lab_key_of, lab_p2p_check (below, with their comments).
+# Also: lab_dht_get, lab_dht_announce, lab_wait_announced, lab_proxy_sources,
+# lab_key_of, lab_p2p_check (below, with their comments), and everything of
+# tests/integration/lib.sh and tests/lib/common.sh (log, fail, skip, now,
+# wait_for, node_bin, proxy_bin, the fixture, apt_sandbox, ...).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib.sh"
@@ -100,6 +105,13 @@ lab_require() {
     [ "$_ok" -eq 1 ] || skip "cannot create a bridge in a namespace: $(head -n 1 "$T/.netns-probe.err")"
 }
 
+# lab_require_node: lab_require, and the apt-dht-node binary of this build
+# (for the tests that look into the lab's DHT).
+lab_require_node() {
+    lab_require
+    [ -x "$(node_bin)" ] || skip "apt-dht-node not built ($(node_bin))"
+}
+
 # ---------------------------------------------------------------------------
 # Building and removing the lab
 
@@ -107,6 +119,13 @@ _lab_ns_add() {
     ip netns add "$1" || hard_error "ip netns add $1 failed"
     LAB_NSES="$LAB_NSES $1"
     ip -n "$1" link set lo up || hard_error "lo up in $1 failed"
+}
+
+# lab_hosts: the hosts of the lab, "h1 h2 ... hN".
+lab_hosts() {
+    _lh=1 _lh_out=""
+    while [ "$_lh" -le "$LAB_N" ]; do _lh_out="$_lh_out h$_lh"; _lh=$((_lh + 1)); done
+    echo "$_lh_out"
 }
 
 # lab_ns HOST: the namespace of a member (h1, mirror, ... or a bare number = hN).
@@ -154,12 +173,7 @@ lab_node_add() {
 lab_up() {
     _count=$1; shift
     [ -n "${FIXTURE_DIR:-}" ] || fixture_build
-    if [ -n "${LAB_FIXTURE_DIR:-}" ]; then
-        FIXTURE_DIR=$LAB_FIXTURE_DIR
-        FIXTURE_ROOT="$FIXTURE_DIR/debian"
-        FIXTURE_KEY="$FIXTURE_DIR/archive-key.gpg"
-        export FIXTURE_DIR FIXTURE_ROOT FIXTURE_KEY
-    fi
+    [ -z "${LAB_FIXTURE_DIR:-}" ] || fixture_use "$LAB_FIXTURE_DIR"
     LAB_ID="adht-$$"
     LAB_NET="10.77.$(( $$ % 250 + 1 ))"
     LAB_N=$_count
@@ -185,12 +199,7 @@ lab_up() {
         --root "$FIXTURE_DIR" --bind "$LAB_MIRROR_ADDR" --port "$LAB_MIRROR_PORT" \
         --port-file "$T/lab/mirror.port" --log "$MIRROR_LOG" "$@"
     MIRROR_PID=$LAB_BG_PID
-    _deadline=$(( $(now) + 15 ))
-    while [ ! -s "$T/lab/mirror.port" ]; do
-        kill -0 "$MIRROR_PID" 2>/dev/null || { cat "$T/lab/mirror.stderr" >&2; hard_error "mirror.py exited"; }
-        [ "$(now)" -lt "$_deadline" ] || hard_error "mirror.py did not start"
-        sleep 0.05
-    done
+    mirror_wait "$T/lab/mirror.port" "$T/lab/mirror.stderr"
     export LAB_ID LAB_NET LAB_N LAB_MIRROR_ADDR LAB_MIRROR_URL MIRROR_URL MIRROR_LOG MIRROR_PID
     log "lab $LAB_ID up: mirror $LAB_MIRROR_URL, hosts h1..h$_count in $LAB_NET.0/24"
 }
@@ -199,7 +208,8 @@ lab_up() {
 # to call twice; runs at exit.
 lab_down() {
     set +e
-    for _p in $LAB_PIDS; do stop_pid "$_p" 5; done
+    # shellcheck disable=SC2086
+    stop_pids 5 $LAB_PIDS
     LAB_PIDS=""
     for _ns in $LAB_NSES; do
         # A process of this run may still sit in the namespace (an apt-get cut
@@ -238,9 +248,8 @@ lab_bg() {
 # lab_stop_bg PID [SECONDS]: stop a process started by lab_bg.
 lab_stop_bg() {
     stop_pid "$1" "${2:-5}"
-    _keep=""
-    for _p in $LAB_PIDS; do [ "$_p" = "$1" ] || _keep="$_keep $_p"; done
-    LAB_PIDS=$_keep
+    # shellcheck disable=SC2086
+    LAB_PIDS=$(list_without "$1" $LAB_PIDS)
 }
 
 # lab_curl HOST CURL-ARGS...: curl inside HOST, no proxy, bounded.
@@ -366,6 +375,15 @@ lab_proxy_start() {
     kill -0 "$LAB_BG_PID" 2>/dev/null || { tail -n 20 "$_d/proxy.log" >&2; fail "apt-dht-proxy in $_h exited"; }
 }
 
+# lab_proxies_start HOST...: lab_proxy_start each HOST, then give LAN
+# discovery LAB_SETTLE seconds (default 2): every node multicasts when it
+# starts and the others answer.
+lab_proxies_start() {
+    for _ph in "$@"; do lab_proxy_start "$_ph"; done
+    log "proxies up in $* (dht mode: $LAB_DHT_MODE); LAN discovery settles for ${LAB_SETTLE:-2} s"
+    sleep "${LAB_SETTLE:-2}"
+}
+
 # lab_proxy_pid HOST: PID of HOST's proxy (empty when not running).
 lab_proxy_pid() {
     eval "echo \"\${LAB_PROXY_PID_$(_lab_var "$(_lab_name "$1")"):-}\""
@@ -459,16 +477,7 @@ lab_apt() {
 
 # lab_mirror_served GLOB [LOG]: "COUNT BYTES" over the GET requests answered
 # 200 or 206 whose logged path matches the shell pattern GLOB (e.g. '*.deb').
-lab_mirror_served() {
-    _cnt=0 _sum=0
-    while read -r _m _path _st _bytes _rest; do
-        [ "$_m" = GET ] || continue
-        case $_st in 200|206) ;; *) continue ;; esac
-        # shellcheck disable=SC2254
-        case $_path in $1) _cnt=$((_cnt + 1)); _sum=$((_sum + _bytes)) ;; esac
-    done < "${2:-$MIRROR_LOG}"
-    echo "$_cnt $_sum"
-}
+lab_mirror_served() { mirror_tally "$1" "${2:-}" GET '20[06]'; }
 
 # lab_deb_served_counts [LOG]: for each .deb of the archive, "COUNT POOL-PATH"
 # where COUNT is how many GET answers with a body the mirror gave for it.
@@ -502,17 +511,12 @@ lab_p2p_check() {
 # ---------------------------------------------------------------------------
 # Talking to the lab's DHT with apt-dht-node (dht/apt-dht-node)
 
-# lab_node_bin: the apt-dht-node binary of this build (APT_DHT_NODE overrides).
-lab_node_bin() {
-    echo "${APT_DHT_NODE:-$top_builddir/dht/apt-dht-node}"
-}
-
 # lab_dht_get HOST KEY VIA [SECONDS]: look KEY up from a resolve-only node in
 # HOST that joins through VIA's node (port 9977), in LAB_DHT_MODE. Prints the
 # peers found ("ADDR:PORT" lines among apt-dht-node's output); returns
 # non-zero when none was found within SECONDS (default 10).
 lab_dht_get() {
-    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+    lab_exec "$1" "$(node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
         --port 0 --bootstrap "$(lab_addr "$3"):$LAB_PROXY_PORT" --timeout "${4:-10}" \
         get "$2" 2>&1
 }
@@ -528,23 +532,18 @@ lab_dht_announce() {
         _boot="$_boot --bootstrap $(lab_addr "$_v"):$LAB_PROXY_PORT"
     done
     # shellcheck disable=SC2086
-    lab_exec "$1" "$(lab_node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
+    lab_exec "$1" "$(node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
         --port 0 $_boot --timeout "${4:-10}" announce "$2" "$3" 2>&1
 }
 
 # lab_wait_announced HOST KEY VIA HOLDER [SECONDS]: wait (default 15 s) until
 # a lookup from HOST through VIA finds HOLDER's proxy for KEY.
 lab_wait_announced() {
-    _want="$(lab_addr "$4"):$LAB_PROXY_PORT"
-    _deadline=$(( $(now) + ${5:-15} ))
-    while :; do
-        if lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -q "$_want"; then
-            return 0
-        fi
-        [ "$(now)" -lt "$_deadline" ] || return 1
-        sleep 0.5
-    done
+    wait_every 0.5 "${5:-15}" _lab_finds "$1" "$2" "$3" "$(lab_addr "$4"):$LAB_PROXY_PORT"
 }
+
+# _lab_finds HOST KEY VIA ADDR:PORT: one lookup of KEY lists ADDR:PORT.
+_lab_finds() { lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -q "$4"; }
 
 # lab_proxy_sources HOST [GLOB]: where HOST's proxy got the files it served
 # for request paths matching GLOB (default '*.deb'), from its request log

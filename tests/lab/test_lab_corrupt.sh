@@ -11,13 +11,10 @@
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/lab/lab.sh"
 
-lab_require
-[ -x "$(lab_node_bin)" ] || skip "apt-dht-node not built ($(lab_node_bin))"
+lab_require_node
 t0=$(now)
 lab_up 3
-log "dht mode: $LAB_DHT_MODE"
-for h in h1 h2; do lab_proxy_start "$h"; done
-sleep "${LAB_SETTLE:-2}"
+lab_proxies_start h1 h2
 
 # The fake peer, on the port a proxy would use.
 bad=$(lab_addr h3)

@@ -41,7 +41,7 @@ log "multicast 239.192.152.143:6772 crosses the bridge"
 # h1's node only, another in h2 looks it up through h3's node only. The
 # lookup can only succeed when h1 and h3 found each other on the LAN.
 # Both dialects.
-node_bin=$(lab_node_bin)
+node_bin=$(node_bin)
 [ -x "$node_bin" ] || skip "apt-dht-node not built ($node_bin)"
 key=$(printf 'apt-dht lab %s' "$$" | sha256sum | cut -c1-40)
 for mode in apt-dht bep5; do

@@ -12,16 +12,11 @@
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$top_srcdir/tests/lab/lab.sh"
 
-lab_require
-[ -x "$(lab_node_bin)" ] || skip "apt-dht-node not built ($(lab_node_bin))"
+lab_require_node
 t0=$(now)
 lab_up 4
 lab_mcast_check h1 h4 || fail "multicast does not cross the lab bridge"
-log "dht mode: $LAB_DHT_MODE"
-
-for h in h1 h2 h3 h4; do lab_proxy_start "$h"; done
-# LAN discovery: every node multicasts when it starts and the others answer.
-sleep "${LAB_SETTLE:-2}"
+lab_proxies_start h1 h2 h3 h4
 
 # host1 first: everything from the mirror.
 lab_apt h1 update || fail "apt-get update in h1 failed"

@@ -12,7 +12,7 @@
 . "$top_srcdir/tests/integration/lib.sh"
 
 require_tool apt-get curl python3 timeout
-NODE_BIN=${top_builddir:-$top_srcdir}/dht/apt-dht-node
+NODE_BIN=$(node_bin)
 [ -x "$NODE_BIN" ] || skip "apt-dht-node not built"
 fixture_build
 mirror_start
