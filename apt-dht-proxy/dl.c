@@ -552,6 +552,8 @@ bool dl_claim_lookup(struct dl *d)
 void dl_finish(struct dl *d, enum dl_state st)
 {
     fetch_stop(d);
+    if (d->src == SRC_PEER && st != DL_DONE)
+        d->received = 0; /* a peer's bytes are unverified: none becomes readable */
     set_source(d, SRC_ENDED);
     loop_timer_stop(d->f->loop, &d->budget_timer);
     d->state = st;

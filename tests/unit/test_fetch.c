@@ -460,6 +460,31 @@ static void test_reconfigure(void)
     teardown();
 }
 
+/* The proxy shuts down while a peer is sending: the reader still holding the download
+ * sees it failed and none of the peer's unverified bytes. */
+static void test_shutdown_during_peer(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_HALF);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    w.stop_at_peer_byte = true;
+    run();
+    CU_ASSERT(w.peer_bytes > 0);
+    fetcher_free(w.f);
+    w.f = NULL;
+    CU_ASSERT_EQUAL(dl_state(d), DL_FAILED);
+    CU_ASSERT_EQUAL(dl_status(d), 503);
+    CU_ASSERT_EQUAL(dl_available(d), 0);
+    CU_ASSERT_FALSE(w.unverified_seen);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
 int main(void)
 {
     log_setup(getenv("TEST_FETCH_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, 0);
@@ -471,6 +496,7 @@ int main(void)
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
         {"the peer budget runs out: the mirror", test_budget_runs_out},
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
+        {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
         {NULL, NULL},
     };
     return unit_run("fetch", cases);
