@@ -1,5 +1,5 @@
-/* fetch.h - downloads from upstream (mirrors now, peers later) with libcurl's multi
- * interface driven by the event loop.
+/* fetch.h - downloads from upstream (peers on the LAN, then the mirrors) with libcurl's
+ * multi interface driven by the event loop.
  *
  * A download in progress is one shared object (struct dl) per cache key: one upstream
  * transfer written to a temp file in the cache, read by every client that asked for the
@@ -7,7 +7,8 @@
  * when the expected hash is known the last byte is held back until the whole file
  * checks out; so a client never receives a complete file that fails verification, and a
  * transfer that fails leaves the client with a short body it detects. On success the
- * temp file is renamed into the cache (cache_commit); readers keep their open fd. */
+ * temp file is renamed into the cache (cache_commit); readers keep their open fd.
+ * fetch.c holds the fetcher and the transfers, dl.c the download object. */
 #ifndef APT_DHT_FETCH_H
 #define APT_DHT_FETCH_H
 
@@ -41,6 +42,7 @@ enum peer_result {
 };
 
 struct fetch_opts {
+    /* A mirror's timeouts; fetcher_reconfigure changes them. */
     uint32_t connect_timeout_s;
     uint32_t stall_timeout_s; /* no byte for this long = failure */
     const char *user_agent;
@@ -64,7 +66,6 @@ struct dl_request {
     bool verify_first;         /* deliver nothing until the whole file is verified */
     const struct hashdb_entry *expect; /* size/hash the file must have, or NULL */
     time_t if_modified_since;  /* > 0: conditional request (volatile revalidation) */
-    const char *if_none_match; /* ETag of the cached copy, or NULL */
     /* A peer lookup runs for this file: peers added with dl_add_peer are tried before the
      * mirrors; if none has started sending within peer_budget_ms, the mirrors are used.
      * Needs expect (peers are only ever trusted against a known hash). */
@@ -77,16 +78,14 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
 /* Aborts every transfer; readers still holding a dl see DL_FAILED. Accepts NULL. */
 void fetcher_free(struct fetcher *f);
 
-/* Applies new timeouts to every transfer started from now on. */
+/* New mirror timeouts (as fetch_opts: seconds, > 0), for every transfer started after
+ * this call, including a running download's failover to its next mirror; a transfer
+ * already under way keeps the timeouts it started with. Peers' timeouts are fixed. */
 void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s);
 
 /* Returns the download in progress for req->key or starts one; the caller holds a
  * reference (dl_unref when done). NULL with *err set (-ENOMEM, -ENAMETOOLONG...). */
 struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err);
-
-/* The in-flight download for key, if any (no reference taken). */
-struct dl *fetcher_find(struct fetcher *f, const char *key);
-size_t fetcher_active(const struct fetcher *f);
 
 void dl_ref(struct dl *d);
 void dl_unref(struct dl *d);
@@ -102,7 +101,7 @@ ssize_t dl_read(struct dl *d, uint64_t pos, void *buf, size_t n);
 int dl_status(const struct dl *d);
 const char *dl_reason(const struct dl *d);
 time_t dl_last_modified(const struct dl *d); /* 0 = unknown */
-const char *dl_source(const struct dl *d);   /* "mirror HOST" */
+const char *dl_source(const struct dl *d);   /* "mirror URL" or "peer ADDR:PORT" */
 bool dl_hash_mismatch(const struct dl *d);
 /* The cache key the download stores under. */
 const char *dl_key(const struct dl *d);
@@ -118,7 +117,6 @@ uint64_t dl_started_ms(const struct dl *d);
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);
 void dl_peers_done(struct dl *d);
 bool dl_claim_lookup(struct dl *d);
-bool dl_from_peer(const struct dl *d);
 
 /* Watchers are told of every change (new bytes, new state). The callback must not free
  * the dl. Returns a handle for dl_unwatch, or NULL (-ENOMEM). */

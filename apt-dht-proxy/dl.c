@@ -1,0 +1,571 @@
+/* dl.c - the shared download object (struct dl): one per cache key in flight.
+ *
+ * A dl is written by one transfer at a time and read by any number of HTTP responses.
+ * Its body goes to a temp file in the cache (a memfd when the disk is full) and through
+ * SHA-256 (and SHA-1 for archives that list only SHA-1) as it arrives; readers pread
+ * that fd, so they see bytes as soon as they are written. Two rules keep an unverified
+ * byte from reaching apt: while a peer is the source nothing is available until the
+ * whole file has verified, and from a mirror the last byte of a file whose hash is known
+ * is held back until the hash checks. A verified file is renamed into the cache.
+ *
+ * Sources are tried in order, and where the download stands is one named state
+ * (enum dl_source, changed only by set_source): peers while the request awaits them,
+ * each as the DHT lookup names it and within a time budget, then the mirrors in turn.
+ * A peer that fails or lies is reported and replaced; a mirror is replaced only while
+ * it has delivered nothing. The transfers themselves are fetch.c's.
+ *
+ * Lifetime: the fetcher holds one reference until the download ends (dl_finish) and
+ * each reader holds one; the fd stays open until the last reference goes, so readers
+ * finish reading even after the file has been renamed into the cache or (on failure)
+ * unlinked. */
+#include "aptdht-config.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "apt-dht-proxy/fetch-int.h"
+#include "apt-dht-proxy/log.h"
+
+#define MEMORY_MAX ((uint64_t)1 << 30) /* largest download passed through memory */
+
+static const char *const source_name[] = {
+    [SRC_NEW] = "new",     [SRC_AWAIT_PEER] = "awaiting-peers",
+    [SRC_PEER] = "peer",   [SRC_MIRROR] = "mirror",
+    [SRC_ENDED] = "ended",
+};
+
+/* The one place the source state changes. */
+static void set_source(struct dl *d, enum dl_source src)
+{
+    if (d->src == src)
+        return;
+    log_debug("%s: source %s -> %s", d->key, source_name[d->src], source_name[src]);
+    d->src = src;
+}
+
+static bool peer_phase(const struct dl *d)
+{
+    return d->src == SRC_AWAIT_PEER || d->src == SRC_PEER;
+}
+
+/* ---- lifetime ---- */
+
+static int open_body(struct dl *d)
+{
+    int fd = cache_tmp_create(d->f->cache, d->tmp_path, sizeof d->tmp_path);
+    if (fd < 0 && (fd == -ENOSPC || fd == -EDQUOT)) {
+        d->tmp_path[0] = '\0';
+        fd = memfd_create("apt-dht-download", MFD_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        d->in_memory = true;
+        d->cacheable = false;
+        log_warn("cache disk full: %s is served without being cached", d->key);
+    }
+    if (fd < 0) {
+        d->tmp_path[0] = '\0';
+        return fd;
+    }
+    d->fd = fd;
+    return 0;
+}
+
+static int init(struct dl *d, const struct dl_request *req, const char *join_key)
+{
+    if (!(d->key = strdup(req->key)) || !(d->join_key = strdup(join_key)))
+        return -ENOMEM;
+    for (size_t i = 0; i < req->n_urls; i++)
+        if (!(d->urls[d->n_urls++] = strdup(req->urls[i])))
+            return -ENOMEM;
+    d->immutable = req->immutable;
+    d->cacheable = req->cacheable;
+    d->verify_first = req->verify_first;
+    if (req->expect) {
+        d->have_expect = true;
+        d->expect = *req->expect;
+    }
+    d->ims = req->if_modified_since;
+    /* peers only with a known size: a peer's claimed length is never believed */
+    d->await_peers = req->await_peers && req->expect && req->expect->size != UINT64_MAX;
+    d->sha256 = EVP_MD_CTX_new();
+    if (!d->sha256 || (d->have_expect && !d->expect.have_sha256 && !(d->sha1 = EVP_MD_CTX_new())))
+        return -ENOMEM;
+    return open_body(d);
+}
+
+static void on_budget(struct loop *l, struct loop_timer *t, void *ud);
+
+int dl_new(struct dl **out, struct fetcher *f, const struct dl_request *req, const char *join_key)
+{
+    struct dl *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->f = f;
+    d->fd = -1;
+    d->total = -1;
+    d->started_ms = loop_now_ms();
+    d->refs = 1; /* the transfer's own */
+    loop_timer_init(&d->budget_timer, on_budget, d);
+    int r = init(d, req, join_key);
+    if (r < 0) {
+        dl_destroy(d);
+        return r;
+    }
+    *out = d;
+    return 0;
+}
+
+void dl_begin(struct dl *d, uint32_t peer_budget_ms)
+{
+    if (d->await_peers && loop_timer_start(d->f->loop, &d->budget_timer, peer_budget_ms) < 0)
+        d->budget_over = true; /* no timer: no waiting for peers either */
+    dl_next_source(d);
+}
+
+void dl_destroy(struct dl *d)
+{
+    fetch_stop(d); /* the budget timer is stopped: dl_finish ran, or dl_begin never did */
+    if (d->fd >= 0)
+        close(d->fd);
+    if (d->tmp_path[0])
+        unlink(d->tmp_path);
+    EVP_MD_CTX_free(d->sha256);
+    EVP_MD_CTX_free(d->sha1);
+    for (size_t i = 0; i < d->n_urls; i++)
+        free(d->urls[i]);
+    while (d->watchers) {
+        struct dl_watch *w = d->watchers;
+        d->watchers = w->next;
+        free(w);
+    }
+    free(d->join_key);
+    free(d->key);
+    free(d);
+}
+
+void dl_ref(struct dl *d)
+{
+    d->refs++;
+}
+
+void dl_unref(struct dl *d)
+{
+    if (d && --d->refs == 0)
+        dl_destroy(d);
+}
+
+/* ---- readers and watchers ---- */
+
+enum dl_state dl_state(const struct dl *d)
+{
+    return d->state;
+}
+
+int64_t dl_total(const struct dl *d)
+{
+    return d->total;
+}
+
+int dl_status(const struct dl *d)
+{
+    return d->status;
+}
+
+const char *dl_reason(const struct dl *d)
+{
+    return d->reason;
+}
+
+time_t dl_last_modified(const struct dl *d)
+{
+    return d->last_modified;
+}
+
+const char *dl_source(const struct dl *d)
+{
+    return d->source;
+}
+
+bool dl_hash_mismatch(const struct dl *d)
+{
+    return d->mismatch;
+}
+
+const char *dl_key(const struct dl *d)
+{
+    return d->key;
+}
+
+uint64_t dl_started_ms(const struct dl *d)
+{
+    return d->started_ms;
+}
+
+uint64_t dl_available(const struct dl *d)
+{
+    if (d->state == DL_DONE)
+        return d->received;
+    /* peer phase: bytes on disk are a peer's, or a failed peer's, until the download
+     * is DONE (verified) or moves to a mirror (which starts the file afresh) */
+    if (d->verify_first || peer_phase(d) || d->state == DL_CONNECTING ||
+        d->state == DL_NOT_MODIFIED)
+        return 0;
+    /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
+     * waits for the check, and stays back for good when it fails. */
+    if (d->have_expect && d->total > 0 && d->received >= (uint64_t)d->total)
+        return (uint64_t)d->total - 1;
+    return d->received;
+}
+
+ssize_t dl_read(struct dl *d, uint64_t pos, void *buf, size_t n)
+{
+    if (d->fd < 0)
+        return -EIO;
+    ssize_t r = pread(d->fd, buf, n, (off_t)pos);
+    return r < 0 ? -errno : r;
+}
+
+struct dl_watch *dl_watch(struct dl *d, void (*cb)(void *ud), void *ud)
+{
+    struct dl_watch *w = malloc(sizeof *w);
+    if (!w)
+        return NULL;
+    *w = (struct dl_watch){cb, ud, d->watchers};
+    d->watchers = w;
+    return w;
+}
+
+void dl_unwatch(struct dl *d, struct dl_watch *w)
+{
+    for (struct dl_watch **pp = &d->watchers; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            free(w);
+            return;
+        }
+    }
+}
+
+void dl_notify(struct dl *d)
+{
+    for (struct dl_watch *w = d->watchers, *next; w; w = next) {
+        next = w->next;
+        w->cb(w->ud);
+    }
+}
+
+void dl_set_reason(struct dl *d, int status, const char *fmt, ...)
+{
+    va_list ap;
+    d->status = status;
+    va_start(ap, fmt);
+    vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the body ---- */
+
+int dl_reset_body(struct dl *d)
+{
+    d->state = DL_CONNECTING;
+    d->mismatch = false;
+    d->reason[0] = '\0';
+    d->received = 0;
+    d->total = -1;
+    d->last_modified = 0;
+    /* Only a file that holds bytes of an earlier attempt is truncated: ext4 writes a file
+     * out at close() once it has been truncated to zero (auto_da_alloc), which would stall
+     * the loop in close() and push every download to the disk at once. */
+    struct stat st;
+    if (fstat(d->fd, &st) < 0)
+        return -errno;
+    if (st.st_size > 0 && ftruncate(d->fd, 0) < 0)
+        return -errno;
+    if (lseek(d->fd, 0, SEEK_SET) < 0)
+        return -errno;
+    if (!EVP_DigestInit_ex(d->sha256, EVP_sha256(), NULL))
+        return -EIO;
+    if (d->sha1 && !EVP_DigestInit_ex(d->sha1, EVP_sha1(), NULL))
+        return -EIO;
+    return 0;
+}
+
+bool dl_body_begins(struct dl *d, int64_t content_length)
+{
+    d->total = content_length;
+    if (d->have_expect && d->expect.size != UINT64_MAX) {
+        if (d->total >= 0 && (uint64_t)d->total != d->expect.size) {
+            d->mismatch = true;
+            dl_set_reason(d, 502, "mirror's size differs from the index");
+            return false;
+        }
+        d->total = (int64_t)d->expect.size;
+    }
+    if (d->cacheable && d->total > 0 && cache_make_room(d->f->cache, (uint64_t)d->total) < 0)
+        d->cacheable = false; /* larger than the whole cache: stream only */
+    d->state = DL_STREAMING;
+    dl_notify(d);
+    return true;
+}
+
+/* The disk is full: the download goes on in an anonymous in-memory file, is served to its
+ * readers from there, and is not cached. What was written so far is copied over. */
+static int to_memory(struct dl *d)
+{
+    char buf[65536];
+    off_t end = lseek(d->fd, 0, SEEK_CUR);
+    if (end < 0 || (d->total > 0 && (uint64_t)d->total > MEMORY_MAX))
+        return -ENOSPC;
+    int mfd = memfd_create("apt-dht-download", MFD_CLOEXEC);
+    if (mfd < 0)
+        return -errno;
+    for (off_t pos = 0; pos < end;) {
+        ssize_t r = pread(d->fd, buf, sizeof buf, pos);
+        if (r <= 0 || write(mfd, buf, (size_t)r) != r) {
+            close(mfd);
+            return -EIO;
+        }
+        pos += r;
+    }
+    close(d->fd);
+    if (d->tmp_path[0])
+        unlink(d->tmp_path);
+    d->tmp_path[0] = '\0';
+    d->fd = mfd;
+    d->in_memory = true;
+    d->cacheable = false;
+    log_warn("cache disk full: %s is served without being cached", d->key);
+    return 0;
+}
+
+/* Writes all n bytes; a full disk first evicts old entries, then moves to memory. */
+static bool write_body(struct dl *d, const char *buf, size_t n)
+{
+    bool evicted = false;
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(d->fd, buf + off, n - off);
+        if (w < 0 && (errno == ENOSPC || errno == EDQUOT) && !d->in_memory) {
+            if (!evicted && cache_make_room(d->f->cache, n + (64u << 20)) == 0) {
+                evicted = true; /* evicted old entries; try again */
+                continue;
+            }
+            if (to_memory(d) == 0)
+                continue;
+        }
+        if (w < 0) {
+            dl_set_reason(d, 502, "cannot write the download: %s", strerror(errno));
+            log_error("fetch %s: %s", d->key, d->reason);
+            return false;
+        }
+        off += (size_t)w;
+    }
+    return true;
+}
+
+bool dl_append(struct dl *d, const char *buf, size_t n)
+{
+    if (d->total >= 0 && d->received + n > (uint64_t)d->total) {
+        dl_set_reason(d, 502, "mirror sent more bytes than announced");
+        return false;
+    }
+    if (d->in_memory && d->received + n > MEMORY_MAX) {
+        dl_set_reason(d, 502, "cache disk full and the file too large to pass through memory");
+        return false;
+    }
+    if (!write_body(d, buf, n))
+        return false;
+    EVP_DigestUpdate(d->sha256, buf, n);
+    if (d->sha1)
+        EVP_DigestUpdate(d->sha1, buf, n);
+    d->received += n;
+    bool from_peer = d->src == SRC_PEER;
+    if (d->f->opts.on_bytes)
+        d->f->opts.on_bytes(d->f->opts.ud, from_peer, n);
+    if (!from_peer)
+        dl_notify(d); /* a peer's bytes are delivered only once verified */
+    return true;
+}
+
+/* ---- verification and commit ---- */
+
+static bool digest_matches(EVP_MD_CTX *ctx, const uint8_t *want, unsigned len)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    return EVP_DigestFinal_ex(ctx, md, &n) && n == len && memcmp(md, want, len) == 0;
+}
+
+/* Finalises the SHA-256 of the body into d->digest and checks the body against what
+ * the index promised. */
+static bool verify(struct dl *d)
+{
+    bool ok = d->total < 0 || d->received == (uint64_t)d->total;
+    unsigned n = 0;
+    d->have_digest = EVP_DigestFinal_ex(d->sha256, d->digest, &n) && n == 32;
+    if (!ok || !d->have_expect)
+        return ok;
+    if (d->expect.have_sha256)
+        return d->have_digest && memcmp(d->digest, d->expect.sha256, 32) == 0;
+    if (d->expect.have_sha1)
+        return digest_matches(d->sha1, d->expect.sha1, 20);
+    return true;
+}
+
+static void report_peer(struct dl *d, enum peer_result r)
+{
+    struct dl_peer *p = &d->peers[d->peer_idx - 1];
+    if (r != PEER_OK)
+        log_warn("fetch %s: peer %s %s; trying the next source", d->key, p->label,
+                 r == PEER_BAD_DATA ? "sent bad data" : "failed");
+    if (d->f->opts.on_peer_result)
+        d->f->opts.on_peer_result(d->f->opts.ud, (const struct sockaddr *)&p->sa, r, d->received,
+                                  loop_now_ms() - d->transfer_ms);
+}
+
+static void commit(struct dl *d)
+{
+    struct fetcher *f = d->f;
+    int r = cache_commit(f->cache, d->tmp_path, d->key, d->last_modified, d->immutable,
+                         d->have_digest ? d->digest : NULL);
+    if (r < 0) {
+        log_warn("cache: cannot store %s: %s", d->key, strerror(-r));
+        return;
+    }
+    d->tmp_path[0] = '\0'; /* it is the cache entry now */
+    if (f->opts.on_commit && d->have_digest && cache_has(f->cache, d->key)) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", cache_dir(f->cache), d->key);
+        f->opts.on_commit(f->opts.ud, d->key, path, d->digest);
+    }
+}
+
+void dl_complete(struct dl *d)
+{
+    bool ok = verify(d);
+    if (!ok && d->src == SRC_PEER) {
+        dl_peer_failed(d, PEER_BAD_DATA);
+        return;
+    }
+    if (!ok) {
+        d->mismatch = true;
+        dl_set_reason(d, 502, "mirror's file does not match the index (size or hash)");
+        log_warn("fetch %s: hash mismatch from %s", d->key, d->source);
+        dl_finish(d, DL_FAILED);
+        return;
+    }
+    if (d->src == SRC_PEER)
+        report_peer(d, PEER_OK);
+    d->status = 200;
+    if (d->cacheable)
+        commit(d);
+    dl_finish(d, DL_DONE);
+}
+
+/* ---- the sources ---- */
+
+void dl_peer_failed(struct dl *d, enum peer_result r)
+{
+    report_peer(d, r);
+    dl_next_source(d);
+}
+
+void dl_next_source(struct dl *d)
+{
+    bool peers = d->src == SRC_NEW ? d->await_peers : peer_phase(d);
+    /* once the budget is spent, a failed peer is not replaced */
+    if (peers && !d->budget_over) {
+        if (d->peer_idx < d->n_peers) {
+            d->peer_idx++;
+            set_source(d, SRC_PEER);
+            fetch_start(d);
+            return;
+        }
+        if (!d->peers_done) {
+            set_source(d, SRC_AWAIT_PEER); /* the lookup may still name one */
+            return;
+        }
+    }
+    loop_timer_stop(d->f->loop, &d->budget_timer);
+    if (d->url_idx < d->n_urls) {
+        d->url_idx++;
+        set_source(d, SRC_MIRROR);
+        fetch_start(d);
+        return;
+    }
+    if (!d->reason[0])
+        dl_set_reason(d, 502, "no source could provide the file");
+    dl_finish(d, DL_FAILED);
+}
+
+static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct dl *d = ud;
+    d->budget_over = true;
+    if (!peer_phase(d))
+        return;
+    if (d->src == SRC_PEER && d->easy) {
+        if (d->received > 0)
+            return;    /* a peer is sending: let it finish */
+        fetch_stop(d); /* not the peer's fault: our budget ran out; no report */
+    }
+    dl_next_source(d);
+}
+
+int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+{
+    if (!peer_phase(d) || d->budget_over || d->n_peers == DL_MAX_PEERS ||
+        salen > sizeof d->peers[0].sa)
+        return -EAGAIN;
+    struct dl_peer *p = &d->peers[d->n_peers];
+    memset(p, 0, sizeof *p);
+    memcpy(&p->sa, sa, salen);
+    p->salen = salen;
+    snprintf(p->url, sizeof p->url, "%s", url);
+    const char *h = strstr(url, "://");
+    const char *end = h ? strstr(h + 3, "/~/") : NULL;
+    snprintf(p->label, sizeof p->label, "%.*s", end ? (int)(end - h - 3) : 0, h ? h + 3 : "");
+    d->n_peers++;
+    if (d->src == SRC_AWAIT_PEER)
+        dl_next_source(d);
+    return 0;
+}
+
+void dl_peers_done(struct dl *d)
+{
+    d->peers_done = true;
+    if (d->src == SRC_AWAIT_PEER)
+        dl_next_source(d);
+}
+
+bool dl_claim_lookup(struct dl *d)
+{
+    if (!d->await_peers || d->lookup_claimed || d->src == SRC_ENDED)
+        return false;
+    d->lookup_claimed = true;
+    return true;
+}
+
+void dl_finish(struct dl *d, enum dl_state st)
+{
+    fetch_stop(d);
+    if (d->src == SRC_PEER && st != DL_DONE)
+        d->received = 0; /* a peer's bytes are unverified: none becomes readable */
+    set_source(d, SRC_ENDED);
+    loop_timer_stop(d->f->loop, &d->budget_timer);
+    d->state = st;
+    if (st != DL_DONE && d->tmp_path[0] && d->fd >= 0 && d->received == 0) {
+        unlink(d->tmp_path);
+        d->tmp_path[0] = '\0';
+    }
+    if (st == DL_FAILED && d->tmp_path[0]) {
+        unlink(d->tmp_path); /* readers keep their fd; nothing reaches the cache */
+        d->tmp_path[0] = '\0';
+    }
+    fetch_forget(d);
+    dl_notify(d);
+    dl_unref(d);
+}

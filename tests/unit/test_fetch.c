@@ -1,0 +1,503 @@
+/* test_fetch.c - the fetcher and the download object against HTTP servers on loopback.
+ *
+ * Each case runs the real loop, cache and libcurl against tiny in-process servers that
+ * answer every request the same way: the right file, a wrong file of the same size,
+ * half of the file and then silence, or nothing at all. They check the order of
+ * sources (peers, the budget for waiting on them, then mirrors with failover), that no
+ * unverified byte is ever available to a reader, what ends up in the cache, and that
+ * fetcher_reconfigure reaches the next transfer. Times are generous: a case that
+ * hangs is stopped by a 10 s guard and fails. */
+#include "aptdht-config.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/fetch.h"
+#include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/loop.h"
+#include "tests/unit/unit.h"
+
+#define BODY_LEN 4096
+#define KEY "mirror.example/debian/pool/main/a/a_1.0_all.deb"
+
+enum srv_mode {
+    SRV_OK,     /* 200 with the body */
+    SRV_BAD,    /* 200 with a body of the same length that differs in one byte */
+    SRV_HALF,   /* 200 announcing the whole body, half of it, then silence */
+    SRV_SILENT, /* reads the request and never answers */
+};
+
+struct conn {
+    struct srv *s;
+    int fd;
+    char buf[4096];
+    size_t n;
+};
+
+struct srv {
+    int lfd;
+    uint16_t port;
+    enum srv_mode mode;
+    int requests;
+    struct conn *conns[8]; /* kept open until srv_stop */
+    size_t n_conns;
+};
+
+/* One test's world. */
+static struct {
+    char dir[PATH_MAX];
+    struct loop *loop;
+    struct cache *cache;
+    struct fetcher *f;
+    struct loop_timer guard;
+    bool timed_out;
+    uint8_t body[BODY_LEN];
+    struct hashdb_entry expect;
+    struct dl *d;
+    int peer_results, last_peer_result;
+    uint64_t peer_bytes, mirror_bytes;
+    int commits;
+    bool stop_at_peer_byte;
+    bool unverified_seen; /* a reader could have had a byte of a peer's */
+} w;
+
+/* ---- the servers ---- */
+
+static void send_all(int fd, const void *p, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t r = write(fd, (const char *)p + off, n - off);
+        if (r <= 0)
+            return;
+        off += (size_t)r;
+    }
+}
+
+static void answer(struct conn *c)
+{
+    struct srv *s = c->s;
+    char hdr[128];
+    uint8_t body[BODY_LEN];
+    s->requests++;
+    if (s->mode == SRV_SILENT)
+        return;
+    memcpy(body, w.body, sizeof body);
+    if (s->mode == SRV_BAD)
+        body[BODY_LEN / 2] ^= 1;
+    int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n", BODY_LEN,
+                     s->mode == SRV_HALF ? "" : "Connection: close\r\n");
+    send_all(c->fd, hdr, (size_t)n);
+    send_all(c->fd, body, s->mode == SRV_HALF ? BODY_LEN / 2 : BODY_LEN);
+    if (s->mode != SRV_HALF)
+        shutdown(c->fd, SHUT_WR);
+}
+
+static void on_client(struct loop *l, int fd, uint32_t events, void *ud)
+{
+    struct conn *c = ud;
+    ssize_t r = read(fd, c->buf + c->n, sizeof c->buf - 1 - c->n);
+    if (r <= 0) {
+        loop_del_fd(l, fd); /* closed at srv_stop */
+        return;
+    }
+    c->n += (size_t)r;
+    c->buf[c->n] = '\0';
+    if (strstr(c->buf, "\r\n\r\n"))
+        answer(c);
+}
+
+static void on_accept(struct loop *l, int fd, uint32_t events, void *ud)
+{
+    struct srv *s = ud;
+    int cfd = accept(fd, NULL, NULL);
+    if (cfd < 0)
+        return;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c || s->n_conns == sizeof s->conns / sizeof s->conns[0]) {
+        free(c);
+        close(cfd);
+        return;
+    }
+    c->s = s;
+    c->fd = cfd;
+    s->conns[s->n_conns++] = c;
+    loop_add_fd(l, cfd, EPOLLIN, on_client, c);
+}
+
+/* A loopback port nothing listens on. */
+static uint16_t closed_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CU_ASSERT_FATAL(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void srv_start(struct srv *s, enum srv_mode mode)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    memset(s, 0, sizeof *s);
+    s->mode = mode;
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(s->lfd >= 0);
+    CU_ASSERT_FATAL(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CU_ASSERT_FATAL(listen(s->lfd, 8) == 0);
+    CU_ASSERT_FATAL(getsockname(s->lfd, (struct sockaddr *)&sa, &len) == 0);
+    s->port = ntohs(sa.sin_port);
+    CU_ASSERT_FATAL(loop_add_fd(w.loop, s->lfd, EPOLLIN, on_accept, s) == 0);
+}
+
+static void srv_stop(struct srv *s)
+{
+    for (size_t i = 0; i < s->n_conns; i++) {
+        loop_del_fd(w.loop, s->conns[i]->fd);
+        close(s->conns[i]->fd);
+        free(s->conns[i]);
+    }
+    loop_del_fd(w.loop, s->lfd);
+    close(s->lfd);
+}
+
+static void mirror_url(char *out, size_t n, uint16_t port)
+{
+    snprintf(out, n, "http://127.0.0.1:%u/debian/pool/main/a/a_1.0_all.deb", port);
+}
+
+static void add_peer(struct dl *d, const struct srv *s)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(s->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/~/sha256/00", s->port);
+    CU_ASSERT_EQUAL(dl_add_peer(d, (struct sockaddr *)&sa, sizeof sa, url), 0);
+}
+
+/* ---- the fetcher's callbacks ---- */
+
+static void on_commit(void *ud, const char *key, const char *path, const uint8_t sha256[32])
+{
+    w.commits++;
+    CU_ASSERT_STRING_EQUAL(key, KEY);
+    CU_ASSERT_EQUAL(memcmp(sha256, w.expect.sha256, 32), 0);
+}
+
+static void on_peer_result(void *ud, const struct sockaddr *peer, enum peer_result r,
+                           uint64_t bytes, uint64_t ms)
+{
+    w.peer_results++;
+    w.last_peer_result = (int)r;
+}
+
+static void on_bytes(void *ud, bool from_peer, size_t n)
+{
+    if (from_peer) {
+        w.peer_bytes += n;
+        if (w.d && dl_available(w.d) > 0)
+            w.unverified_seen = true;
+        if (w.stop_at_peer_byte)
+            loop_stop(w.loop);
+    } else {
+        w.mirror_bytes += n;
+    }
+}
+
+static void on_guard(struct loop *l, struct loop_timer *t, void *ud)
+{
+    w.timed_out = true;
+    loop_stop(l);
+}
+
+static void on_change(void *ud)
+{
+    enum dl_state st = dl_state(w.d);
+    if (st == DL_DONE || st == DL_FAILED || st == DL_NOT_MODIFIED)
+        loop_stop(w.loop);
+}
+
+/* ---- set-up ---- */
+
+static void setup(void)
+{
+    memset(&w, 0, sizeof w);
+    snprintf(w.dir, sizeof w.dir, "%s/apt-dht-test-fetch-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(w.dir));
+    CU_ASSERT_EQUAL_FATAL(loop_new(&w.loop), 0);
+    CU_ASSERT_EQUAL_FATAL(cache_new(&w.cache, w.dir, 1 << 20), 0);
+    struct fetch_opts fo = {
+        .connect_timeout_s = 10,
+        .stall_timeout_s = 30,
+        .user_agent = "test_fetch",
+        .on_commit = on_commit,
+        .on_peer_result = on_peer_result,
+        .on_bytes = on_bytes,
+    };
+    CU_ASSERT_EQUAL_FATAL(fetcher_new(&w.f, w.loop, w.cache, &fo), 0);
+    for (size_t i = 0; i < BODY_LEN; i++)
+        w.body[i] = (uint8_t)(i * 7 + 3);
+    unsigned n = 0;
+    w.expect.size = BODY_LEN;
+    w.expect.have_sha256 = true;
+    CU_ASSERT_FATAL(EVP_Digest(w.body, BODY_LEN, w.expect.sha256, &n, EVP_sha256(), NULL) == 1);
+    loop_timer_init(&w.guard, on_guard, NULL);
+}
+
+static void teardown(void)
+{
+    char cmd[PATH_MAX + 16];
+    fetcher_free(w.f);
+    cache_free(w.cache);
+    loop_timer_stop(w.loop, &w.guard);
+    loop_free(w.loop);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", w.dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* Starts the download of KEY from the given mirror ports, watched by on_change. */
+static struct dl *start(const uint16_t *ports, size_t n, bool await_peers, uint32_t budget_ms)
+{
+    static char urls[FETCH_MAX_URLS][128];
+    struct dl_request q = {
+        .key = KEY,
+        .n_urls = n,
+        .immutable = true,
+        .cacheable = true,
+        .expect = &w.expect,
+        .await_peers = await_peers,
+        .peer_budget_ms = budget_ms,
+    };
+    for (size_t i = 0; i < n; i++) {
+        mirror_url(urls[i], sizeof urls[i], ports[i]);
+        q.urls[i] = urls[i];
+    }
+    int err = 0;
+    struct dl *d = fetcher_get(w.f, &q, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dl_watch(d, on_change, NULL));
+    w.d = d;
+    return d;
+}
+
+/* Runs the loop until the download ends (or the loop is stopped, or the guard). */
+static void run(void)
+{
+    CU_ASSERT_EQUAL(loop_timer_start(w.loop, &w.guard, 10000), 0);
+    CU_ASSERT_EQUAL(loop_run(w.loop), 0);
+    loop_timer_stop(w.loop, &w.guard);
+    CU_ASSERT_FALSE(w.timed_out);
+}
+
+static void check_body(struct dl *d)
+{
+    uint8_t buf[BODY_LEN];
+    CU_ASSERT_EQUAL(dl_state(d), DL_DONE);
+    CU_ASSERT_EQUAL(dl_available(d), BODY_LEN);
+    CU_ASSERT_EQUAL(dl_read(d, 0, buf, sizeof buf), BODY_LEN);
+    CU_ASSERT_EQUAL(memcmp(buf, w.body, BODY_LEN), 0);
+    CU_ASSERT_TRUE(cache_has(w.cache, KEY));
+    CU_ASSERT_EQUAL(w.commits, 1);
+    CU_ASSERT_FALSE(w.unverified_seen);
+}
+
+static void done(struct dl *d)
+{
+    dl_unref(d);
+    w.d = NULL;
+}
+
+/* ---- cases ---- */
+
+static void test_mirror_verified(void)
+{
+    struct srv m;
+    setup();
+    srv_start(&m, SRV_OK);
+    struct dl *d = start(&m.port, 1, false, 0);
+    CU_ASSERT_FALSE(dl_claim_lookup(d)); /* it awaits no peers */
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(dl_status(d), 200);
+    CU_ASSERT_EQUAL(strncmp(dl_source(d), "mirror http://127.0.0.1:", 24), 0);
+    CU_ASSERT_EQUAL(w.mirror_bytes, BODY_LEN);
+    done(d);
+    srv_stop(&m);
+    teardown();
+}
+
+static void test_mirror_failover(void)
+{
+    struct srv m;
+    setup();
+    srv_start(&m, SRV_OK);
+    uint16_t ports[2] = {closed_port(), m.port};
+    struct dl *d = start(ports, 2, false, 0);
+    run();
+    check_body(d);
+    char want[128];
+    snprintf(want, sizeof want, "mirror http://127.0.0.1:%u/", m.port);
+    CU_ASSERT_EQUAL(strncmp(dl_source(d), want, strlen(want)), 0);
+    done(d);
+    srv_stop(&m);
+    teardown();
+}
+
+/* A mirror's wrong file streams but for its last byte, and is never cached. */
+static void test_mirror_mismatch(void)
+{
+    struct srv m;
+    setup();
+    srv_start(&m, SRV_BAD);
+    struct dl *d = start(&m.port, 1, false, 0);
+    run();
+    CU_ASSERT_EQUAL(dl_state(d), DL_FAILED);
+    CU_ASSERT_TRUE(dl_hash_mismatch(d));
+    CU_ASSERT_EQUAL(dl_status(d), 502);
+    CU_ASSERT_EQUAL(dl_available(d), BODY_LEN - 1);
+    CU_ASSERT_FALSE(cache_has(w.cache, KEY));
+    CU_ASSERT_EQUAL(w.commits, 0);
+    done(d);
+    srv_stop(&m);
+    teardown();
+}
+
+static void test_good_peer(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    CU_ASSERT_TRUE(dl_claim_lookup(d));
+    CU_ASSERT_FALSE(dl_claim_lookup(d)); /* once per download */
+    add_peer(d, &p);
+    run();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", p.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT_EQUAL(w.peer_results, 1);
+    CU_ASSERT_EQUAL(w.last_peer_result, PEER_OK);
+    CU_ASSERT_EQUAL(w.peer_bytes, BODY_LEN);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    CU_ASSERT_FALSE(dl_claim_lookup(d)); /* ended */
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* A lying peer is reported, its bytes are never readable, and the mirror serves. */
+static void test_bad_peer_then_mirror(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_BAD);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(w.peer_results, 1);
+    CU_ASSERT_EQUAL(w.last_peer_result, PEER_BAD_DATA);
+    CU_ASSERT_EQUAL(w.peer_bytes, BODY_LEN);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    CU_ASSERT_EQUAL(strncmp(dl_source(d), "mirror ", 7), 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* No peer within the budget: the mirror is used and later peers are refused. */
+static void test_budget_runs_out(void)
+{
+    struct srv m;
+    setup();
+    srv_start(&m, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 100);
+    CU_ASSERT_EQUAL(dl_available(d), 0);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    CU_ASSERT_EQUAL(dl_add_peer(d, (struct sockaddr *)&sa, sizeof sa, "http://x/~/"), -EAGAIN);
+    CU_ASSERT_EQUAL(w.peer_results, 0);
+    done(d);
+    srv_stop(&m);
+    teardown();
+}
+
+/* The fetcher starts with a 30 s stall timeout; after fetcher_reconfigure the next
+ * transfer gives up on a silent mirror after 1 s, well inside the 10 s guard. */
+static void test_reconfigure(void)
+{
+    struct srv m;
+    setup();
+    srv_start(&m, SRV_SILENT);
+    fetcher_reconfigure(w.f, 1, 1);
+    struct dl *d = start(&m.port, 1, false, 0);
+    run();
+    CU_ASSERT_EQUAL(dl_state(d), DL_FAILED);
+    CU_ASSERT_EQUAL(dl_status(d), 504);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    done(d);
+    srv_stop(&m);
+    teardown();
+}
+
+/* The proxy shuts down while a peer is sending: the reader still holding the download
+ * sees it failed and none of the peer's unverified bytes. */
+static void test_shutdown_during_peer(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_HALF);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    w.stop_at_peer_byte = true;
+    run();
+    CU_ASSERT(w.peer_bytes > 0);
+    fetcher_free(w.f);
+    w.f = NULL;
+    CU_ASSERT_EQUAL(dl_state(d), DL_FAILED);
+    CU_ASSERT_EQUAL(dl_status(d), 503);
+    CU_ASSERT_EQUAL(dl_available(d), 0);
+    CU_ASSERT_FALSE(w.unverified_seen);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+int main(void)
+{
+    log_setup(getenv("TEST_FETCH_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, 0);
+    static const struct unit_case cases[] = {
+        {"mirror, verified and committed", test_mirror_verified},
+        {"failover to the next mirror", test_mirror_failover},
+        {"mirror's wrong file: tail held back, not cached", test_mirror_mismatch},
+        {"a good peer serves, the mirror is not asked", test_good_peer},
+        {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
+        {"the peer budget runs out: the mirror", test_budget_runs_out},
+        {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
+        {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
+        {NULL, NULL},
+    };
+    return unit_run("fetch", cases);
+}
