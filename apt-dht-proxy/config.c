@@ -110,6 +110,10 @@ int config_init_defaults(struct config *cfg)
     int rc;
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen_port = 9977;
+    cfg->max_connections = 1000;
+    cfg->max_per_client = 64;
+    cfg->header_timeout_s = 15;
+    cfg->idle_timeout_s = 60;
     cfg->cache_max_size = (uint64_t)10 << 30;
     cfg->negative_ttl_s = 60;
     cfg->connect_timeout_s = 10;
@@ -364,6 +368,10 @@ static const struct key keys[] = {
     {"listen", K_SECTION, 0, 0, 0, 0},
     {"listen.address", K_ADDRESS, F(listen_address), 0, 0, 0},
     {"listen.port", K_PORT, F(listen_port), 0, 1, 65535},
+    {"listen.max_connections", K_NUMBER, F(max_connections), 0, 4, 100000},
+    {"listen.max_per_client", K_NUMBER, F(max_per_client), 0, 1, 100000},
+    {"listen.header_timeout", K_NUMBER, F(header_timeout_s), 0, 1, 3600},
+    {"listen.idle_timeout", K_NUMBER, F(idle_timeout_s), 0, 1, 86400},
     {"allowed_clients", K_CIDRS, F(allowed_clients), F(n_allowed_clients), 0, 0},
     {"peer_clients", K_CIDRS, F(peer_clients), F(n_peer_clients), 0, 0},
     {"cache", K_SECTION, 0, 0, 0, 0},

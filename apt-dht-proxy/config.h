@@ -26,6 +26,10 @@ struct config {
     /* listen: */
     char *listen_address;       /* NULL = "0.0.0.0" with the DHT on, "127.0.0.1" with it off */
     uint16_t listen_port;       /* default 9977 */
+    uint32_t max_connections;   /* listen.max_connections: the HTTP pool; default 1000 */
+    uint32_t max_per_client;    /* listen.max_per_client: from one address; default 64 */
+    uint32_t header_timeout_s;  /* listen.header_timeout: to send a request head; default 15 */
+    uint32_t idle_timeout_s;    /* listen.idle_timeout: a silent connection; default 60 */
 
     struct cidr *allowed_clients; /* apt-facing routes; default 127.0.0.0/8 and ::1/128 */
     size_t n_allowed_clients;

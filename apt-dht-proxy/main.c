@@ -7,10 +7,15 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
@@ -29,6 +34,7 @@ struct options {
     long port;               /* -1 = from config */
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
+    int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
 };
 
 struct app {
@@ -266,6 +272,80 @@ static void stop_all(struct app *a)
     a->loop = NULL;
 }
 
+/* ---- process set-up: open-file limit, daemonising, readiness ---- */
+
+/* Each connection and each download holds descriptors: take the hard limit (systemd's
+ * default soft limit of 1024 is less than the default connection pool needs). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open-file limit: %s", strerror(errno));
+    }
+}
+
+/* Forks into the background. The parent stays until the child says it is serving (one
+ * byte on a pipe) and exits 0, or exits 1 when the child fails to start (the pipe
+ * closes without a byte), so a failed start is a non-zero exit either way. */
+static int daemonise(struct options *o)
+{
+    int p[2];
+    char c;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0) {
+        close(p[1]);
+        ssize_t n = read(p[0], &c, 1);
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    o->ready_fd = p[1];
+    if (setsid() < 0)
+        return -errno;
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2)
+            close(null);
+    }
+    return 0;
+}
+
+/* The daemon serves: tell the waiting parent, and systemd (Type=notify) through
+ * $NOTIFY_SOCKET, the protocol of sd_notify(3) without needing libsystemd. */
+static void tell_ready(struct options *o)
+{
+    if (o->ready_fd >= 0) {
+        if (write(o->ready_fd, "1", 1) < 0)
+            log_warn("cannot tell the parent process that the daemon started");
+        close(o->ready_fd);
+        o->ready_fd = -1;
+    }
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = path ? strlen(path) : 0;
+    if (len == 0 || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sun.sun_path, path, len);
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    static const char msg[] = "READY=1";
+    if (sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&sun,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_warn("sd_notify: %s", strerror(errno));
+    close(fd);
+}
+
 static int run(struct app *a)
 {
     long files = 0;
@@ -285,6 +365,7 @@ static int run(struct app *a)
     log_info("apt-dht-proxy %s listening on port %u; cache %s (%ld files, %llu MiB)",
              aptdht_version(), server_port(a->server), a->cfg->cache_dir, files,
              (unsigned long long)(cache_used(a->cache) >> 20));
+    tell_ready(&a->opt);
     r = loop_run(a->loop);
     stop_all(a);
     return r;
@@ -292,7 +373,7 @@ static int run(struct app *a)
 
 int main(int argc, char **argv)
 {
-    struct app a = {0};
+    struct app a = {.opt.ready_fd = -1};
     int r = parse_args(argc, argv, &a.opt);
     if (r != 0)
         return r > 0 ? 0 : 2;
@@ -302,8 +383,9 @@ int main(int argc, char **argv)
     if (!a.cfg)
         return 1;
     log_setup(a.cfg->log_level, 0);
+    raise_nofile();
     if (!a.opt.foreground) {
-        if (daemon(1, 0) < 0) {
+        if (daemonise(&a.opt) < 0) {
             log_error("cannot daemonise: %s", strerror(errno));
             return 1;
         }

@@ -25,6 +25,7 @@
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
+#include "apt-dht-proxy/conns.h"
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/index.h"
@@ -40,12 +41,14 @@
 #include "apt-dht-proxy/version.h"
 
 #define INDEX_WAIT_MS 10000 /* longest a request waits for the indexer */
+#define MHD_WAIT_MAX_MS 1000 /* longest the loop sleeps without running MHD */
 
 /* The server's own copy of what it needs from the configuration (server_reconfigure). */
 struct server_conf {
     struct cidr *allowed, *peers;
     size_t n_allowed, n_peers;
     uint32_t peer_budget_ms, max_uploads;
+    uint32_t max_connections, idle_timeout_s; /* libmicrohttpd's, fixed at start */
     char *listen_address; /* NULL: by dht mode */
     uint16_t listen_port;
     bool dht_off;
@@ -64,6 +67,7 @@ struct server {
     const struct config *start_cfg; /* the config the router is first built from */
     struct responder rs;
     struct stats stats;
+    struct conns *conns;  /* connection budgets and the header deadline */
     unsigned uploads;    /* peer uploads in progress */
     struct MHD_Daemon *mhd;
     int mhd_epfd;
@@ -529,6 +533,35 @@ static enum MHD_Result first_call(struct req *r, const char *url)
 
 /* ---- libmicrohttpd's callbacks ---- */
 
+/* Every connection is counted against its address and audience while it is open. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conns_closed(s->conns, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ai || !ai->client_addr)
+        return;
+    bool apt = cidr_match_any(s->conf.allowed, s->conf.n_allowed, ai->client_addr);
+    *socket_context = conns_opened(s->conns, ai->client_addr, apt, fi ? fi->connect_fd : -1);
+}
+
+/* The connection's request head is complete: its header deadline is over. */
+static void head_arrived(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci)
+        conns_requested(ci->socket_context);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -536,6 +569,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct server *s = cls;
     struct req *r = *con_cls;
     if (!r) {
+        head_arrived(c);
         if (!(r = req_new(s, c, url, method)))
             return MHD_NO;
         *con_cls = r;
@@ -580,10 +614,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
 {
     struct server *s = cls;
-    return cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa) ||
-                   cidr_match_any(s->conf.peers, s->conf.n_peers, sa)
-               ? MHD_YES
-               : MHD_NO;
+    bool apt = cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa);
+    if (!apt && !cidr_match_any(s->conf.peers, s->conf.n_peers, sa))
+        return MHD_NO;
+    return conns_admit(s->conns, sa, apt) ? MHD_YES : MHD_NO;
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -614,11 +648,14 @@ static int64_t mhd_prepare(struct loop *l, void *ud)
         s->rs.kick = false;
         MHD_run(s->mhd);
     }
+    /* Never sleep on MHD without a bound: with no timeout of its own, MHD may still have
+     * work only its next run does (it takes up listening again once a full connection
+     * pool has room, for one), and nothing else would wake the loop for it. */
     for (int i = 0; i < 4; i++) {
         if (MHD_get_timeout(s->mhd, &t) != MHD_YES)
-            return -1;
+            return MHD_WAIT_MAX_MS;
         if (t > 0)
-            return (int64_t)t;
+            return t < MHD_WAIT_MAX_MS ? (int64_t)t : MHD_WAIT_MAX_MS;
         MHD_run(s->mhd);
     }
     return 0;
@@ -700,6 +737,8 @@ static int conf_copy(struct server_conf *c, const struct config *cfg)
     c->dht_off = cfg->dht_mode == DHT_MODE_OFF;
     c->peer_budget_ms = cfg->peer_budget_ms;
     c->max_uploads = cfg->peer_max_uploads;
+    c->max_connections = cfg->max_connections;
+    c->idle_timeout_s = cfg->idle_timeout_s;
     return 0;
 }
 
@@ -708,11 +747,20 @@ static bool str_differs(const char *a, const char *b)
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
+static struct conns_limits limits_of(const struct config *cfg)
+{
+    return (struct conns_limits){cfg->max_connections, cfg->max_per_client,
+                                 cfg->header_timeout_s};
+}
+
 int server_reconfigure(struct server *s, const struct config *cfg)
 {
     struct router *rt = NULL;
     bool listen_changed = cfg->listen_port != s->conf.listen_port ||
-                          str_differs(cfg->listen_address, s->conf.listen_address);
+                          str_differs(cfg->listen_address, s->conf.listen_address) ||
+                          cfg->max_connections != s->conf.max_connections ||
+                          cfg->idle_timeout_s != s->conf.idle_timeout_s;
+    uint32_t keep_max = s->conf.max_connections, keep_idle = s->conf.idle_timeout_s;
     if (s->mhd && router_new(&rt, cfg, s->port) < 0)
         return -ENOMEM;
     char *keep_addr = s->conf.listen_address ? strdup(s->conf.listen_address) : NULL;
@@ -726,16 +774,21 @@ int server_reconfigure(struct server *s, const struct config *cfg)
     free(s->conf.listen_address);
     s->conf.listen_address = keep_addr;
     s->conf.listen_port = keep_port;
+    s->conf.max_connections = keep_max;
+    s->conf.idle_timeout_s = keep_idle;
     if (rt) {
         router_free(s->router);
         s->router = rt;
     }
     s->rs.upload_kib_s = cfg->peer_upload_kib_s;
+    struct conns_limits lim = limits_of(cfg);
+    conns_set_limits(s->conns, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
-             listen_changed ? "; listen address and port need a restart" : "");
+             listen_changed ? "; listen address, port, max_connections and idle_timeout need a restart"
+                           : "");
     return 0;
 }
 
@@ -767,7 +820,9 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .on_bytes = on_bytes,
         .ud = s,
     };
-    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
+    struct conns_limits lim = limits_of(cfg);
+    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0 ||
+        conns_new(&s->conns, l, &lim) < 0)
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
         goto fail;
@@ -804,14 +859,18 @@ static int listen_addr(const struct server *s, struct sockaddr_storage *ss, unsi
 
 static struct MHD_Daemon *start_mhd(struct server *s, unsigned flags, struct sockaddr_storage *ss)
 {
-    /* SIGPIPE is ignored process-wide by main(); telling MHD so lets it use sendfile(2) */
+    /* SIGPIPE is ignored process-wide by main(); telling MHD so lets it use sendfile(2).
+     * No MHD_OPTION_LISTENING_ADDRESS_REUSE: SO_REUSEADDR (a quick restart) but never
+     * SO_REUSEPORT, so a second instance on a port in use fails to start instead of
+     * taking half the connections. */
     return MHD_start_daemon(
         flags, s->conf.listen_port, accept_policy, s, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw,
-        NULL, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
-        1000u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL,
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->conf.idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.max_connections, MHD_OPTION_END);
 }
 
 int server_start(struct server *s)
@@ -889,6 +948,7 @@ void server_free(struct server *s)
         MHD_stop_daemon(s->mhd);
     }
     negcache_free(s->neg);
+    conns_free(s->conns);
     router_free(s->router);
     conf_done(&s->conf);
     free(s);

@@ -50,6 +50,8 @@ static bool str_list_equal(char *const *a, size_t na, char *const *b, size_t nb)
 static bool config_equal(const struct config *a, const struct config *b)
 {
     if (!str_equal(a->listen_address, b->listen_address) || a->listen_port != b->listen_port ||
+        a->max_connections != b->max_connections || a->max_per_client != b->max_per_client ||
+        a->header_timeout_s != b->header_timeout_s || a->idle_timeout_s != b->idle_timeout_s ||
         !cidr_equal(a->allowed_clients, a->n_allowed_clients, b->allowed_clients,
                     b->n_allowed_clients) ||
         !cidr_equal(a->peer_clients, a->n_peer_clients, b->peer_clients, b->n_peer_clients) ||
@@ -96,6 +98,10 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL_FATAL(config_init_defaults(&c), 0);
     CU_ASSERT_PTR_NULL(c.listen_address);
     CU_ASSERT_EQUAL(c.listen_port, 9977);
+    CU_ASSERT_EQUAL(c.max_connections, 1000);
+    CU_ASSERT_EQUAL(c.max_per_client, 64);
+    CU_ASSERT_EQUAL(c.header_timeout_s, 15);
+    CU_ASSERT_EQUAL(c.idle_timeout_s, 60);
     CU_ASSERT(cidrs_are(c.allowed_clients, c.n_allowed_clients, allowed));
     CU_ASSERT(cidrs_are(c.peer_clients, c.n_peer_clients, peers));
     CU_ASSERT_STRING_EQUAL(c.cache_dir, "/var/cache/apt-dht");
@@ -170,6 +176,10 @@ static const char full_yaml[] =
     "listen:\n"
     "  address: \"::\"\n"
     "  port: 8080\n"
+    "  max_connections: 4000\n"
+    "  max_per_client: 16\n"
+    "  header_timeout: 5\n"
+    "  idle_timeout: 30\n"
     "allowed_clients: [10.1.0.0/16, \"2001:db8::/32\", 192.0.2.7]\n"
     "peer_clients:\n"
     "  - 10.0.0.0/8\n"
@@ -204,6 +214,10 @@ static void check_full(const struct config *c)
     static const char *const peers[] = {"10.0.0.0/8", "fd00::/8", NULL};
     CU_ASSERT_STRING_EQUAL(c->listen_address, "::");
     CU_ASSERT_EQUAL(c->listen_port, 8080);
+    CU_ASSERT_EQUAL(c->max_connections, 4000);
+    CU_ASSERT_EQUAL(c->max_per_client, 16);
+    CU_ASSERT_EQUAL(c->header_timeout_s, 5);
+    CU_ASSERT_EQUAL(c->idle_timeout_s, 30);
     CU_ASSERT(cidrs_are(c->allowed_clients, c->n_allowed_clients, allowed));
     CU_ASSERT(cidrs_are(c->peer_clients, c->n_peer_clients, peers));
     CU_ASSERT_STRING_EQUAL(c->cache_dir, "/srv/cache");
@@ -294,6 +308,12 @@ static const struct bad_case bad_cases[] = {
     /* unknown and duplicate keys */
     {"bogus: 1\n", -EINVAL, "t.yaml:1: key 'bogus': unknown key"},
     {"peers:\n  max_uploads: 0\n", -ERANGE, "t.yaml:2: key 'peers.max_uploads': 0 is out of range (1..10000)"},
+    {"listen:\n  max_connections: 3\n", -ERANGE,
+     "t.yaml:2: key 'listen.max_connections': 3 is out of range (4..100000)"},
+    {"listen: {max_per_client: 0}\n", -ERANGE,
+     "t.yaml:1: key 'listen.max_per_client': 0 is out of range (1..100000)"},
+    {"listen: {header_timeout: 0}\n", -ERANGE,
+     "t.yaml:1: key 'listen.header_timeout': 0 is out of range (1..3600)"},
     {"peers:\n  budget: 60001\n", -ERANGE, "t.yaml:2: key 'peers.budget': 60001 is out of range (0..60000)"},
     {"cache:\n  dir: /x\n  maxsize: 1G\n", -EINVAL, "t.yaml:3: key 'cache.maxsize': unknown key"},
     {"listen.port: 80\n", -EINVAL, "t.yaml:1: key 'listen.port': unknown key"},
