@@ -259,6 +259,17 @@ int loop_add_prepare(struct loop *l, loop_prepare_cb cb, void *ud)
     return 0;
 }
 
+void loop_del_prepare(struct loop *l, loop_prepare_cb cb, void *ud)
+{
+    for (size_t i = 0; i < l->n_prep; i++) {
+        if (l->prep[i].cb == cb && l->prep[i].ud == ud) {
+            memmove(&l->prep[i], &l->prep[i + 1], (l->n_prep - i - 1) * sizeof l->prep[0]);
+            l->n_prep--;
+            return;
+        }
+    }
+}
+
 /* Fires every timer that is due. Each is disarmed before its callback runs, so the
  * callback may start or stop any timer, itself included. */
 static void run_timers(struct loop *l)

@@ -55,6 +55,8 @@ int loop_add_signal(struct loop *l, int signo, loop_signal_cb cb, void *ud);
 
 /* Adds a hook run before every wait (at most 4). */
 int loop_add_prepare(struct loop *l, loop_prepare_cb cb, void *ud);
+/* Removes the hook added with the same cb and ud (nothing if there is none). */
+void loop_del_prepare(struct loop *l, loop_prepare_cb cb, void *ud);
 
 /* Runs until loop_stop; returns 0 or a negative errno if epoll fails. */
 int loop_run(struct loop *l);

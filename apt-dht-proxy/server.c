@@ -1,6 +1,6 @@
 /* server.c - the request pipeline of apt-dht-proxy's HTTP side.
  *
- * libmicrohttpd (external epoll, suspend/resume) hands each request to on_request. An apt
+ * libmicrohttpd, on the loop by way of httpd.h, hands each request to on_request. An apt
  * request is parsed (url.h), routed (router.h) and then driven through named phases:
  *
  *   PARSED --decide--> ANSWERED                      served from the cache or refused
@@ -25,9 +25,9 @@
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
-#include "apt-dht-proxy/conns.h"
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/httpd.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/negcache.h"
@@ -41,7 +41,6 @@
 #include "apt-dht-proxy/version.h"
 
 #define INDEX_WAIT_MS 10000 /* longest a request waits for the indexer */
-#define MHD_WAIT_MAX_MS 1000 /* longest the loop sleeps without running MHD */
 
 /* The server's own copy of what it needs from the configuration (server_reconfigure). */
 struct server_conf {
@@ -67,11 +66,10 @@ struct server {
     const struct config *start_cfg; /* the config the router is first built from */
     struct responder rs;
     struct stats stats;
-    struct conns *conns;  /* connection budgets and the header deadline */
     unsigned uploads;    /* peer uploads in progress */
-    struct MHD_Daemon *mhd;
-    int mhd_epfd;
+    struct httpd *httpd;  /* NULL until server_start */
     uint16_t port;
+    bool ix_added;       /* the indexer's eventfd is in the loop */
     struct negcache *neg; /* recent mirror 404s */
     struct req *reqs;    /* every live request, for the index wake-up and shutdown */
 };
@@ -447,11 +445,6 @@ static enum MHD_Result resume(struct req *r)
 
 /* ---- the first call of a request ---- */
 
-static size_t keep_raw(void *cls, struct MHD_Connection *c, char *s)
-{
-    return strlen(s); /* url_parse decodes, once, with its own limits */
-}
-
 static const struct sockaddr *client_of(struct req *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -533,35 +526,6 @@ static enum MHD_Result first_call(struct req *r, const char *url)
 
 /* ---- libmicrohttpd's callbacks ---- */
 
-/* Every connection is counted against its address and audience while it is open. */
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    struct server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        conns_closed(s->conns, *socket_context);
-        *socket_context = NULL;
-        return;
-    }
-    const union MHD_ConnectionInfo *ai =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const union MHD_ConnectionInfo *fi =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ai || !ai->client_addr)
-        return;
-    bool apt = cidr_match_any(s->conf.allowed, s->conf.n_allowed, ai->client_addr);
-    *socket_context = conns_opened(s->conns, ai->client_addr, apt, fi ? fi->connect_fd : -1);
-}
-
-/* The connection's request head is complete: its header deadline is over. */
-static void head_arrived(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    if (ci)
-        conns_requested(ci->socket_context);
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -569,7 +533,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct server *s = cls;
     struct req *r = *con_cls;
     if (!r) {
-        head_arrived(c);
+        httpd_head_arrived(c);
         if (!(r = req_new(s, c, url, method)))
             return MHD_NO;
         *con_cls = r;
@@ -609,56 +573,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->peer && s->uploads)
         s->uploads--;
     answer_unref(&r->ans);
-}
-
-static enum MHD_Result accept_policy(void *cls, const struct sockaddr *sa, socklen_t len)
-{
-    struct server *s = cls;
-    bool apt = cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa);
-    if (!apt && !cidr_match_any(s->conf.peers, s->conf.n_peers, sa))
-        return MHD_NO;
-    return conns_admit(s->conns, sa, apt) ? MHD_YES : MHD_NO;
-}
-
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    log_debug("http: %s", msg);
-}
-
-static void on_mhd_ready(struct loop *l, int fd, uint32_t events, void *ud)
-{
-    struct server *s = ud;
-    MHD_run(s->mhd);
-}
-
-/* Before each wait: let MHD work off anything pending (resumed connections), and tell
- * the loop how long MHD may sleep. */
-static int64_t mhd_prepare(struct loop *l, void *ud)
-{
-    struct server *s = ud;
-    MHD_UNSIGNED_LONG_LONG t = 0;
-    if (!s->mhd)
-        return -1;
-    for (int i = 0; i < 4 && s->rs.kick; i++) {
-        s->rs.kick = false;
-        MHD_run(s->mhd);
-    }
-    /* Never sleep on MHD without a bound: with no timeout of its own, MHD may still have
-     * work only its next run does (it takes up listening again once a full connection
-     * pool has room, for one), and nothing else would wake the loop for it. */
-    for (int i = 0; i < 4; i++) {
-        if (MHD_get_timeout(s->mhd, &t) != MHD_YES)
-            return MHD_WAIT_MAX_MS;
-        if (t > 0)
-            return t < MHD_WAIT_MAX_MS ? (int64_t)t : MHD_WAIT_MAX_MS;
-        MHD_run(s->mhd);
-    }
-    return 0;
 }
 
 static void on_index_event(struct loop *l, int fd, uint32_t events, void *ud)
@@ -761,7 +675,7 @@ int server_reconfigure(struct server *s, const struct config *cfg)
                           cfg->max_connections != s->conf.max_connections ||
                           cfg->idle_timeout_s != s->conf.idle_timeout_s;
     uint32_t keep_max = s->conf.max_connections, keep_idle = s->conf.idle_timeout_s;
-    if (s->mhd && router_new(&rt, cfg, s->port) < 0)
+    if (s->httpd && router_new(&rt, cfg, s->port) < 0)
         return -ENOMEM;
     char *keep_addr = s->conf.listen_address ? strdup(s->conf.listen_address) : NULL;
     uint16_t keep_port = s->conf.listen_port;
@@ -782,7 +696,8 @@ int server_reconfigure(struct server *s, const struct config *cfg)
     }
     s->rs.upload_kib_s = cfg->peer_upload_kib_s;
     struct conns_limits lim = limits_of(cfg);
-    conns_set_limits(s->conns, &lim);
+    if (s->httpd)
+        httpd_set_limits(s->httpd, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
@@ -807,7 +722,6 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
     s->db = db;
     s->ix = ix;
     s->cat = cat;
-    s->mhd_epfd = -1;
     s->start_cfg = cfg;
     responder_init(&s->rs, l, &s->stats, cfg->peer_upload_kib_s);
     snprintf(ua, sizeof ua, "apt-dht/%s", aptdht_version());
@@ -820,9 +734,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .on_bytes = on_bytes,
         .ud = s,
     };
-    struct conns_limits lim = limits_of(cfg);
-    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0 ||
-        conns_new(&s->conns, l, &lim) < 0)
+    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
         goto fail;
@@ -833,69 +745,37 @@ fail:
     return r;
 }
 
-static int listen_addr(const struct server *s, struct sockaddr_storage *ss, unsigned *flags)
+/* Who is at sa, for the connection budgets: an apt client, a peer only, or nobody. */
+static int audience(void *cls, const struct sockaddr *sa)
 {
-    const char *a = s->conf.listen_address;
-    if (!a)
-        a = s->conf.dht_off ? "127.0.0.1" : "0.0.0.0";
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, a, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(s->conf.listen_port);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, a, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(s->conf.listen_port);
-        *flags |= MHD_USE_IPv6;
-        if (IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
-            *flags |= MHD_USE_DUAL_STACK;
-        return 0;
-    }
-    return -EINVAL;
-}
-
-static struct MHD_Daemon *start_mhd(struct server *s, unsigned flags, struct sockaddr_storage *ss)
-{
-    /* SIGPIPE is ignored process-wide by main(); telling MHD so lets it use sendfile(2).
-     * No MHD_OPTION_LISTENING_ADDRESS_REUSE: SO_REUSEADDR (a quick restart) but never
-     * SO_REUSEPORT, so a second instance on a port in use fails to start instead of
-     * taking half the connections. */
-    return MHD_start_daemon(
-        flags, s->conf.listen_port, accept_policy, s, on_request, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64 * 1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->conf.idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.max_connections, MHD_OPTION_END);
+    struct server *s = cls;
+    if (cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa))
+        return 1;
+    return cidr_match_any(s->conf.peers, s->conf.n_peers, sa) ? 0 : -1;
 }
 
 int server_start(struct server *s)
 {
-    struct sockaddr_storage ss;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    int r = listen_addr(s, &ss, &flags);
-    if (r < 0) {
-        log_error("listen.address '%s' is not an IP address", s->conf.listen_address);
+    const struct config *cfg = s->start_cfg;
+    struct httpd_conf hc = {
+        .address = s->conf.listen_address,
+        .local_only = s->conf.dht_off,
+        .port = s->conf.listen_port,
+        .max_connections = s->conf.max_connections,
+        .idle_timeout_s = s->conf.idle_timeout_s,
+        .limits = limits_of(cfg),
+    };
+    struct httpd_calls calls = {on_request, on_completed, audience, s};
+    int r = httpd_start(&s->httpd, s->loop, &hc, &calls, &s->rs.kick);
+    if (r < 0)
         return r;
-    }
-    if (!(s->mhd = start_mhd(s, flags, &ss)))
-        return -EADDRINUSE;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = pi ? pi->port : s->conf.listen_port;
-    s->mhd_epfd = di ? di->epoll_fd : -1;
-    if ((r = router_new(&s->router, s->start_cfg, s->port)) < 0)
+    s->port = httpd_port(s->httpd);
+    if ((r = router_new(&s->router, cfg, s->port)) < 0)
         return r;
     s->start_cfg = NULL; /* the caller may free it from now on */
-    if (s->mhd_epfd < 0 || (r = loop_add_fd(s->loop, s->mhd_epfd, EPOLLIN, on_mhd_ready, s)) < 0 ||
-        (r = loop_add_prepare(s->loop, mhd_prepare, s)) < 0)
-        return r < 0 ? r : -EIO;
     if (s->ix && (r = loop_add_fd(s->loop, indexer_event_fd(s->ix), EPOLLIN, on_index_event, s)) < 0)
         return r;
+    s->ix_added = s->ix != NULL;
     return 0;
 }
 
@@ -924,7 +804,7 @@ static void end_requests(struct server *s)
             any |= r->ans.suspended;
             answer_resume(&r->ans);
         }
-        MHD_run(s->mhd);
+        httpd_run(s->httpd);
         if (!any)
             break;
     }
@@ -939,16 +819,12 @@ void server_free(struct server *s)
         answer_resume(&r->ans);
     fetcher_free(s->fetcher); /* readers see DL_FAILED */
     s->fetcher = NULL;
-    if (s->mhd) {
+    if (s->httpd)
         end_requests(s);
-        if (s->mhd_epfd >= 0)
-            loop_del_fd(s->loop, s->mhd_epfd);
-        if (s->ix)
-            loop_del_fd(s->loop, indexer_event_fd(s->ix));
-        MHD_stop_daemon(s->mhd);
-    }
+    if (s->ix_added)
+        loop_del_fd(s->loop, indexer_event_fd(s->ix));
+    httpd_free(s->httpd); /* every connection closes: on_completed for each request */
     negcache_free(s->neg);
-    conns_free(s->conns);
     router_free(s->router);
     conf_done(&s->conf);
     free(s);
