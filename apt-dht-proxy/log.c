@@ -22,11 +22,6 @@ void log_setup(enum log_level level, int use_syslog)
     to_syslog = use_syslog;
 }
 
-enum log_level log_get_level(void)
-{
-    return threshold;
-}
-
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const int syslog_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 

@@ -11,7 +11,6 @@ enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_
 
 /* Sets the threshold; messages above it are dropped. use_syslog: send to syslog. */
 void log_setup(enum log_level level, int use_syslog);
-enum log_level log_get_level(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
