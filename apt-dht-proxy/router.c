@@ -6,7 +6,10 @@
  * other host goes to that host alone. Only archive-shaped paths are routed: the proxy is
  * never an open proxy. */
 #include "aptdht-config.h"
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +29,22 @@ struct backend {
     size_t n;
 };
 
+#define ROUTER_MAX_LOCAL 64
+
+struct local_addr {
+    int family;
+    uint8_t addr[16];
+};
+
 struct router {
     struct backend *backends;
     size_t n_backends;
     uint16_t own_port;
+    struct local_addr local[ROUTER_MAX_LOCAL]; /* this host's interface addresses */
+    size_t n_local;
 };
+
+static void read_local_addrs(struct router *r);
 
 /* ---- building ---- */
 
@@ -85,6 +99,7 @@ int router_new(struct router **out, const struct config *cfg, uint16_t own_port)
     if (!r)
         return -ENOMEM;
     r->own_port = own_port;
+    read_local_addrs(r);
     r->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *r->backends);
     if (!r->backends)
         goto fail;
@@ -196,16 +211,93 @@ static int route_host(struct route *rt, const char *host, const char *path, bool
     return r < 0 ? r : add_url(rt, base, path);
 }
 
-static bool is_self(const struct router *r, const char *host)
+/* Splits "host[:port]" ("[v6]:port" too) into the bare host and the port (80 when none). */
+static int split_hostport(const char *hp, char *host, size_t n, unsigned *port)
 {
-    char me[32];
-    static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(me, sizeof me, "%s:%u", names[i], (unsigned)r->own_port);
-        if (strcmp(host, me) == 0 || (r->own_port == 80 && strcmp(host, names[i]) == 0))
-            return true;
+    const char *end, *colon = NULL;
+    if (hp[0] == '[') {
+        if (!(end = strchr(++hp, ']')) || (end[1] && end[1] != ':'))
+            return -EINVAL;
+        colon = end[1] ? end + 1 : NULL;
+    } else {
+        colon = strchr(hp, ':');
+        end = colon ? colon : hp + strlen(hp);
     }
+    *port = 80;
+    if (colon) {
+        char *stop;
+        unsigned long v = strtoul(colon + 1, &stop, 10);
+        if (*stop || v == 0 || v > 65535)
+            return -EINVAL;
+        *port = (unsigned)v;
+    }
+    if ((size_t)(end - hp) >= n)
+        return -ENAMETOOLONG;
+    memcpy(host, hp, (size_t)(end - hp));
+    host[end - hp] = '\0';
+    return 0;
+}
+
+/* An address of this host: loopback, unspecified, or one of its interfaces. */
+static bool addr_is_local(const struct router *r, int family, const void *a)
+{
+    if (family == AF_INET) {
+        uint32_t v = ntohl(*(const uint32_t *)a);
+        if ((v >> 24) == 127 || v == 0)
+            return true;
+    } else {
+        const struct in6_addr *v6 = a;
+        if (IN6_IS_ADDR_LOOPBACK(v6) || IN6_IS_ADDR_UNSPECIFIED(v6))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(v6))
+            return addr_is_local(r, AF_INET, &v6->s6_addr[12]);
+    }
+    for (size_t i = 0; i < r->n_local; i++)
+        if (r->local[i].family == family &&
+            memcmp(r->local[i].addr, a, family == AF_INET ? 4 : 16) == 0)
+            return true;
     return false;
+}
+
+/* True if host[:port] names this proxy: the port it listens on, and an address of this
+ * host in any spelling the resolver accepts ("127.1", "0x7f000001", "2130706433",
+ * "[::ffff:127.0.0.1]") or a name of loopback ("localhost", "*.localhost"). Names that
+ * resolve through DNS are not looked up here (that would block the loop). */
+static bool is_self(const struct router *r, const char *hostport)
+{
+    char host[URL_MAX_HOST + 1];
+    unsigned port;
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (split_hostport(hostport, host, sizeof host, &port) < 0 || port != r->own_port)
+        return false;
+    size_t n = strlen(host);
+    if (strcmp(host, "localhost") == 0 || (n > 10 && strcmp(host + n - 10, ".localhost") == 0))
+        return true;
+    if (inet_aton(host, &v4)) /* accepts the short, hex and decimal forms */
+        return addr_is_local(r, AF_INET, &v4);
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return addr_is_local(r, AF_INET6, &v6);
+    return false;
+}
+
+/* The host's interface addresses, once, when the router is built. */
+static void read_local_addrs(struct router *r)
+{
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0)
+        return;
+    for (i = ifs; i && r->n_local < ROUTER_MAX_LOCAL; i = i->ifa_next) {
+        if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+            continue;
+        struct local_addr *l = &r->local[r->n_local++];
+        l->family = i->ifa_addr->sa_family;
+        if (l->family == AF_INET)
+            memcpy(l->addr, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
+        else
+            memcpy(l->addr, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, 16);
+    }
+    freeifaddrs(ifs);
 }
 
 /* Which backend a request belongs to (NULL: the host alone), and the path past the

@@ -65,8 +65,11 @@ static int decode_path(const char *p, char *out, size_t outsz)
         if (c == '/' || c == '\0') {
             if (o > 0) { /* close the segment just written */
                 size_t len = o - seg_start;
-                if (len == 0 || out[seg_start] == '.')
-                    return -EINVAL; /* empty, ".", ".." or hidden segment */
+                if (len == 1 && out[seg_start] == '.') {
+                    o = seg_start - 1; /* "." (a flat repository's "./"): dropped */
+                } else if (len == 0 || out[seg_start] == '.') {
+                    return -EINVAL; /* empty, "..", or hidden segment */
+                }
             }
             if (c == '\0')
                 break;

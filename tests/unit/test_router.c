@@ -186,6 +186,16 @@ static const struct refuse_case refuse_cases[] = {
     {"/localhost:9977/debian/dists/bookworm/InRelease", 403},
     {"http://[::1]:9977/debian/pool/a.deb", 403},
     {"/[::1]:9977/debian/pool/a.deb", 403},
+    /* ... and under every other spelling of a local address the resolver accepts */
+    {"http://127.1:9977/debian/pool/a.deb", 403},
+    {"http://0x7f000001:9977/debian/pool/a.deb", 403},
+    {"http://2130706433:9977/debian/pool/a.deb", 403},
+    {"http://[::ffff:127.0.0.1]:9977/debian/pool/a.deb", 403},
+    {"/127.0.0.2:9977/debian/pool/a.deb", 403},
+    {"http://0.0.0.0:9977/debian/pool/a.deb", 403},
+    {"http://[::]:9977/debian/pool/a.deb", 403},
+    {"http://0177.0.0.1:9977/debian/pool/a.deb", 403},
+    {"http://apt.localhost:9977/debian/pool/a.deb", 403},
     /* a first segment that is neither a backend nor a host name */
     {"/nosuch/pool/main/h/hello/hello_2.10-3_amd64.deb", 403},
     {"/debian-security/pool/a.deb", 403},

@@ -35,7 +35,17 @@ static const struct parse_case parse_cases[] = {
     {"/mirror.example/debian/../../etc/passwd", -EINVAL},
     {"/mirror.example/debian/%2e%2e/%2E%2E/etc/passwd", -EINVAL},
     {"/mirror.example/debian/.%2e/x.deb", -EINVAL},
-    {"/mirror.example/debian/./pool/x.deb", -EINVAL},
+    /* flat repositories: apt asks for URI/./InRelease and Filename: ./x.deb */
+    {"/mirror.example/debian/./pool/x.deb", 0, URL_ORIGIN, "mirror.example", "/debian/pool/x.deb"},
+    {"http://mirror.example/repo/./InRelease", 0, URL_ABSOLUTE, "mirror.example", "/repo/InRelease"},
+    {"/local/./././x_1_all.deb", 0, URL_ORIGIN, "local", "/x_1_all.deb"},
+    {"/mirror.example/repo/%2e/Packages.xz", 0, URL_ORIGIN, "mirror.example", "/repo/Packages.xz"},
+    {"/./mirror.example/repo/x.deb", 0, URL_ORIGIN, "mirror.example", "/repo/x.deb"},
+    {"/mirror.example/repo/./../x.deb", -EINVAL},
+    {"/mirror.example/repo/.", 0, URL_ORIGIN, "mirror.example", "/repo"}, /* then not archive-shaped: 403 */
+    {"/mirror.example/.", -EINVAL},
+    {"/mirror.example/./", -EINVAL},
+    {"/.", -EINVAL},
     {"/mirror.example//debian/pool/x.deb", -EINVAL},
     {"/mirror.example/debian%2fpool/x.deb", -EINVAL},
     {"/mirror.example/debian/pool\\..\\x.deb", -EINVAL},
