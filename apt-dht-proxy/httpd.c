@@ -20,6 +20,7 @@ struct httpd {
     bool *kick;
     struct httpd_calls calls;
     struct conns *conns;
+    struct stats *stats;
     uint16_t port;
 };
 
@@ -52,6 +53,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (!ai || !ai->client_addr)
         return;
     bool apt = h->calls.audience(h->calls.cls, ai->client_addr) == 1;
+    h->stats->connections++;
     *socket_context = conns_opened(h->conns, ai->client_addr, apt, fi ? fi->connect_fd : -1);
 }
 
@@ -152,7 +154,7 @@ int httpd_start(struct httpd **out, struct loop *l, const struct httpd_conf *con
     int r = -ENOMEM;
     if (!h)
         return r;
-    *h = (struct httpd){.loop = l, .epfd = -1, .kick = kick, .calls = *calls};
+    *h = (struct httpd){.loop = l, .epfd = -1, .kick = kick, .calls = *calls, .stats = conf->stats};
     if ((r = conns_new(&h->conns, l, &conf->limits)) < 0 || (r = listen_addr(conf, &ss, &flags)) < 0)
         goto fail;
     r = -EADDRINUSE;

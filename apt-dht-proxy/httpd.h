@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "apt-dht-proxy/conns.h"
+#include "apt-dht-proxy/stats.h"
 
 struct httpd;
 struct loop;
@@ -24,6 +25,7 @@ struct httpd_conf {
     uint32_t max_connections; /* libmicrohttpd's pool */
     uint32_t idle_timeout_s;  /* libmicrohttpd's inactivity timeout */
     struct conns_limits limits;
+    struct stats *stats;      /* counts the connections accepted */
 };
 
 struct httpd_calls {

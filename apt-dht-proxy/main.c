@@ -177,10 +177,11 @@ static void on_dump(struct loop *l, int signo, void *ud)
 {
     struct app *a = ud;
     const struct stats *st = server_stats(a->server);
-    log_info("state: %llu requests, %llu hits, %llu misses, %llu revalidated, %llu errors; "
+    log_info("state: %llu connections, %llu requests, %llu hits, %llu misses, %llu revalidated, %llu errors; "
              "bytes served %llu, from mirrors %llu, from peers %llu, uploaded %llu; "
              "cache %llu MiB in %zu files",
-             (unsigned long long)st->requests, (unsigned long long)st->hits,
+             (unsigned long long)st->connections, (unsigned long long)st->requests,
+             (unsigned long long)st->hits,
              (unsigned long long)st->misses, (unsigned long long)st->revalidated,
              (unsigned long long)st->errors, (unsigned long long)st->bytes_served,
              (unsigned long long)st->bytes_from_mirror, (unsigned long long)st->bytes_from_peers,

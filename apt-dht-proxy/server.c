@@ -3,6 +3,7 @@
  * libmicrohttpd, on the loop by way of httpd.h, hands each request to on_request. An apt
  * request is parsed (url.h), routed (router.h) and then driven through named phases:
  *
+ *   NEW --(request read)--> PARSED
  *   PARSED --decide--> ANSWERED                      served from the cache or refused
  *          \--------> WAIT_INDEX --(parse done, 10 s)--> PARSED
  *          \--------> WAIT_DL --(download news)--> WAIT_DL | ANSWERED | PARSED (retry)
@@ -75,13 +76,14 @@ struct server {
 };
 
 enum req_phase {
+    REQ_NEW,        /* its head is in; libmicrohttpd calls again once the request is read */
     REQ_PARSED,     /* routed (or a peer's request); nothing decided yet */
     REQ_WAIT_INDEX, /* suspended until the indexer's queue drains, at most INDEX_WAIT_MS */
     REQ_WAIT_DL,    /* suspended on its download's headers or first bytes */
     REQ_ANSWERED,   /* a response is queued (or MHD was told to close) */
 };
 
-static const char *const phase_names[] = {"PARSED", "WAIT_INDEX", "WAIT_DL", "ANSWERED"};
+static const char *const phase_names[] = {"NEW", "PARSED", "WAIT_INDEX", "WAIT_DL", "ANSWERED"};
 
 /* Per-request state (MHD's con_cls). The answer comes first and holds the references:
  * it is freed when the request has completed and every callback response reading it has
@@ -436,6 +438,7 @@ static enum MHD_Result resume(struct req *r)
         return drive(r);
     case REQ_WAIT_DL:
         return drive(r);
+    case REQ_NEW:
     case REQ_PARSED:
     case REQ_ANSWERED:
     default:
@@ -526,6 +529,16 @@ static enum MHD_Result first_call(struct req *r, const char *url)
 
 /* ---- libmicrohttpd's callbacks ---- */
 
+/* The client will not reuse the connection: "Connection: close", or HTTP/1.0 without
+ * keep-alive. */
+static bool wants_close(struct MHD_Connection *c, const char *version)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+    if (h && strcasestr(h, "close"))
+        return true;
+    return strcmp(version, MHD_HTTP_VERSION_1_0) == 0 && !(h && strcasestr(h, "keep-alive"));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -533,13 +546,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct server *s = cls;
     struct req *r = *con_cls;
     if (!r) {
+        /* The head is in. A client that keeps its connection is answered from the next
+         * call on: libmicrohttpd treats a response queued before the request is fully
+         * read as "early" and closes the connection after it. One that asked to close
+         * is answered now (it may half-close its side, which the next read would take
+         * for a hang-up). */
         httpd_head_arrived(c);
         if (!(r = req_new(s, c, url, method)))
             return MHD_NO;
         *con_cls = r;
-        if (s->rs.stopping)
-            return refuse(r, MHD_HTTP_SERVICE_UNAVAILABLE, "apt-dht-proxy is stopping");
-        return first_call(r, url);
+        if (!wants_close(c, version))
+            return MHD_YES;
     }
     if (*upload_size) {
         *upload_size = 0; /* a body on GET/HEAD is ignored */
@@ -547,6 +564,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (s->rs.stopping && r->phase != REQ_ANSWERED)
         return refuse(r, MHD_HTTP_SERVICE_UNAVAILABLE, "apt-dht-proxy is stopping");
+    if (r->phase == REQ_NEW) {
+        req_set_phase(r, REQ_PARSED);
+        return first_call(r, url);
+    }
     return resume(r);
 }
 
@@ -764,6 +785,7 @@ int server_start(struct server *s)
         .max_connections = s->conf.max_connections,
         .idle_timeout_s = s->conf.idle_timeout_s,
         .limits = limits_of(cfg),
+        .stats = &s->stats,
     };
     struct httpd_calls calls = {on_request, on_completed, audience, s};
     int r = httpd_start(&s->httpd, s->loop, &hc, &calls, &s->rs.kick);

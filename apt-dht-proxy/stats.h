@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct stats {
+    uint64_t connections;       /* HTTP connections accepted */
     uint64_t requests;
     uint64_t bytes_served;      /* body bytes sent to apt clients */
     uint64_t bytes_from_mirror; /* body bytes received from mirrors */
