@@ -29,8 +29,10 @@
 #include "apt-dht-proxy/stats.h"
 #include "apt-dht-proxy/version.h"
 
+#define DEFAULT_CONFIG "/etc/apt-dht/apt-dht.conf"
+
 struct options {
-    const char *config_file; /* NULL = built-in defaults */
+    const char *config_file; /* NULL = DEFAULT_CONFIG if it exists, else built-in defaults */
     long port;               /* -1 = from config */
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
@@ -54,7 +56,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
-            "  -c, --config FILE   YAML config (default: built-in defaults)\n"
+            "  -c, --config FILE   YAML config (default: " DEFAULT_CONFIG " if it exists,\n"
+            "                      else built-in defaults)\n"
             "  -p, --port PORT     listen port (overrides listen.port)\n"
             "      --cache-dir DIR cache directory (overrides cache.dir)\n"
             "      --state-dir DIR state directory (overrides state_dir)\n"
@@ -99,6 +102,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    if (!o->config_file && access(DEFAULT_CONFIG, F_OK) == 0)
+        o->config_file = DEFAULT_CONFIG;
     return 0;
 }
 
