@@ -185,9 +185,36 @@ static int parse_absolute(const char *raw, struct url_target *out)
     return slash ? decode_path(slash, out->path, sizeof out->path) : -EINVAL;
 }
 
+/* The rewrite-mode spellings of an https mirror: "/https/HOST/PATH", and apt-cacher-ng's
+ * "/HTTPS///HOST/PATH" so that its users' sources work as they are. Returns where the
+ * rest of the target ("/HOST/PATH") starts, or raw itself. */
+static const char *https_prefix(const char *raw, bool *https)
+{
+    if (strncasecmp(raw, "/https///", 9) == 0) {
+        *https = true;
+        return raw + 8;
+    }
+    if (strncasecmp(raw, "/https/", 7) == 0) {
+        const char *host = raw + 7, *end = strchr(host, '/');
+        char h[URL_MAX_HOST + 1];
+        size_t n = end ? (size_t)(end - host) : 0;
+        if (n && n < sizeof h) {
+            memcpy(h, host, n);
+            h[n] = '\0';
+            if (url_host_is_hostname(h)) {
+                *https = true;
+                return raw + 6;
+            }
+        }
+    }
+    return raw;
+}
+
 static int parse_origin(const char *raw, struct url_target *out)
 {
     char tmp[URL_MAX_PATH + URL_MAX_HOST + 2];
+    bool https = false;
+    raw = https_prefix(raw, &https);
     int r = decode_path(raw, tmp, sizeof tmp);
     if (r < 0)
         return r;
@@ -205,11 +232,14 @@ static int parse_origin(const char *raw, struct url_target *out)
     size_t hlen = (size_t)(rest - first);
     if (strlen(rest) > URL_MAX_PATH)
         return -ENAMETOOLONG;
-    r = parse_authority(first, hlen, false, out->host);
+    r = parse_authority(first, hlen, https, out->host);
     if (r < 0)
         return r;
+    if (https && !url_host_is_hostname(out->host))
+        return -EINVAL; /* a backend name is not a host to reach over https */
     memcpy(out->path, rest, strlen(rest) + 1);
     out->form = URL_ORIGIN;
+    out->https = https;
     return 0;
 }
 

@@ -221,6 +221,27 @@ static void test_refusals(void)
 }
 
 /* On port 80 the bare loopback names are the proxy too. */
+/* An https mirror named in rewrite mode (both spellings) or in proxy mode is fetched over
+ * https, under the same cache key as its http spelling. */
+static void test_https(void)
+{
+    static const char *const forms[] = {"/https/other.example/deb/pool/a.deb",
+                                        "/HTTPS///other.example/deb/pool/a.deb",
+                                        "https://other.example/deb/pool/a.deb"};
+    struct router *r = router_from(two_backends, OWN_PORT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        struct route rt;
+        const char *why;
+        CU_ASSERT_EQUAL_FATAL(resolve(r, forms[i], &rt, &why), 0);
+        CU_ASSERT_EQUAL(rt.n_urls, 1);
+        CU_ASSERT_STRING_EQUAL(rt.urls[0], "https://other.example/deb/pool/a.deb");
+        CU_ASSERT_STRING_EQUAL(rt.key, "other.example/deb/pool/a.deb");
+        route_done(&rt);
+    }
+    router_free(r);
+}
+
 static void test_self_port_80(void)
 {
     static const char *const self[] = {"http://localhost/debian/pool/a.deb",
@@ -454,6 +475,7 @@ int main(void)
         {"one file, every form, one route", test_forms},
         {"refusals: 403 with a reason, nothing to free", test_refusals},
         {"self on port 80", test_self_port_80},
+        {"https mirrors in rewrite and proxy mode", test_https},
         {"too long: 414", test_too_long},
         {"by-hash siblings", test_by_hash},
         {"by-hash of a malformed route", test_by_hash_bad},

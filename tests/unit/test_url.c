@@ -11,6 +11,7 @@ struct parse_case {
     enum url_form form;
     const char *host;
     const char *path;
+    bool https;
 };
 
 static const struct parse_case parse_cases[] = {
@@ -20,7 +21,8 @@ static const struct parse_case parse_cases[] = {
      "mirror.example", "/debian/dists/bookworm/InRelease"},
     {"http://mirror.example:8080/d/pool/a.deb", 0, URL_ABSOLUTE, "mirror.example:8080",
      "/d/pool/a.deb"},
-    {"https://mirror.example:443/d/pool/a.deb", 0, URL_ABSOLUTE, "mirror.example", "/d/pool/a.deb"},
+    {"https://mirror.example:443/d/pool/a.deb", 0, URL_ABSOLUTE, "mirror.example", "/d/pool/a.deb",
+     true},
     {"http://[2001:db8::1]:9999/d/pool/a.deb", 0, URL_ABSOLUTE, "[2001:db8::1]:9999",
      "/d/pool/a.deb"},
     {"/mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", 0, URL_ORIGIN,
@@ -31,6 +33,18 @@ static const struct parse_case parse_cases[] = {
      "/pool/main/l/libx/libx_1:2.0+1_amd64.deb"},
     {"/~/sha256/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 0, URL_PEER,
      "", NULL},
+    /* an https mirror in rewrite mode: ours and apt-cacher-ng's spelling */
+    {"/https/mirror.example/debian/dists/bookworm/InRelease", 0, URL_ORIGIN, "mirror.example",
+     "/debian/dists/bookworm/InRelease", true},
+    {"/HTTPS///mirror.example/debian/pool/a.deb", 0, URL_ORIGIN, "mirror.example",
+     "/debian/pool/a.deb", true},
+    {"/https///mirror.example:443/debian/pool/a.deb", 0, URL_ORIGIN, "mirror.example",
+     "/debian/pool/a.deb", true},
+    {"/https/mirror.example:8443/d/pool/a.deb", 0, URL_ORIGIN, "mirror.example:8443",
+     "/d/pool/a.deb", true},
+    {"/https/debian/pool/a.deb", 0, URL_ORIGIN, "https", "/debian/pool/a.deb"}, /* a backend "https" */
+    {"/HTTPS///debian/pool/a.deb", -EINVAL}, /* a backend name over https: no such thing */
+    {"/HTTPS////mirror.example/pool/a.deb", -EINVAL},
     /* traversal in every spelling */
     {"/mirror.example/debian/../../etc/passwd", -EINVAL},
     {"/mirror.example/debian/%2e%2e/%2E%2E/etc/passwd", -EINVAL},
@@ -91,6 +105,9 @@ static void test_parse_table(void)
             continue;
         CU_ASSERT_EQUAL(t.form, c->form);
         CU_ASSERT_STRING_EQUAL(t.host, c->host);
+        if (t.https != c->https)
+            fprintf(stderr, "case %zu (%s): https %d want %d\n", i, c->raw, t.https, c->https);
+        CU_ASSERT_EQUAL(t.https, c->https);
         if (c->path)
             CU_ASSERT_STRING_EQUAL(t.path, c->path);
     }
