@@ -448,8 +448,7 @@ raw_request() {
 data = sys.stdin.buffer.read()
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
 try:
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
+    s.sendall(data)  # no half-close: libmicrohttpd takes it for a hang-up mid-request
 except OSError:
     pass
 buf = b""
