@@ -112,6 +112,11 @@ def slowloris(src, host, port, n, seconds):
 
 
 if __name__ == "__main__":
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    threading.stack_size(256 * 1024)  # a thousand reader threads
     a = sys.argv
     if a[1] == "flood":
         flood(a[2], int(a[3]), a[4], int(a[5]), float(a[6]), len(a) > 7 and a[7] == "keepalive")

@@ -25,8 +25,8 @@ BIGP="/fixture/$FIXTURE_BIG"
 
 # ---- 1001 clients on one slow download, then one more ----
 mirror_fault "{\"path_glob\": \"*$(basename "$FIXTURE_BIG")\", \"mode\": \"delay\", \"delay_ms\": 4000}"
-res=$(timeout 120 python3 "$H" flood 127.0.0.1 "$PROXY_PORT" "$BIGP" 1001 60 keepalive) \
-    || fail "the flood client failed"
+res=$(timeout 120 python3 "$H" flood 127.0.0.1 "$PROXY_PORT" "$BIGP" 1001 60 keepalive \
+    2> "$T/flood.err") || { cat "$T/flood.err" >&2; fail "the flood client failed"; }
 log "1001 clients: $res"
 ok=${res#ok=}; ok=${ok%% *}
 [ "$ok" -ge 990 ] || fail "only $ok of 1001 clients were served"

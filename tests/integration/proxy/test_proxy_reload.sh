@@ -79,7 +79,9 @@ proxy_start
 # proxy form: tcurl's --noproxy '*' would send curl past -x, so --noproxy '' undoes it
 check_eq 200 "$(http_status "$MIRROR_URL/debian/dists/bookworm/Release" --noproxy '' -x "$PROXY_URL")" \
     "Release through the proxy before the reload"
-grep -q "GET $MIRROR_URL/debian/dists/bookworm/Release 200" "$PROXY_LOG" \
+# the request's log line is written when libmicrohttpd completes it, which may be just
+# after curl has the whole answer
+wait_for 5 grep -q "GET $MIRROR_URL/debian/dists/bookworm/Release 200" "$PROXY_LOG" \
     || fail "the Release request did not go through the proxy"
 
 # --- reload with the new timeouts ----------------------------------------------------
