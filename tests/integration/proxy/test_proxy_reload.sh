@@ -117,7 +117,7 @@ timed_get stalled.deb "$MIRROR_URL/debian/$deb"
 is_error "$deb_size" || fail "a stalled mirror: status $CODE with $SIZE of $deb_size bytes"
 [ "$SECS" -lt "$BOUND" ] \
     || fail "a stalled mirror was given up after $SECS s: stall_timeout $NEW did not reach the transfer"
-grep -q "GET $MIRROR_URL/debian/$deb $CODE" "$PROXY_LOG" || fail "the stalled request was not the proxy's"
+wait_for 5 grep -q "GET $MIRROR_URL/debian/$deb $CODE" "$PROXY_LOG" || fail "the stalled request was not the proxy's"
 log "stall_timeout: the reloaded $NEW s applied (answer $CODE after $SECS s)"
 
 # the fault gone, the same file comes through whole (nothing partial was kept)
