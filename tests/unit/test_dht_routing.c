@@ -319,6 +319,52 @@ static void test_storage_share(void)
     dht_free(d);
 }
 
+/* Random puts from many owners (some on loopback), expiries and evictions: the counts
+ * stay consistent with what the keys hold, no owner has two values under one key, and
+ * everything expires in the end. Run under ASan this also checks the owner table. */
+static void test_storage_churn(void)
+{
+    struct dht *d = owner();
+    struct store *s = store_new(d, 8, 500);
+    uint64_t rng = 99, now = 1000;
+    CU_ASSERT_FATAL(s != NULL);
+    for (int op = 0; op < 20000; op++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t r = (uint32_t)(rng >> 33);
+        uint8_t key[20] = {(uint8_t)(r % 200), 7};
+        uint32_t who = (r >> 8) % 300;
+        dht_sa a = who < 20 ? addr_port(0x7f000001u, (uint16_t)(1000 + who))
+                            : addr_port(0x14000000u + who, (uint16_t)(6881 + (r >> 20) % 3));
+        store_put(s, key, &a, now + 1 + (r >> 16) % 5000);
+        if (op % 1000 == 999) {
+            now += 700;
+            store_expire(s, now);
+            unsigned keys, vals, sum = 0;
+            store_counts(s, &keys, &vals);
+            for (int k = 0; k < 200; k++) {
+                uint8_t kk[20] = {(uint8_t)k, 7};
+                dht_sa out[16];
+                int n = store_get(s, kk, -1, out, 16);
+                for (int i = 0; i < n; i++)
+                    for (int j = i + 1; j < n; j++)
+                        CU_ASSERT(dht_addr_is_loopback(&out[i])
+                                      ? !dht_addr_equal(&out[i], &out[j])
+                                      : !dht_addr_ip_equal(&out[i], &out[j]));
+                sum += (unsigned)n;
+            }
+            CU_ASSERT_EQUAL(sum, vals);
+            CU_ASSERT(vals <= 500);
+        }
+    }
+    store_expire(s, now + 10000);
+    unsigned keys, vals;
+    store_counts(s, &keys, &vals);
+    CU_ASSERT_EQUAL(keys, 0);
+    CU_ASSERT_EQUAL(vals, 0);
+    store_free(s);
+    dht_free(d);
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
@@ -329,6 +375,7 @@ int main(void)
         {"tokens", test_tokens},
         {"storage", test_storage},
         {"storage share per address", test_storage_share},
+        {"storage churn", test_storage_churn},
         {NULL, NULL},
     };
     return unit_run("dht_routing", cases);
