@@ -74,6 +74,8 @@ struct krpc_msg {
     int has_values;
     const uint8_t *ip_addr;         /* join answer: text address */
     size_t ip_addr_len;
+    const uint8_t *ip;              /* bep5 answer (BEP 42): our compact address seen */
+    size_t ip_len;
     int64_t err_code;               /* 'e' messages */
     const uint8_t *err_msg;
     size_t err_len;
@@ -114,6 +116,8 @@ struct krpc_reply {
     const size_t *value_len;
     size_t nvalues;
     int has_values;
+    const uint8_t *ip;              /* BEP 42 "ip": the querier's compact address; */
+    size_t ip_len;                  /* NULL = none */
 };
 int krpc_encode_reply(const struct krpc_reply *r, uint8_t *buf, size_t cap);
 int krpc_encode_error(const uint8_t *t, size_t tlen, int code, const char *msg, uint8_t *buf,
@@ -140,6 +144,28 @@ bool dht_addr_usable(const dht_sa *ss);  /* no port 0, no any/multicast */
 /* Returns <0, 0, >0 as a is closer to / as close as / farther from target than b. */
 int dht_xor_cmp(const uint8_t *target, const uint8_t *a, const uint8_t *b);
 int dht_common_bits(const uint8_t *a, const uint8_t *b);
+
+/* ---- one sender, BEP 42 ids, diverse closest sets (sybil.c) ---- */
+#define DHT_OWNER_LEN 18        /* 16-byte IP (IPv4 mapped) + port on loopback, else 0 */
+#define DIVERSE_MAX 2           /* of K trusted nodes, at most this many per /24 or /64 */
+uint32_t dht_crc32c(const uint8_t *p, size_t n);
+bool dht_addr_is_loopback(const dht_sa *a);
+/* Loopback, private (RFC 1918), link-local, unique-local: exempt from BEP 42. */
+bool dht_addr_is_local(const dht_sa *a);
+/* The key a sender is charged under: its IP, plus the port on loopback only. */
+void dht_addr_owner(const dht_sa *a, uint8_t out[DHT_OWNER_LEN]);
+/* Same /24 (IPv4, also IPv4-mapped) or same /64 (IPv6). */
+bool dht_addr_same_subnet(const dht_sa *a, const dht_sa *b);
+/* Whether id may belong to a node at a under BEP 42 (always true for local addresses). */
+bool dht_bep42_ok(const uint8_t *id, const dht_sa *a);
+/* A BEP 42 id for a: rnd with its first 21 bits replaced (r = rnd[19] & 7). */
+void dht_bep42_make(const dht_sa *a, const uint8_t rnd[DHT_ID_LEN], uint8_t out[DHT_ID_LEN]);
+/* Chooses up to k (<= DHT_K) of n candidates sorted closest first: closest first while
+ * no /24 (/64) holds more than DIVERSE_MAX of the chosen and no more than DIVERSE_MAX
+ * are unverified (unverified[i] != 0; NULL = none is), then the closest skipped ones if
+ * fewer than k were found. chosen[0..n) gets 1 for each choice. Returns the count. */
+int dht_pick_diverse(const dht_sa *const *addr, const uint8_t *unverified, int n, int k,
+                     uint8_t *chosen);
 
 /* ---- per-node leaf helpers shared by the modules (util.c) ---- */
 /* malloc/free that keep the node's byte count (dht_stats.mem_bytes) up to date.

@@ -11,7 +11,13 @@
  * Two wire dialects: DHT_DIALECT_APT (the apt-dht KRPC protocol: ping, join, find_node,
  * get_value, store_value; get_value answers carry a token that store_value echoes) and
  * DHT_DIALECT_BEP5 (BitTorrent mainline: ping, find_node, get_peers, announce_peer,
- * BEP 32 nodes6/want, BEP 43 ro). IPv4 and IPv6 are handled throughout.
+ * BEP 32 nodes6/want, BEP 43 ro, BEP 42 id checks and "ip"). IPv4 and IPv6 are handled
+ * throughout.
+ *
+ * Against abuse: queries are rate limited per sender address, answers are at most 3
+ * times the size of their query, each address gets a bounded share of the values
+ * stored, and the K closest nodes a lookup trusts come from diverse subnets (and, in
+ * bep5, have ids that BEP 42 ties to their addresses) whenever such nodes are known.
  *
  * Conventions: functions return 0 (or a count) on success and a negative errno on
  * failure. Times are milliseconds of a monotonic clock chosen by the caller
@@ -78,8 +84,12 @@ struct dht_config {
     uint32_t hard_timeout_ms;     /* query not answered by then: failed; 0 = 4000 */
     uint32_t value_ttl_s;         /* lifetime of stored values; 0 = 1800 bep5, 7200 apt-dht */
     uint32_t max_values_per_key;  /* 0 = 256 */
-    uint32_t max_values_total;    /* 0 = 16384 */
-    uint32_t rate_per_s;          /* queries per second per sender address (ip+port); 0 = 20 */
+    uint32_t max_values_total;    /* 0 = 16384; one announcing address holds at most one
+                                     value per key and max(1/16, an equal split among the
+                                     addresses present) of them; when full, the address
+                                     holding most gives way to a smaller one */
+    uint32_t rate_per_s;          /* queries per second per sender IP address, whatever
+                                     its port (on loopback: per IP and port); 0 = 20 */
     uint32_t blacklist_ms;        /* how long a sender over the rate is ignored; 0 = 60000 */
     uint64_t seed;                /* PRNG seed (tests); 0 = from getrandom() */
     dht_send_fn send;             /* required */
@@ -176,7 +186,8 @@ int dht_unannounce(struct dht *dht, const uint8_t key[DHT_ID_LEN]);
 enum dht_state dht_state(const struct dht *dht);
 /* The node id (20 bytes, owned by the node). */
 const uint8_t *dht_id(const struct dht *dht);
-/* Our address as a bootstrap node saw it (apt-dht join answers). Returns 0 or -ENOENT. */
+/* Our address as another node saw it (apt-dht join answers, bep5 answers' BEP 42 "ip").
+ * Returns 0 or -ENOENT. */
 int dht_external_addr(const struct dht *dht, struct sockaddr_storage *out);
 
 struct dht_stats {

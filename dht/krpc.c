@@ -152,6 +152,7 @@ static int parse_reply(const struct ben_tok *tk, struct krpc_msg *m)
     m->nodes6 = get_str(tk, r, "nodes6", &m->nodes6_len);
     m->token = get_str(tk, r, "token", &m->token_len);
     m->ip_addr = get_str(tk, r, "ip_addr", &m->ip_addr_len);
+    m->ip = get_str(tk, 0, "ip", &m->ip_len);
     int64_t v;
     if (get_int(tk, r, "port", &v) == 0)
         m->port = v;
@@ -280,12 +281,17 @@ int krpc_encode_query(enum dht_dialect d, const struct krpc_query *q, uint8_t *b
     return benc_finish(&w);
 }
 
-/* Reply keys in sorted order: id, ip_addr, nodes, nodes6, port, token, values. */
+/* Reply keys in sorted order: ip, then r's id, ip_addr, nodes, nodes6, port, token,
+ * values. */
 int krpc_encode_reply(const struct krpc_reply *r, uint8_t *buf, size_t cap)
 {
     struct benc w;
     benc_init(&w, buf, cap);
     benc_dict(&w);
+    if (r->ip) {
+        benc_cstr(&w, "ip");
+        benc_str(&w, r->ip, r->ip_len);
+    }
     benc_cstr(&w, "r");
     benc_dict(&w);
     key_id(&w, "id", r->id);

@@ -5,14 +5,57 @@
  * query unanswered after the soft timeout takes its candidate out of the running (the
  * lookup widens to the next candidate instead of waiting; a late answer puts it back),
  * and one unanswered after the hard timeout fails it for good. The lookup is done when
- * the K closest candidates in the running have all answered, or none is left. Get lookups collect peers from "values" and hand new ones to every
- * waiter; a second dht_lookup() of the same key adds a waiter to the running lookup.
+ * the K closest candidates in the running have all answered, or none is left. Get
+ * lookups collect peers from "values" and hand new ones to every waiter; a second
+ * dht_lookup() of the same key adds a waiter to the running lookup.
  *
- * An announcement runs a get lookup every TTL/2 and then stores itself on the K closest
- * nodes that answered (with their token). */
+ * "The K closest" is a diverse set (sybil.c): closest first, but at most DIVERSE_MAX
+ * from one /24 (/64) and, in the mainline dialect, at most DIVERSE_MAX whose ids fail
+ * BEP 42, while other candidates are left; so a cluster of nodes placed next to a key
+ * from one subnet cannot fill the set and hide the honest nodes behind it. Where all
+ * nodes share a subnet (a LAN, loopback) the set is simply the K closest. For the same
+ * reason a subnet (or the unverified) holding more than LK_CROWD candidates gives up
+ * its farthest one when the candidate list is full.
+ *
+ * An announcement runs a get lookup every TTL/2 and then stores itself on the K
+ * closest nodes that answered (with their token), chosen by the same diverse rule. */
 #include <errno.h>
 #include <string.h>
 #include "dht/node.h"
+
+/* In a full candidate list, the candidate to give way to a newcomer (unverified =
+ * whether its id fails BEP 42) at position pos: the farthest of a crowded group (the
+ * unverified, else the largest subnet) when there is one and the newcomer is not its
+ * farthest member, else the farthest candidate. Returns an index, or -1 to drop the
+ * newcomer. */
+static int crowd_victim(const struct lookup *lk, const dht_sa *a, int unverified, int pos)
+{
+    int nunv = 0, last_unv = -1, best = -1;
+    for (int i = 0; i < lk->nc; i++) {
+        if (lk->c[i].unverified) {
+            nunv++;
+            last_unv = i;
+        }
+    }
+    if (nunv > LK_CROWD)
+        return unverified && pos > last_unv ? -1 : last_unv;
+    for (int i = lk->nc - 1; i >= 0; i--) /* from the far end: the largest subnet's last */
+        if (best < 0 || lk->c[i].crowd > lk->c[best].crowd)
+            best = i;
+    if (best >= 0 && lk->c[best].crowd > LK_CROWD)
+        return dht_addr_same_subnet(a, &lk->c[best].addr) && pos > best ? -1 : best;
+    return pos >= LK_CANDS ? -1 : LK_CANDS - 1;
+}
+
+/* Takes candidate v out of the list, keeping the others' subnet counts. */
+static void cand_remove(struct lookup *lk, int v)
+{
+    for (int j = 0; j < lk->nc; j++)
+        if (j != v && dht_addr_same_subnet(&lk->c[j].addr, &lk->c[v].addr))
+            lk->c[j].crowd--;
+    memmove(&lk->c[v], &lk->c[v + 1], sizeof(lk->c[0]) * (size_t)(lk->nc - 1 - v));
+    lk->nc--;
+}
 
 static void cand_add(struct dht *dht, struct lookup *lk, const uint8_t *id, const dht_sa *a,
                      int depth)
@@ -30,17 +73,55 @@ static void cand_add(struct dht *dht, struct lookup *lk, const uint8_t *id, cons
         if (c < 0 && pos == lk->nc)
             pos = i;
     }
-    if (pos >= LK_CANDS)
-        return;
-    int move = lk->nc < LK_CANDS ? lk->nc - pos : LK_CANDS - 1 - pos;
-    memmove(&lk->c[pos + 1], &lk->c[pos], sizeof(lk->c[0]) * (size_t)move);
-    if (lk->nc < LK_CANDS)
-        lk->nc++;
+    int unverified = dht->cfg.dialect == DHT_DIALECT_BEP5 && !dht_bep42_ok(id, a);
+    if (lk->nc == LK_CANDS) {
+        int v = crowd_victim(lk, a, unverified, pos);
+        if (v < 0)
+            return;
+        cand_remove(lk, v);
+        if (pos > v)
+            pos--;
+    }
+    int crowd = 1;
+    for (int j = 0; j < lk->nc; j++) {
+        if (dht_addr_same_subnet(&lk->c[j].addr, a)) {
+            lk->c[j].crowd++;
+            crowd++;
+        }
+    }
+    memmove(&lk->c[pos + 1], &lk->c[pos], sizeof(lk->c[0]) * (size_t)(lk->nc - pos));
+    lk->nc++;
     struct cand *c = &lk->c[pos];
     memset(c, 0, sizeof(*c));
     memcpy(c->id, id, DHT_ID_LEN);
     c->addr = *a;
     c->depth = (uint8_t)(depth > 255 ? 255 : depth);
+    c->unverified = (uint8_t)unverified;
+    c->crowd = (uint8_t)crowd;
+}
+
+/* Marks in chosen[] the diverse K closest among the candidates for which keep() holds
+ * (sybil.c). Returns the count. */
+static int window(const struct dht *dht, const struct lookup *lk,
+                  int (*keep)(const struct dht *, const struct cand *), uint8_t *chosen)
+{
+    const dht_sa *addr[LK_CANDS];
+    uint8_t unv[LK_CANDS], pick[LK_CANDS];
+    int idx[LK_CANDS], n = 0;
+    memset(chosen, 0, LK_CANDS);
+    for (int i = 0; i < lk->nc; i++) {
+        if (!keep(dht, &lk->c[i]))
+            continue;
+        addr[n] = &lk->c[i].addr;
+        unv[n] = lk->c[i].unverified;
+        idx[n++] = i;
+    }
+    if (n == 0)
+        return 0;
+    int k = dht_pick_diverse(addr, unv, n, DHT_K, pick);
+    for (int i = 0; i < n; i++)
+        chosen[idx[i]] = pick[i];
+    return k;
 }
 
 static void seed(struct dht *dht, struct lookup *lk)
@@ -131,6 +212,12 @@ static int stale(const struct dht *dht, const struct cand *c)
     return c->state == C_INFLIGHT && c->sent_ms + dht->cfg.soft_timeout_ms <= dht->now;
 }
 
+/* In the running: neither failed nor past its soft timeout. */
+static int running(const struct dht *dht, const struct cand *c)
+{
+    return c->state != C_FAILED && !stale(dht, c);
+}
+
 void lookup_step(struct dht *dht, struct lookup *lk)
 {
     if (lk->done)
@@ -140,25 +227,31 @@ void lookup_step(struct dht *dht, struct lookup *lk)
         inflight += lk->c[i].state == C_INFLIGHT;
         active += lk->c[i].state == C_INFLIGHT && !stale(dht, &lk->c[i]);
     }
-    int live = 0, all = 1;
-    for (int i = 0; i < lk->nc && live < DHT_K; i++) {
-        struct cand *c = &lk->c[i];
-        if (c->state == C_FAILED || stale(dht, c))
-            continue;
-        if (c->state == C_NEW && active < dht->cfg.alpha) {
-            int r = send_cand(dht, lk, c);
-            if (r == -EBUSY)
-                return; /* no room for queries: try again later */
-            if (r < 0) {
-                c->state = C_FAILED;
+    uint8_t in[LK_CANDS];
+    int live, all, failed;
+    do { /* a send that fails takes its candidate out: choose the window again */
+        window(dht, lk, running, in);
+        live = 0, all = 1, failed = 0;
+        for (int i = 0; i < lk->nc; i++) {
+            struct cand *c = &lk->c[i];
+            if (!in[i] || !running(dht, c))
                 continue;
+            if (c->state == C_NEW && active < dht->cfg.alpha) {
+                int r = send_cand(dht, lk, c);
+                if (r == -EBUSY)
+                    return; /* no room for queries: try again later */
+                if (r < 0) {
+                    c->state = C_FAILED;
+                    failed = 1;
+                    continue;
+                }
+                active++;
             }
-            active++;
+            if (c->state != C_REPLIED)
+                all = 0;
+            live++;
         }
-        if (c->state != C_REPLIED)
-            all = 0;
-        live++;
-    }
+    } while (failed);
     /* With nobody in the running but late queries out, wait for their hard timeout. */
     if (all && (live > 0 || inflight == 0))
         finish(dht, lk);
@@ -515,6 +608,12 @@ static void ann_report(struct dht *dht, struct announce *a)
         a->cb(a->ud, a->key, a->stored);
 }
 
+/* Answered, with a token where the dialect needs one. */
+static int storable(const struct dht *dht, const struct cand *c)
+{
+    return c->state == C_REPLIED && (dht->cfg.dialect != DHT_DIALECT_BEP5 || c->token_len);
+}
+
 static void store_round(struct dht *dht, struct lookup *lk)
 {
     struct announce *a = lk->ann;
@@ -524,9 +623,11 @@ static void store_round(struct dht *dht, struct lookup *lk)
     a->stored = 0;
     a->stores_pending = 0;
     uint16_t port = a->port ? a->port : dht->cfg.port;
+    uint8_t in[LK_CANDS];
+    window(dht, lk, storable, in);
     for (int i = 0; i < lk->nc && sent < DHT_K; i++) {
         struct cand *c = &lk->c[i];
-        if (c->state != C_REPLIED || (dht->cfg.dialect == DHT_DIALECT_BEP5 && !c->token_len))
+        if (!in[i])
             continue;
         struct krpc_query q = {.method = KM_STORE, .target = a->key, .port = port,
                                .token = c->token_len ? c->token : NULL,

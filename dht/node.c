@@ -4,9 +4,13 @@
  * when the returned deadline passes. Outgoing queries live in a pending table whose
  * slot index and a generation counter form the 4-byte transaction id, so an answer is
  * matched in O(1) and a stale or forged id is dropped. Incoming queries pass, in order:
- * the size limit, the per-address rate limit (a token bucket per ip+port with a short
- * blacklist), KRPC validation (errors 203/204), then the handler; every answer is kept
- * within ANSWER_FACTOR times the size of its query. */
+ * the size limit, the per-address rate limit (a token bucket per sender IP, whatever
+ * its source port, with a short blacklist; see sybil.c for loopback), KRPC validation
+ * (errors 203/204), then the handler. Every answer, errors included, is kept within
+ * ANSWER_FACTOR times the size of its query, so the node never amplifies a forged
+ * source's traffic more than that: lists of values and nodes are trimmed to fit, and
+ * what cannot fit is not sent. Node lists in answers prefer diverse subnets (and, in
+ * the mainline dialect, BEP 42 ids) among the closest nodes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -277,23 +281,50 @@ void node_update_state(struct dht *dht)
 
 /* ---- answering queries ---- */
 
+/* The most an answer to a query of qlen bytes may take. */
+static size_t answer_budget(size_t qlen)
+{
+    size_t b = qlen * ANSWER_FACTOR;
+    return b < DHT_MAX_PACKET ? b : DHT_MAX_PACKET;
+}
+
+/* An error answer, with its message dropped if that is what it takes to stay within the
+ * budget; none at all if even that is too long. */
 static void send_error(struct dht *dht, const struct krpc_msg *m, int code, const char *msg,
-                       const dht_sa *to)
+                       const dht_sa *to, size_t qlen)
 {
     uint8_t buf[512];
-    int len = krpc_encode_error(m->t, m->tlen, code, msg, buf, sizeof(buf));
+    size_t budget = answer_budget(qlen) < sizeof(buf) ? answer_budget(qlen) : sizeof(buf);
+    int len = krpc_encode_error(m->t, m->tlen, code, msg, buf, budget);
+    if (len < 0)
+        len = krpc_encode_error(m->t, m->tlen, code, "", buf, budget);
+    if (len < 0) {
+        dht->st.packets_dropped++;
+        return;
+    }
     dht->st.errors_sent++;
     send_raw(dht, buf, len, to);
 }
 
-/* Compact node info of the K closest nodes of one family. Returns the byte count. */
-static size_t closest_nodes(struct dht *dht, int fam, const uint8_t *target, uint8_t *out,
-                            int max)
+#define ANSWER_POOL 32          /* closest nodes considered for a diverse answer */
+
+/* Compact node info of K nodes of one family close to target, preferring diverse
+ * subnets and, in the mainline dialect, BEP 42 ids (sybil.c). Returns the byte count. */
+static size_t closest_nodes(struct dht *dht, int fam, const uint8_t *target, uint8_t *out)
 {
-    const struct rt_node *n[DHT_K];
-    int cnt = rt_closest(&dht->rt[fam], target, dht->now, n, max < DHT_K ? max : DHT_K);
+    const struct rt_node *n[ANSWER_POOL];
+    const dht_sa *addr[ANSWER_POOL];
+    uint8_t unv[ANSWER_POOL], chosen[ANSWER_POOL];
+    int cnt = rt_closest(&dht->rt[fam], target, dht->now, n, ANSWER_POOL);
+    for (int i = 0; i < cnt; i++) {
+        addr[i] = &n[i]->addr;
+        unv[i] = dht->cfg.dialect == DHT_DIALECT_BEP5 && !dht_bep42_ok(n[i]->id, &n[i]->addr);
+    }
+    dht_pick_diverse(addr, unv, cnt, DHT_K, chosen);
     size_t len = 0;
     for (int i = 0; i < cnt; i++) {
+        if (!chosen[i])
+            continue;
         memcpy(out + len, n[i]->id, DHT_ID_LEN);
         len += DHT_ID_LEN;
         len += (size_t)dht_compact_peer(&n[i]->addr, out + len);
@@ -330,22 +361,57 @@ struct answer {
     size_t vlen[KRPC_MAX_VALUES];
     uint8_t token[TOKEN_LEN];
     char ip[INET6_ADDRSTRLEN];
+    uint8_t ipc[18];            /* the querier's compact address (bep5 "ip") */
 };
 
-/* Encodes r within budget bytes, dropping values, then nodes, until it fits. */
-static int encode_bounded(struct krpc_reply *r, uint8_t *buf, size_t budget)
+#define TRIM_VALUES 8          /* values kept before own-family nodes go below... */
+#define TRIM_NODES 4           /* ...this many */
+
+/* Removes one entry from a node list of `each`-byte entries while it holds more than
+ * `floor`. Returns 1 if it did. */
+static int drop_node(size_t *len, size_t each, size_t floor)
 {
-    for (int guard = 0; guard < 16; guard++) {
+    if (*len <= floor * each)
+        return 0;
+    *len -= *len >= each ? each : *len;
+    return 1;
+}
+
+/* One trimming step, least useful part first: values beyond 16, nodes of the other
+ * family, values beyond TRIM_VALUES, own-family nodes beyond TRIM_NODES, values beyond
+ * one, then the last nodes. Returns 0 when there is nothing left to trim. */
+static int trim_step(struct krpc_reply *r, int own_v6)
+{
+    size_t *own = own_v6 ? &r->nodes6_len : &r->nodes_len;
+    size_t *other = own_v6 ? &r->nodes_len : &r->nodes6_len;
+    size_t own_each = own_v6 ? 38 : 26, other_each = own_v6 ? 26 : 38;
+    if (r->nvalues > 16) {
+        r->nvalues /= 2;
+        return 1;
+    }
+    if (drop_node(other, other_each, 0))
+        return 1;
+    if (r->nvalues > TRIM_VALUES) {
+        r->nvalues = TRIM_VALUES;
+        return 1;
+    }
+    if (drop_node(own, own_each, TRIM_NODES))
+        return 1;
+    if (r->nvalues > 1) {
+        r->nvalues /= 2;
+        return 1;
+    }
+    return drop_node(own, own_each, 0);
+}
+
+/* Encodes r within budget bytes, trimming its value and node lists until it fits. */
+static int encode_bounded(struct krpc_reply *r, uint8_t *buf, size_t budget, int own_v6)
+{
+    for (int guard = 0; guard < 64; guard++) {
         int len = krpc_encode_reply(r, buf, budget);
         if (len != -ENOBUFS)
             return len;
-        if (r->nvalues > 1)
-            r->nvalues /= 2;
-        else if (r->nodes6_len)
-            r->nodes6_len -= r->nodes6_len > 38 ? 38 : r->nodes6_len;
-        else if (r->nodes_len)
-            r->nodes_len -= r->nodes_len > 26 ? 26 : r->nodes_len;
-        else
+        if (!trim_step(r, own_v6))
             return -ENOBUFS;
     }
     return -ENOBUFS;
@@ -357,11 +423,11 @@ static void add_nodes(struct dht *dht, const struct krpc_msg *m, const dht_sa *f
     int want = m->want ? m->want : (dht_addr_family(from) ? KRPC_WANT6 : KRPC_WANT4);
     if (want & KRPC_WANT4) {
         r->nodes = a->nodes;
-        r->nodes_len = closest_nodes(dht, 0, target, a->nodes, DHT_K);
+        r->nodes_len = closest_nodes(dht, 0, target, a->nodes);
     }
     if (want & KRPC_WANT6) {
         r->nodes6 = a->nodes6;
-        r->nodes6_len = closest_nodes(dht, 1, target, a->nodes6, DHT_K);
+        r->nodes6_len = closest_nodes(dht, 1, target, a->nodes6);
     }
 }
 
@@ -412,32 +478,40 @@ static void answer_query(struct dht *dht, const struct krpc_msg *m, const dht_sa
         if (err) {
             free(a);
             send_error(dht, m, err, err == 203 ? "Protocol Error: bad token"
-                                               : "Server Error: storage full", from);
+                                               : "Server Error: storage full", from, qlen);
             return;
         }
     }
-    size_t budget = qlen * ANSWER_FACTOR;
-    int len = encode_bounded(&r, buf, budget < sizeof(buf) ? budget : sizeof(buf));
+    if (dht->cfg.dialect == DHT_DIALECT_BEP5) {
+        /* BEP 42: tell the querier the address we see, so it can pick a matching id */
+        int n = dht_compact_peer(from, a->ipc);
+        r.ip = a->ipc;
+        r.ip_len = n > 0 ? (size_t)n : 0;
+    }
+    int len = encode_bounded(&r, buf, answer_budget(qlen), dht_addr_family(from));
     free(a);
     if (len > 0) {
         dht->st.replies_sent++;
         send_raw(dht, buf, len, from);
+    } else {
+        dht->st.packets_dropped++;
     }
 }
 
-/* Token bucket per sender address; over the rate, the address is ignored a while. */
+/* Token bucket per sender (its IP, whatever the source port: dht_addr_owner); over
+ * the rate, the sender is ignored a while. */
 static int rate_ok(struct dht *dht, const dht_sa *from)
 {
-    uint8_t c[18];
-    int n = dht_compact_peer(from, c);
+    uint8_t key[DHT_OWNER_LEN];
+    dht_addr_owner(from, key);
     uint32_t h = 2166136261u;
-    for (int i = 0; i < n; i++)
-        h = (h ^ c[i]) * 16777619u;
+    for (int i = 0; i < DHT_OWNER_LEN; i++)
+        h = (h ^ key[i]) * 16777619u;
     struct rl_slot *s = &dht->rl[h % RL_SLOTS];
     uint32_t burst = dht->cfg.rate_per_s * 2 * 1000;
-    if (!dht_addr_equal(&s->addr, from)) {
+    if (memcmp(s->key, key, DHT_OWNER_LEN) != 0) {
         memset(s, 0, sizeof(*s));
-        s->addr = *from;
+        memcpy(s->key, key, DHT_OWNER_LEN);
         s->tokens_milli = burst;
         s->last_ms = dht->now;
     }
@@ -463,7 +537,7 @@ static int handle_query(struct dht *dht, const struct krpc_msg *m, const dht_sa 
         return -EACCES;
     dht->st.queries_received++;
     if (m->error) {
-        send_error(dht, m, m->error, m->error_msg, from);
+        send_error(dht, m, m->error, m->error_msg, from, len);
         return -EINVAL;
     }
     if (!m->ro)
@@ -509,6 +583,16 @@ static void learn_external(struct dht *dht, const struct krpc_msg *m, const dht_
     dht->has_ext = 1;
 }
 
+/* bep5: the compact address a responder saw us at (BEP 42 "ip"). */
+static void learn_seen(struct dht *dht, const struct krpc_msg *m)
+{
+    dht_sa ext;
+    if (dht_peer_from_compact(m->ip, m->ip_len, &ext) == 0 && dht_addr_usable(&ext)) {
+        dht->ext = ext;
+        dht->has_ext = 1;
+    }
+}
+
 static void handle_answer(struct dht *dht, const struct krpc_msg *m, const dht_sa *from)
 {
     struct pending *p = match(dht, m, from);
@@ -535,6 +619,8 @@ static void handle_answer(struct dht *dht, const struct krpc_msg *m, const dht_s
         node_heard(dht, m->id, from, 1);
     if (m->ip_addr)
         learn_external(dht, m, from);
+    else if (m->ip && dht->cfg.dialect == DHT_DIALECT_BEP5)
+        learn_seen(dht, m);
     switch (copy.kind) {
     case P_LOOKUP:
         lookup_on_reply(dht, &copy, m);

@@ -10,10 +10,12 @@
 #define LK_CANDS 64             /* candidates kept per lookup, closest first */
 #define LK_MAX 1024             /* lookups at once */
 #define LK_MAX_PEERS 512        /* peers remembered per lookup */
+#define LK_CROWD (LK_CANDS / 4) /* candidates one subnet (or the unverified) may hold
+                                   before its farthest gives way in a full list */
 #define ANN_MAX 65536
 #define BOOT_MAX 32
 #define RL_SLOTS 256
-#define ANSWER_FACTOR 8         /* an answer is at most this many times its query */
+#define ANSWER_FACTOR 3         /* an answer is at most this many times its query */
 #define NONET_TIMEOUTS 16       /* timeouts in a row, no answer between: no network */
 #define BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
 
@@ -40,6 +42,8 @@ struct cand {
     dht_sa addr;
     uint8_t state;              /* enum cand_state */
     uint8_t depth;              /* 1 = from our table, n+1 = named by a depth-n node */
+    uint8_t unverified;         /* bep5: the id fails BEP 42 for addr */
+    uint8_t crowd;              /* candidates of the lookup in addr's subnet, itself too */
     uint8_t token_len;
     uint8_t token[32];
     uint64_t sent_ms;
@@ -82,7 +86,7 @@ struct announce {
 };
 
 struct rl_slot {
-    dht_sa addr;
+    uint8_t key[DHT_OWNER_LEN]; /* the sender: dht_addr_owner() */
     uint64_t last_ms;
     uint32_t tokens_milli;      /* token bucket, 1000 = one query */
     uint64_t black_until_ms;    /* 0 = not blacklisted */

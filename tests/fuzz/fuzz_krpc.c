@@ -1,7 +1,8 @@
 /* fuzz_krpc.c - libFuzzer target for the bencode/KRPC decoder and a node's input path.
  * The first byte picks the dialect; the rest is one datagram fed to the raw decoders and
  * then to two nodes (one per dialect, fixed clock, sends discarded), so every answer
- * path (errors, tokens, stores, lookups' replies) runs on hostile input. */
+ * path (errors, tokens, stores and the store's per-address shares, lookups' replies,
+ * BEP 42 checks of public senders) runs on hostile input. */
 #include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <string.h>
@@ -42,8 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         }
     }
+    /* 16 private senders and 16 public ones (BEP 42 applies to those) */
     struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(6881)};
-    from.sin_addr.s_addr = htonl(0x0a000001u + ((size ? data[0] : 0) & 0x0f));
+    uint32_t pick = size ? data[0] : 0;
+    from.sin_addr.s_addr = htonl((pick & 0x10 ? 0x14000001u : 0x0a000001u) + (pick & 0x0f));
     now += 10;
     uint64_t next;
     dht_input(nodes[d], data, size, (struct sockaddr *)&from, sizeof(from), now);

@@ -1,7 +1,7 @@
 /* test_dht_routing.c - the routing table's rules (split only around our id, full
  * buckets, bad-node replacement from the cache, ping of the least recently seen
  * questionable node, 15-minute status), XOR ordering, tokens and their rotation, and
- * value storage expiry and bounds. */
+ * value storage expiry and bounds, and each address's share of the storage. */
 #include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -232,15 +232,132 @@ static void test_storage(void)
     CU_ASSERT_EQUAL(keys, 2);
     CU_ASSERT_EQUAL(vals, 8);
     uint8_t k3[20] = {3, 1}, k4[20] = {3, 2}, k5[20] = {3, 3};
-    dht_sa a = addr(300);
+    dht_sa a = addr(300), b = addr(301), c = addr(302);
     CU_ASSERT_EQUAL(store_put(s, k3, &a, 2000), 0);
-    CU_ASSERT_EQUAL(store_put(s, k4, &a, 2000), 0);
-    CU_ASSERT_EQUAL(store_put(s, k5, &a, 2000), -ENOSPC); /* total bound */
+    CU_ASSERT_EQUAL(store_put(s, k4, &a, 2000), -ENOSPC); /* its share: 10 values, 9 owners */
+    CU_ASSERT_EQUAL(store_put(s, k4, &b, 2000), 0);
+    CU_ASSERT_EQUAL(store_put(s, k5, &c, 2000), -ENOSPC); /* total bound, nobody bigger */
     store_expire(s, 1999);
     store_counts(s, &keys, &vals);
     CU_ASSERT_EQUAL(keys, 4);
     CU_ASSERT_EQUAL(store_get(s, k1, -1, out, 8), 1); /* only the refreshed one is left */
     store_expire(s, 6000);
+    store_counts(s, &keys, &vals);
+    CU_ASSERT_EQUAL(keys, 0);
+    CU_ASSERT_EQUAL(vals, 0);
+    store_free(s);
+    dht_free(d);
+}
+
+static dht_sa addr_port(uint32_t ip, uint16_t port)
+{
+    dht_sa a;
+    memset(&a, 0, sizeof(a));
+    a.in.sin_family = AF_INET;
+    a.in.sin_addr.s_addr = htonl(ip);
+    a.in.sin_port = htons(port);
+    return a;
+}
+
+/* Each address's share: one value per key per address (IP; IP and port on loopback),
+ * at most max(total/16, total/owners) values, and in a full store the biggest owner
+ * gives way to a smaller one, not the newcomer to the biggest. */
+static void test_storage_share(void)
+{
+    struct dht *d = owner();
+    struct store *s = store_new(d, 256, 64);
+    uint8_t k[20] = {9};
+    dht_sa out[8];
+    unsigned keys, vals;
+    CU_ASSERT_FATAL(s != NULL);
+    dht_sa a1 = addr_port(0x14000001u, 80), a2 = addr_port(0x14000001u, 81);
+    CU_ASSERT_EQUAL(store_put(s, k, &a1, 5000), 0);
+    CU_ASSERT_EQUAL(store_put(s, k, &a2, 5000), 0); /* same address: replaces */
+    CU_ASSERT_EQUAL(store_get(s, k, -1, out, 8), 1);
+    CU_ASSERT(dht_addr_equal(&out[0], &a2));
+    dht_sa l1 = addr_port(0x7f000001u, 80), l2 = addr_port(0x7f000001u, 81);
+    CU_ASSERT_EQUAL(store_put(s, k, &l1, 5000), 0);
+    CU_ASSERT_EQUAL(store_put(s, k, &l2, 5000), 0); /* loopback: the port tells them apart */
+    CU_ASSERT_EQUAL(store_get(s, k, -1, out, 8), 3);
+    store_expire(s, 6000);
+    /* A lone address may fill the whole store... */
+    int ok = 0;
+    for (int i = 0; i < 100; i++) {
+        k[1] = (uint8_t)i;
+        ok += store_put(s, k, &a1, 10000) == 0;
+    }
+    CU_ASSERT_EQUAL(ok, 64);
+    /* ...but every newcomer takes its place, one value at a time, */
+    for (uint32_t i = 0; i < 20; i++) {
+        dht_sa b = addr_port(0x15000000u + i, 80);
+        k[1] = (uint8_t)(200 + i);
+        CU_ASSERT_EQUAL(store_put(s, k, &b, 10000), 0);
+    }
+    store_counts(s, &keys, &vals);
+    CU_ASSERT_EQUAL(vals, 64);
+    /* and now that 21 owners share it, the flooder may add nothing (its share is 4). */
+    k[1] = 150;
+    CU_ASSERT_EQUAL(store_put(s, k, &a1, 10000), -ENOSPC);
+    /* A newcomer never pushes out someone no bigger than itself: fill the owners up to
+     * equal shares, then a 65th value has nowhere to go. */
+    for (uint32_t i = 0; i < 20; i++) {
+        dht_sa b = addr_port(0x15000000u + i, 80);
+        for (int j = 0; j < 3; j++) {
+            k[1] = (uint8_t)(100 + j);
+            k[2] = (uint8_t)i;
+            store_put(s, k, &b, 10000);
+        }
+    }
+    k[2] = 0;
+    dht_sa big = addr_port(0x16000000u, 80);
+    CU_ASSERT_EQUAL(store_put(s, k, &big, 10000), 0); /* a bigger owner still exists */
+    store_expire(s, 20000);
+    store_counts(s, &keys, &vals);
+    CU_ASSERT_EQUAL(vals, 0);
+    CU_ASSERT_EQUAL(keys, 0);
+    store_free(s);
+    dht_free(d);
+}
+
+/* Random puts from many owners (some on loopback), expiries and evictions: the counts
+ * stay consistent with what the keys hold, no owner has two values under one key, and
+ * everything expires in the end. Run under ASan this also checks the owner table. */
+static void test_storage_churn(void)
+{
+    struct dht *d = owner();
+    struct store *s = store_new(d, 8, 500);
+    uint64_t rng = 99, now = 1000;
+    CU_ASSERT_FATAL(s != NULL);
+    for (int op = 0; op < 20000; op++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t r = (uint32_t)(rng >> 33);
+        uint8_t key[20] = {(uint8_t)(r % 200), 7};
+        uint32_t who = (r >> 8) % 300;
+        dht_sa a = who < 20 ? addr_port(0x7f000001u, (uint16_t)(1000 + who))
+                            : addr_port(0x14000000u + who, (uint16_t)(6881 + (r >> 20) % 3));
+        store_put(s, key, &a, now + 1 + (r >> 16) % 5000);
+        if (op % 1000 == 999) {
+            now += 700;
+            store_expire(s, now);
+            unsigned keys, vals, sum = 0;
+            store_counts(s, &keys, &vals);
+            for (int k = 0; k < 200; k++) {
+                uint8_t kk[20] = {(uint8_t)k, 7};
+                dht_sa out[16];
+                int n = store_get(s, kk, -1, out, 16);
+                for (int i = 0; i < n; i++)
+                    for (int j = i + 1; j < n; j++)
+                        CU_ASSERT(dht_addr_is_loopback(&out[i])
+                                      ? !dht_addr_equal(&out[i], &out[j])
+                                      : !dht_addr_ip_equal(&out[i], &out[j]));
+                sum += (unsigned)n;
+            }
+            CU_ASSERT_EQUAL(sum, vals);
+            CU_ASSERT(vals <= 500);
+        }
+    }
+    store_expire(s, now + 10000);
+    unsigned keys, vals;
     store_counts(s, &keys, &vals);
     CU_ASSERT_EQUAL(keys, 0);
     CU_ASSERT_EQUAL(vals, 0);
@@ -257,6 +374,8 @@ int main(void)
         {"status and closest", test_status_and_closest},
         {"tokens", test_tokens},
         {"storage", test_storage},
+        {"storage share per address", test_storage_share},
+        {"storage churn", test_storage_churn},
         {NULL, NULL},
     };
     return unit_run("dht_routing", cases);
