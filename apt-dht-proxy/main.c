@@ -233,7 +233,8 @@ static int open_stores(struct app *a, long *files)
 static int start_services(struct app *a)
 {
     int r;
-    if ((r = loop_new(&a->loop)) < 0 || (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
+    if ((r = loop_new(&a->loop)) < 0 || (r = cache_start_checker(a->cache, a->loop)) < 0 ||
+        (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
         (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
         return r;
     if ((r = server_start(a->server)) < 0) {

@@ -86,6 +86,8 @@ void answer_unref(struct answer *a)
 
 void answer_done(struct answer *a)
 {
+    cache_wait_cancel(a->check);
+    a->check = NULL;
     loop_timer_stop(a->rs->loop, &a->pace_timer);
     if (a->up_fd >= 0)
         close(a->up_fd);
@@ -317,6 +319,43 @@ enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const
     }
     count_sent(a, len);
     return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
+static void check_done(void *ud)
+{
+    struct answer *a = ud;
+    a->check = NULL; /* the cache freed the wait */
+    answer_resume(a);
+}
+
+int answer_check_cached(struct answer *a, struct cache *c, const char *key,
+                        const struct hashdb_entry *expect)
+{
+    cache_wait_cancel(a->check); /* a wait left from an earlier decision */
+    a->check = NULL;
+    int r = cache_check(c, key, expect, check_done, a, &a->check);
+    if (r == -EINPROGRESS && a->check) {
+        answer_suspend(a);
+        return -EINPROGRESS;
+    }
+    if (r == -ENOENT)
+        return 1;
+    if (r < 0)
+        log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
+    return 0;
+}
+
+enum MHD_Result answer_start_failed(struct answer *a, int err)
+{
+    if (err == -EMFILE || err == -ENFILE) {
+        log_error("%s: cannot start the download: %s (%s)", a->target, strerror(-err),
+                  err == -EMFILE ? "EMFILE: raise the open-file limit, LimitNOFILE"
+                                 : "ENFILE: the system's open-file table is full");
+        return answer_error(a, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "proxy out of file descriptors; try again shortly");
+    }
+    log_error("%s: cannot start the download: %s", a->target, strerror(-err));
+    return answer_error(a, 500, "cannot start the download");
 }
 
 int answer_cached(struct answer *a, struct cache *c, const char *key, const char *why,
