@@ -446,6 +446,12 @@ bool cache_has(const struct cache *c, const char *key)
     return strmap_get(c->map, key) != NULL;
 }
 
+bool cache_hashed(const struct cache *c, const char *key)
+{
+    struct entry *e = strmap_get(c->map, key);
+    return e && e->hashed;
+}
+
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32])
 {
     struct entry *e = strmap_get(c->map, key);
@@ -767,12 +773,10 @@ static int empty_tmp(struct cache *c)
     return 0;
 }
 
-long cache_scan(struct cache *c)
+/* Indexes every entry file under DIR. 0 or a negative errno. */
+static int scan_files(struct cache *c)
 {
     struct scan_state s = {.dir_len = strlen(c->dir)};
-    long r = empty_tmp(c);
-    if (r < 0)
-        return r;
     scan_ctx = &s;
     if (nftw(c->dir, scan_visit, 32, FTW_PHYS) < 0 && !s.err)
         s.err = -errno;
@@ -786,8 +790,20 @@ long cache_scan(struct cache *c)
         free(s.items[i].key);
     }
     free(s.items);
-    if (s.err)
-        return s.err;
+    return s.err;
+}
+
+long cache_scan(struct cache *c)
+{
+    long r = empty_tmp(c);
+    if (r < 0 || (r = scan_files(c)) < 0)
+        return r;
     cache_make_room(c, 0);
     return (long)strmap_count(c->map);
+}
+
+long cache_scan_only(struct cache *c)
+{
+    int r = scan_files(c);
+    return r < 0 ? r : (long)strmap_count(c->map);
 }

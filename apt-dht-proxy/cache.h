@@ -27,6 +27,9 @@ void cache_free(struct cache *c);
 /* Empties DIR/.tmp and indexes every file under DIR (LRU order from atime), then evicts
  * down to max_size. Returns the number of entries, or a negative errno. */
 long cache_scan(struct cache *c);
+/* The same index without touching anything: DIR/.tmp and max_size are left alone (for
+ * `apt-dht-proxy verify`, which may run beside the daemon). */
+long cache_scan_only(struct cache *c);
 
 void cache_set_max_size(struct cache *c, uint64_t max_size);
 uint64_t cache_used(const struct cache *c);
@@ -67,6 +70,10 @@ bool cache_has(const struct cache *c, const char *key);
 /* The SHA-256 of an entry's content if it was computed when it was stored (entries found
  * by the start-up scan have none until re-downloaded). true and out filled, or false. */
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32]);
+
+/* True if this process computed the entry's SHA-256 from its bytes (at commit, or in
+ * cache_check), rather than having it from a record. */
+bool cache_hashed(const struct cache *c, const char *key);
 
 /* Records the SHA-256 of an entry found by the start-up scan (from the hash index). */
 void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32]);

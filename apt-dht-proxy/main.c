@@ -27,6 +27,7 @@
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
+#include "apt-dht-proxy/verify.h"
 #include "apt-dht-proxy/version.h"
 
 struct options {
@@ -34,6 +35,7 @@ struct options {
     long port;               /* -1 = from config */
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
+    bool verify; /* the `verify` command: check the cache and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
 };
 
@@ -54,12 +56,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
+            "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] verify\n"
             "  -c, --config FILE   YAML config (default: built-in defaults)\n"
             "  -p, --port PORT     listen port (overrides listen.port)\n"
             "      --cache-dir DIR cache directory (overrides cache.dir)\n"
             "      --state-dir DIR state directory (overrides state_dir)\n"
             "  -f, --foreground    stay in the foreground and log to stderr\n"
-            "  -v, --verbose       log at debug level\n");
+            "  -v, --verbose       log at debug level\n"
+            "  verify              check every cached file against the hash index, drop and\n"
+            "                      report those that fail (exit 1 if any did)\n");
 }
 
 /* Returns 0 to go on, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -94,6 +99,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         default: usage(stderr); return -1;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "verify") == 0) {
+        o->verify = true;
+        optind++;
     }
     if (optind < argc) {
         fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
@@ -384,6 +393,12 @@ int main(int argc, char **argv)
     if (!a.cfg)
         return 1;
     log_setup(a.cfg->log_level, 0);
+    if (a.opt.verify) { /* exit 0: all good, 1: some failed (and were dropped), 2: error */
+        long failed = verify_cache(a.cfg, stdout);
+        config_done(a.cfg);
+        free(a.cfg);
+        return failed < 0 ? 2 : failed > 0 ? 1 : 0;
+    }
     raise_nofile();
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {
