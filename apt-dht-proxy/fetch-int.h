@@ -97,6 +97,7 @@ struct dl {
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
     int resp_status;      /* status of the response being received */
+    int os_errno;         /* of the failed transfer's last system call (CURLINFO_OS_ERRNO) */
     uint64_t transfer_ms; /* when it started */
 };
 

@@ -188,7 +188,12 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 /* Why a mirror's answer is no body: its status, or the transfer's error. */
 static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
 {
-    if (res != CURLE_OK)
+    if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
+        dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
+        log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(d->os_errno),
+                  d->os_errno == EMFILE ? "EMFILE: the open-file limit"
+                                        : "ENFILE: the system's open-file table");
+    } else if (res != CURLE_OK)
         dl_set_reason(d, res == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "mirror unreachable: %s",
                       err);
     else if (st == 404 || st == 410)
@@ -233,6 +238,10 @@ static void transfer_ended(struct dl *d, CURLcode res)
 {
     bool body_started = d->state == DL_STREAMING;
     int st = d->resp_status;
+    long oserr = 0;
+    if (res != CURLE_OK && curl_easy_getinfo(d->easy, CURLINFO_OS_ERRNO, &oserr) != CURLE_OK)
+        oserr = 0;
+    d->os_errno = (int)oserr;
     fetch_stop(d);
     if (res == CURLE_OK && st == 200 && body_started)
         dl_complete(d);
@@ -305,6 +314,7 @@ void fetch_start(struct dl *d)
     const char *url = peer ? d->peers[d->peer_idx - 1].url : d->urls[d->url_idx - 1];
     CURL *e;
     d->resp_status = 0;
+    d->os_errno = 0;
     d->errbuf[0] = '\0';
     if (!multi_ready(f) || dl_reset_body(d) < 0 || !(e = curl_easy_init())) {
         dl_set_reason(d, 502, "cannot start a transfer");
