@@ -18,10 +18,11 @@
  * where it knows the file, else cache.max_object (immutable) or cache.max_index
  * (volatile; for InRelease and Release also apt's own 10 MB limit). A Content-Length
  * above it fails the download before a body byte; a body that grows past it fails when
- * it does. Room in the cache is taken as the bytes arrive, a chunk at a time
- * (cache_reserve), so a header that lies about the size evicts nothing; a download the
- * cache cannot make room for goes on, served but not cached. When the disk is full the
- * body moves to memory, and all downloads in memory together hold at most MEMORY_TOTAL.
+ * it does. Room in the cache is taken as the bytes arrive, chunk by chunk as libcurl
+ * hands them over (cache_reserve), so a header that lies about the size evicts nothing
+ * for bytes that never come; a download the cache cannot make room for goes on, served
+ * but not cached. When the disk is full the body moves to memory, and all downloads in
+ * memory together hold at most MEMORY_TOTAL.
  *
  * Lifetime: the fetcher holds one reference until the download ends (dl_finish) and
  * each reader holds one; the fd stays open until the last reference goes, so readers
@@ -41,7 +42,6 @@
 #include "apt-dht-proxy/log.h"
 
 #define MEMORY_TOTAL ((uint64_t)256 << 20) /* all downloads in memory (disk full), bytes */
-#define RESERVE_CHUNK ((uint64_t)8 << 20)  /* cache room taken at a time, bytes */
 #define RELEASE_MAX ((uint64_t)10000000)   /* apt's Acquire::MaxReleaseFileSize, bytes */
 
 static const char *const source_name[] = {
@@ -85,17 +85,14 @@ static uint64_t ceiling_of(const struct fetcher *f, const struct dl_request *req
     return is_release_file(req->key) && c > RELEASE_MAX ? RELEASE_MAX : c;
 }
 
-/* Cache room for the bytes up to `upto`, a chunk at a time; when the cache cannot make
- * room, the download goes on without being cached. */
+/* Cache room for the bytes up to `upto`, taken as each chunk libcurl hands over arrives
+ * (at most CURLOPT_BUFFERSIZE, 256 KiB), never ahead of the bytes; when the cache cannot
+ * make room, the download goes on without being cached. */
 static void take_room(struct dl *d, uint64_t upto)
 {
     if (!d->cacheable || d->in_memory || upto <= d->reserved)
         return;
     uint64_t want = upto - d->reserved;
-    if (want < RESERVE_CHUNK)
-        want = RESERVE_CHUNK;
-    if (d->total >= 0 && d->reserved + want > (uint64_t)d->total)
-        want = (uint64_t)d->total - d->reserved; /* >= upto - reserved: checked by the caller */
     if (cache_reserve(d->f->cache, want) == 0) {
         d->reserved += want;
         return;
