@@ -3,7 +3,18 @@
  * Invariant: every file under DIR except DIR/.tmp/ is complete. Only cache_commit
  * creates such files, and only by rename(2) of a finished temp file, which is atomic on
  * one file system; so a crash can leave debris only in DIR/.tmp/, which cache_scan
- * empties. The index (key -> size, LRU links) is rebuilt from the directory at start. */
+ * empties. The index (key -> size, LRU links) is rebuilt from the directory at start.
+ *
+ * Complete is not the same as intact: a disk flips bits, a file may have been stored
+ * before the index knew its size, an administrator may copy files in. So an entry is
+ * checked before it is served (cache_check): its size on disk against the one recorded
+ * and the one the index gives, and its SHA-256 once per run, for entries whose bytes
+ * this process has not hashed itself (those found by the start-up scan). The hash is
+ * computed on the hasher's thread (hasher.h) while the request waits; an entry that
+ * fails is dropped, so the next decision fetches it again.
+ *
+ * Downloads in progress reserve room as their bytes arrive (cache_reserve): eviction
+ * happens for bytes that exist, never for what a response header announced. */
 #define _GNU_SOURCE
 #include "aptdht-config.h"
 #include <dirent.h>
@@ -16,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/hasher.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/strmap.h"
 #include "apt-dht-proxy/url.h"
@@ -26,9 +38,27 @@ struct entry {
     int64_t last_use;          /* seconds (wall clock); orders the initial scan */
     bool immutable;
     bool have_sha256;
+    bool hashed; /* sha256 was computed from these bytes by this process (commit, check) */
     uint8_t sha256[32];
-    char sha_hex[65]; /* key of by_sha when have_sha256 */
+    char sha_hex[65];      /* key of by_sha when have_sha256 */
+    struct check_job *job; /* its hash is being computed; NULL = none */
+    int64_t unchecked_until; /* seconds (wall clock): no new check before (it failed) */
     char key[];
+};
+
+/* One hash of an entry's file under way on the hasher's thread, and who waits for it. */
+struct check_job {
+    struct cache *c;
+    struct entry *e; /* NULL once the entry left the cache: the result is dropped */
+    struct cache_wait *waiters;
+    struct check_job *prev, *next; /* the cache's jobs, freed with it */
+};
+
+struct cache_wait {
+    struct check_job *job;
+    void (*done)(void *ud);
+    void *ud;
+    struct cache_wait *next;
 };
 
 /* One content, possibly under several keys (a .deb through two mirror names, an index by
@@ -49,6 +79,9 @@ struct cache {
     void *drop_ud;
     struct entry *head, *tail;
     unsigned tmp_seq;
+    uint64_t reserved;       /* bytes held by downloads in progress (cache_reserve) */
+    struct hasher *hasher;   /* NULL: checks hash on the caller's thread */
+    struct check_job *jobs;  /* in progress */
 };
 
 int cache_new(struct cache **out, const char *dir, uint64_t max_size)
@@ -75,10 +108,15 @@ fail:
     return r;
 }
 
+static void job_free(struct cache *c, struct check_job *j);
+
 void cache_free(struct cache *c)
 {
     if (!c)
         return;
+    hasher_free(c->hasher); /* no result is delivered any more */
+    while (c->jobs)
+        job_free(c, c->jobs);
     strmap_free(c->by_sha, free);
     strmap_free(c->map, free);
     free(c->dir);
@@ -165,6 +203,8 @@ static bool sha_unref(struct cache *c, struct entry *e)
 
 static void drop_entry(struct cache *c, struct entry *e)
 {
+    if (e->job)
+        e->job->e = NULL;
     lru_unlink(c, e);
     strmap_del(c->map, e->key);
     bool had = e->have_sha256;
@@ -204,8 +244,11 @@ static void set_sha(struct cache *c, struct entry *e, const uint8_t sha256[32])
 void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32])
 {
     struct entry *e = strmap_get(c->map, key);
-    if (e)
-        set_sha(c, e, sha256);
+    if (!e)
+        return;
+    if (e->have_sha256 && memcmp(e->sha256, sha256, 32) != 0)
+        e->hashed = false; /* a record, not what was computed: to be checked again */
+    set_sha(c, e, sha256);
 }
 
 void cache_on_drop(struct cache *c, void (*fn)(void *ud, const char *key, const uint8_t *sha256),
@@ -265,23 +308,48 @@ static int key_path(const struct cache *c, const char *key, char *out, size_t n)
     return (w < 0 || (size_t)w >= n) ? -ENAMETOOLONG : 0;
 }
 
+/* The entry's file goes, and the entry with it. */
+static void remove_entry(struct cache *c, struct entry *e)
+{
+    char path[PATH_MAX];
+    if (key_path(c, e->key, path, sizeof path) == 0)
+        unlink(path);
+    drop_entry(c, e);
+}
+
 int cache_make_room(struct cache *c, uint64_t bytes)
 {
-    if (bytes > c->max_size)
+    if (bytes > c->max_size || c->reserved > c->max_size - bytes)
         return -ENOSPC;
+    uint64_t room = c->max_size - bytes - c->reserved; /* what entries may use */
     struct entry *e = c->tail;
-    while (e && c->used + bytes > c->max_size) {
+    while (e && c->used > room) {
         struct entry *prev = e->prev;
         if (e->immutable) {
-            char path[PATH_MAX];
-            if (key_path(c, e->key, path, sizeof path) == 0)
-                unlink(path);
             log_debug("cache: evicted %s (%llu bytes)", e->key, (unsigned long long)e->size);
-            drop_entry(c, e);
+            remove_entry(c, e);
         }
         e = prev;
     }
-    return c->used + bytes > c->max_size ? -ENOSPC : 0;
+    return c->used > room ? -ENOSPC : 0;
+}
+
+int cache_reserve(struct cache *c, uint64_t bytes)
+{
+    int r = cache_make_room(c, bytes);
+    if (r == 0)
+        c->reserved += bytes;
+    return r;
+}
+
+void cache_release(struct cache *c, uint64_t bytes)
+{
+    c->reserved -= bytes < c->reserved ? bytes : c->reserved;
+}
+
+uint64_t cache_reserved(const struct cache *c)
+{
+    return c->reserved;
 }
 
 int cache_open(struct cache *c, const char *key, struct stat *st)
@@ -362,8 +430,10 @@ int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t 
     }
     r = add_entry(c, key, (uint64_t)st.st_size, immutable, (int64_t)time(NULL));
     struct entry *e = strmap_get(c->map, key);
-    if (e && sha256)
+    if (e && sha256) {
         set_sha(c, e, sha256);
+        e->hashed = true; /* computed from the bytes as they arrived */
+    }
     cache_make_room(c, 0);
     return r;
 fail:
@@ -374,6 +444,12 @@ fail:
 bool cache_has(const struct cache *c, const char *key)
 {
     return strmap_get(c->map, key) != NULL;
+}
+
+bool cache_hashed(const struct cache *c, const char *key)
+{
+    struct entry *e = strmap_get(c->map, key);
+    return e && e->hashed;
 }
 
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32])
@@ -394,10 +470,16 @@ int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st
     struct entry *e = ref ? ref->e : NULL;
     if (!e)
         return -ENOENT;
-    if (key_out)
-        snprintf(key_out, keylen, "%s", e->key);
     char key[URL_MAX_KEY];
-    snprintf(key, sizeof key, "%s", e->key); /* cache_open may drop e */
+    snprintf(key, sizeof key, "%s", e->key); /* cache_open and cache_check may drop e */
+    /* a peer gets only bytes this process has hashed: anything else is checked first */
+    int r = cache_check(c, key, NULL, NULL, NULL, NULL);
+    if (r < 0)
+        return r == -EINPROGRESS ? -EAGAIN : r;
+    if (!strmap_get(c->by_sha, hex)) /* the check dropped it */
+        return -ENOENT;
+    if (key_out)
+        snprintf(key_out, keylen, "%s", key);
     return cache_open(c, key, st);
 }
 
@@ -410,6 +492,207 @@ int cache_remove(struct cache *c, const char *key)
     if (key_path(c, key, path, sizeof path) < 0)
         return -ENOENT;
     return unlink(path) < 0 ? -errno : 0;
+}
+
+/* ---- checks before an entry is served ---- */
+
+#define CHECK_RETRY_S 60 /* after a check could not run (EMFILE...), serve unchecked this long */
+
+/* An entry that is not what it should be: logged, removed, to be fetched again. */
+static void damaged(struct cache *c, struct entry *e, const char *why)
+{
+    log_warn("cache: %s %s; dropped, it will be fetched again", e->key, why);
+    remove_entry(c, e);
+}
+
+/* The same with "has A bytes, B" in the reason. */
+static void wrong_size(struct cache *c, struct entry *e, uint64_t a, const char *b_what,
+                       uint64_t b)
+{
+    char why[160];
+    snprintf(why, sizeof why, "has %llu bytes, %s %llu", (unsigned long long)a, b_what,
+             (unsigned long long)b);
+    damaged(c, e, why);
+}
+
+/* What the hash of e's file says: it is intact (and now hashed), or it is dropped. */
+static void apply_hash(struct cache *c, struct entry *e, int err, uint64_t size,
+                       const uint8_t sha256[32])
+{
+    if (err == -ENOENT) {
+        drop_entry(c, e); /* removed behind our back */
+        return;
+    }
+    if (err == -EIO) {
+        damaged(c, e, "cannot be read (I/O error)");
+        return;
+    }
+    if (err < 0) { /* EMFILE and such: not the file's fault */
+        log_warn("cache: cannot check %s: %s; served unchecked for %d s", e->key,
+                 strerror(-err), CHECK_RETRY_S);
+        e->unchecked_until = (int64_t)time(NULL) + CHECK_RETRY_S;
+        return;
+    }
+    if (size != e->size) {
+        wrong_size(c, e, size, "not the", e->size);
+        return;
+    }
+    if (e->have_sha256 && memcmp(e->sha256, sha256, 32) != 0) {
+        damaged(c, e, "no longer has the SHA-256 it was stored with");
+        return;
+    }
+    set_sha(c, e, sha256);
+    e->hashed = true;
+}
+
+static void job_free(struct cache *c, struct check_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        c->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    if (j->e)
+        j->e->job = NULL;
+    while (j->waiters) {
+        struct cache_wait *w = j->waiters;
+        j->waiters = w->next;
+        free(w);
+    }
+    free(j);
+}
+
+static void on_hashed(void *ud, const struct hasher_result *r)
+{
+    struct cache *c = ud;
+    struct check_job *j = r->tag;
+    struct entry *e = j->e;
+    if (e) {
+        e->job = NULL;
+        j->e = NULL;
+        apply_hash(c, e, r->err, r->size, r->sha256);
+    }
+    /* each waiter is told once and its handle freed; it asks cache_check again */
+    for (struct cache_wait *w = j->waiters, *next; w; w = next) {
+        next = w->next;
+        j->waiters = next;
+        w->done(w->ud);
+        free(w);
+    }
+    job_free(c, j);
+}
+
+int cache_start_checker(struct cache *c, struct loop *l)
+{
+    if (c->hasher)
+        return 0;
+    return hasher_new(&c->hasher, l, on_hashed, c);
+}
+
+unsigned cache_checks_pending(const struct cache *c)
+{
+    return c->hasher ? hasher_pending(c->hasher) : 0;
+}
+
+/* Starts the hash of e (or joins the one under way) with a waiter if done is given. */
+static int start_hash(struct cache *c, struct entry *e, void (*done)(void *ud), void *ud,
+                      struct cache_wait **wp)
+{
+    char path[PATH_MAX];
+    struct check_job *j = e->job;
+    struct cache_wait *w = NULL;
+    if (!j) {
+        if (key_path(c, e->key, path, sizeof path) < 0 || !(j = calloc(1, sizeof *j)))
+            return -ENOMEM;
+        if (hasher_submit(c->hasher, path, j) < 0) {
+            free(j);
+            return -ENOMEM;
+        }
+        j->c = c;
+        j->e = e;
+        j->next = c->jobs;
+        if (c->jobs)
+            c->jobs->prev = j;
+        c->jobs = j;
+        e->job = j;
+        log_debug("cache: checking the SHA-256 of %s", e->key);
+    }
+    if (done) {
+        if (!(w = calloc(1, sizeof *w)))
+            return -ENOMEM; /* the job goes on; this caller cannot wait for it */
+        *w = (struct cache_wait){j, done, ud, j->waiters};
+        j->waiters = w;
+    }
+    if (wp)
+        *wp = w;
+    return -EINPROGRESS;
+}
+
+/* Hashes e on this thread (no checker thread): it ends hashed or dropped. */
+static void hash_now(struct cache *c, struct entry *e)
+{
+    char path[PATH_MAX];
+    uint8_t h[32];
+    uint64_t size = 0;
+    int err = key_path(c, e->key, path, sizeof path) < 0 ? -ENAMETOOLONG
+                                                        : hasher_file(path, &size, h);
+    apply_hash(c, e, err, size, h);
+}
+
+int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                void (*done)(void *ud), void *ud, struct cache_wait **w)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct entry *e = strmap_get(c->map, key);
+    if (w)
+        *w = NULL;
+    if (!e || key_path(c, key, path, sizeof path) < 0)
+        return -ENOENT;
+    if (stat(path, &st) < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        drop_entry(c, e); /* removed behind our back */
+        return -ENOENT;
+    }
+    if ((uint64_t)st.st_size != e->size) {
+        wrong_size(c, e, (uint64_t)st.st_size, "not the stored", e->size);
+        return -ENOENT;
+    }
+    /* The index's word binds immutable files only: a volatile file that differs from
+     * the index is outdated, not damaged, and the policy fetches the listed one. */
+    const struct hashdb_entry *x = e->immutable ? expect : NULL;
+    if (x && x->size != UINT64_MAX && x->size != e->size) {
+        wrong_size(c, e, e->size, "the index says", x->size);
+        return -ENOENT;
+    }
+    if (!e->hashed && (e->have_sha256 || (x && x->have_sha256)) &&
+        e->unchecked_until <= (int64_t)time(NULL)) {
+        if (c->hasher)
+            return start_hash(c, e, done, ud, w);
+        hash_now(c, e);
+        if (!(e = strmap_get(c->map, key)))
+            return -ENOENT;
+    }
+    if (x && x->have_sha256 && e->hashed && memcmp(e->sha256, x->sha256, 32) != 0) {
+        damaged(c, e, "does not have the SHA-256 the index gives");
+        return -ENOENT;
+    }
+    return 0;
+}
+
+void cache_wait_cancel(struct cache_wait *w)
+{
+    if (!w)
+        return;
+    for (struct cache_wait **pp = &w->job->waiters; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            free(w);
+            return;
+        }
+    }
 }
 
 /* ---- start-up scan ---- */
@@ -490,12 +773,10 @@ static int empty_tmp(struct cache *c)
     return 0;
 }
 
-long cache_scan(struct cache *c)
+/* Indexes every entry file under DIR. 0 or a negative errno. */
+static int scan_files(struct cache *c)
 {
     struct scan_state s = {.dir_len = strlen(c->dir)};
-    long r = empty_tmp(c);
-    if (r < 0)
-        return r;
     scan_ctx = &s;
     if (nftw(c->dir, scan_visit, 32, FTW_PHYS) < 0 && !s.err)
         s.err = -errno;
@@ -509,8 +790,20 @@ long cache_scan(struct cache *c)
         free(s.items[i].key);
     }
     free(s.items);
-    if (s.err)
-        return s.err;
+    return s.err;
+}
+
+long cache_scan(struct cache *c)
+{
+    long r = empty_tmp(c);
+    if (r < 0 || (r = scan_files(c)) < 0)
+        return r;
     cache_make_room(c, 0);
     return (long)strmap_count(c->map);
+}
+
+long cache_scan_only(struct cache *c)
+{
+    int r = scan_files(c);
+    return r < 0 ? r : (long)strmap_count(c->map);
 }

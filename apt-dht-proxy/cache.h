@@ -14,8 +14,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "apt-dht-proxy/hashdb.h"
 
 struct cache;
+struct cache_wait;
+struct loop;
 
 /* Creates DIR and DIR/.tmp if missing. 0 or a negative errno. */
 int cache_new(struct cache **out, const char *dir, uint64_t max_size);
@@ -24,6 +27,9 @@ void cache_free(struct cache *c);
 /* Empties DIR/.tmp and indexes every file under DIR (LRU order from atime), then evicts
  * down to max_size. Returns the number of entries, or a negative errno. */
 long cache_scan(struct cache *c);
+/* The same index without touching anything: DIR/.tmp and max_size are left alone (for
+ * `apt-dht-proxy verify`, which may run beside the daemon). */
+long cache_scan_only(struct cache *c);
 
 void cache_set_max_size(struct cache *c, uint64_t max_size);
 uint64_t cache_used(const struct cache *c);
@@ -39,9 +45,17 @@ int cache_open(struct cache *c, const char *key, struct stat *st);
  * (O_RDWR) or a negative errno. */
 int cache_tmp_create(struct cache *c, char *path, size_t pathlen);
 
-/* Evicts LRU immutable entries until bytes more fit under max_size. Returns 0 if they
- * fit, -ENOSPC if they cannot (the file is larger than the whole cache). */
+/* Evicts LRU immutable entries until bytes more fit under max_size, counting what
+ * downloads have reserved. Returns 0 if they fit, -ENOSPC if they cannot (nothing is
+ * evicted when bytes plus the reservations exceed the whole cache). */
 int cache_make_room(struct cache *c, uint64_t bytes);
+
+/* A download in progress takes room as its bytes arrive, a chunk at a time: evicts as
+ * cache_make_room does, then counts bytes as reserved until cache_release. 0, or -ENOSPC
+ * with nothing reserved. cache_reserved is the total held. */
+int cache_reserve(struct cache *c, uint64_t bytes);
+void cache_release(struct cache *c, uint64_t bytes);
+uint64_t cache_reserved(const struct cache *c);
 
 /* Moves the complete temp file into place as key. mtime (if > 0) is set on the file (the
  * upstream Last-Modified, used for revalidation); sha256 (or NULL) is the content's
@@ -57,11 +71,17 @@ bool cache_has(const struct cache *c, const char *key);
  * by the start-up scan have none until re-downloaded). true and out filled, or false. */
 bool cache_sha256(const struct cache *c, const char *key, uint8_t out[32]);
 
+/* True if this process computed the entry's SHA-256 from its bytes (at commit, or in
+ * cache_check), rather than having it from a record. */
+bool cache_hashed(const struct cache *c, const char *key);
+
 /* Records the SHA-256 of an entry found by the start-up scan (from the hash index). */
 void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32]);
 
 /* Opens the entry whose content has this SHA-256 (for peers); like cache_open. The key is
- * copied into key_out (may be NULL). Returns the fd or -ENOENT. */
+ * copied into key_out (may be NULL). Returns the fd or -ENOENT. An entry whose bytes
+ * this process has not hashed yet is not opened: its check starts in the background and
+ * -EAGAIN is returned meanwhile (the peer asks another holder). */
 int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st, char *key_out,
                       size_t keylen);
 
@@ -77,5 +97,35 @@ void cache_on_drop(struct cache *c, void (*fn)(void *ud, const char *key, const 
 
 /* Removes an entry (file and index). 0 or -ENOENT. */
 int cache_remove(struct cache *c, const char *key);
+
+/* ---- checks before an entry is served ----
+ *
+ * cache_check: is the entry key still what it should be? expect (or NULL) is what the
+ * hash index says of the file now; it binds immutable entries only (a volatile file that
+ * differs from its index is outdated, which the policy handles). In order:
+ *  - its size on disk against the size it was stored with, and against expect's size;
+ *  - its SHA-256, when this process has not hashed its bytes itself (an entry found by
+ *    the start-up scan) and there is a hash to compare with (the one recorded when it
+ *    was stored, or expect's): hashed once, on the checker thread;
+ *  - the hash it has (computed at commit or by that check) against expect's.
+ * Returns 0: serve it. -ENOENT: there is no such entry, or it failed and has been dropped
+ * (logged; the next decision fetches it again). -EINPROGRESS: its hash is being computed;
+ * done(ud) is called on the loop when it is known (the wait and its handle *w end then)
+ * and the caller asks again; cache_wait_cancel(*w) if it stops waiting first (*w may be
+ * NULL without memory for a waiter: then ask again later). Another negative errno: the
+ * file could not be looked at. When a hash cannot be computed (EMFILE...) the entry is
+ * served unchecked for a minute and logged.
+ *
+ * Without cache_start_checker (the unit tests, `apt-dht-proxy verify`) the hash is
+ * computed on the calling thread and -EINPROGRESS is never returned. */
+int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                void (*done)(void *ud), void *ud, struct cache_wait **w);
+void cache_wait_cancel(struct cache_wait *w); /* accepts NULL */
+
+/* Starts the checker thread, its results delivered on l. 0 or a negative errno. Before
+ * the loop is freed, cache_free must have run. */
+int cache_start_checker(struct cache *c, struct loop *l);
+/* Hashes queued or running on the checker thread. */
+unsigned cache_checks_pending(const struct cache *c);
 
 #endif

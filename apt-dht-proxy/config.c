@@ -115,6 +115,8 @@ int config_init_defaults(struct config *cfg)
     cfg->header_timeout_s = 15;
     cfg->idle_timeout_s = 60;
     cfg->cache_max_size = (uint64_t)10 << 30;
+    cfg->cache_max_object = (uint64_t)4 << 30;
+    cfg->cache_max_index = (uint64_t)256 << 20;
     cfg->negative_ttl_s = 60;
     cfg->connect_timeout_s = 10;
     cfg->stall_timeout_s = 30;
@@ -377,6 +379,8 @@ static const struct key keys[] = {
     {"cache", K_SECTION, 0, 0, 0, 0},
     {"cache.dir", K_PATH, F(cache_dir), 0, 0, 0},
     {"cache.max_size", K_SIZE, F(cache_max_size), 0, 0, 0},
+    {"cache.max_object", K_SIZE, F(cache_max_object), 0, 0, 0},
+    {"cache.max_index", K_SIZE, F(cache_max_index), 0, 0, 0},
     {"cache.negative_ttl", K_NUMBER, F(negative_ttl_s), 0, 0, 86400},
     {"state_dir", K_PATH, F(state_dir), 0, 0, 0},
     {"upstream", K_SECTION, 0, 0, 0, 0},

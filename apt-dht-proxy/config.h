@@ -39,6 +39,10 @@ struct config {
     /* cache: */
     char *cache_dir;            /* default "/var/cache/apt-dht" */
     uint64_t cache_max_size;    /* bytes; default 10 GiB; YAML accepts 500M, 10G, 1T, plain bytes */
+    uint64_t cache_max_object;  /* cache.max_object: bytes, the ceiling of a download whose
+                                   size no index gives; default 4 GiB */
+    uint64_t cache_max_index;   /* cache.max_index: bytes, the same for volatile files
+                                   (InRelease, indices by name); default 256 MiB */
     uint32_t negative_ttl_s;    /* cache.negative_ttl: seconds a mirror 404 is remembered; default 60 */
 
     char *state_dir;            /* default "/var/lib/apt-dht" */

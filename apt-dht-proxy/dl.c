@@ -14,10 +14,21 @@
  * A peer that fails or lies is reported and replaced; a mirror is replaced only while
  * it has delivered nothing. The transfers themselves are fetch.c's.
  *
+ * Every download has a ceiling, the most bytes it may bring: the size the index gives
+ * where it knows the file, else cache.max_object (immutable) or cache.max_index
+ * (volatile; for InRelease and Release also apt's own 10 MB limit). A Content-Length
+ * above it fails the download before a body byte; a body that grows past it fails when
+ * it does. Room in the cache is taken as the bytes arrive, chunk by chunk as libcurl
+ * hands them over (cache_reserve), so a header that lies about the size evicts nothing
+ * for bytes that never come; a download the cache cannot make room for goes on, served
+ * but not cached. When the disk is full the body moves to memory, and all downloads in
+ * memory together hold at most MEMORY_TOTAL.
+ *
  * Lifetime: the fetcher holds one reference until the download ends (dl_finish) and
  * each reader holds one; the fd stays open until the last reference goes, so readers
  * finish reading even after the file has been renamed into the cache or (on failure)
- * unlinked. */
+ * unlinked. A download outliving fetcher_free keeps the fetcher's struct alive
+ * (fetcher.n_dls) for the memory accounting. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -30,7 +41,8 @@
 #include "apt-dht-proxy/fetch-int.h"
 #include "apt-dht-proxy/log.h"
 
-#define MEMORY_MAX ((uint64_t)1 << 30) /* largest download passed through memory */
+#define MEMORY_TOTAL ((uint64_t)256 << 20) /* all downloads in memory (disk full), bytes */
+#define RELEASE_MAX ((uint64_t)10000000)   /* apt's Acquire::MaxReleaseFileSize, bytes */
 
 static const char *const source_name[] = {
     [SRC_NEW] = "new",     [SRC_AWAIT_PEER] = "awaiting-peers",
@@ -52,6 +64,65 @@ static bool peer_phase(const struct dl *d)
     return d->src == SRC_AWAIT_PEER || d->src == SRC_PEER;
 }
 
+/* ---- ceilings, cache room, memory ---- */
+
+static bool is_release_file(const char *key)
+{
+    const char *b = strrchr(key, '/');
+    b = b ? b + 1 : key;
+    return strcmp(b, "InRelease") == 0 || strcmp(b, "Release") == 0 ||
+           strcmp(b, "Release.gpg") == 0;
+}
+
+/* The most bytes the download may bring (see the top of the file). */
+static uint64_t ceiling_of(const struct fetcher *f, const struct dl_request *req)
+{
+    if (req->expect && req->expect->size != UINT64_MAX)
+        return req->expect->size;
+    if (req->immutable)
+        return f->opts.max_object;
+    uint64_t c = f->opts.max_index;
+    return is_release_file(req->key) && c > RELEASE_MAX ? RELEASE_MAX : c;
+}
+
+/* Cache room for the bytes up to `upto`, taken as each chunk libcurl hands over arrives
+ * (at most CURLOPT_BUFFERSIZE, 256 KiB), never ahead of the bytes; when the cache cannot
+ * make room, the download goes on without being cached. */
+static void take_room(struct dl *d, uint64_t upto)
+{
+    if (!d->cacheable || d->in_memory || upto <= d->reserved)
+        return;
+    uint64_t want = upto - d->reserved;
+    if (cache_reserve(d->f->cache, want) == 0) {
+        d->reserved += want;
+        return;
+    }
+    d->cacheable = false;
+    log_info("cache: no room for %s (%llu bytes so far): served without being cached", d->key,
+             (unsigned long long)upto);
+}
+
+static void release_room(struct dl *d)
+{
+    if (d->reserved == 0)
+        return;
+    cache_release(d->f->cache, d->reserved);
+    d->reserved = 0;
+}
+
+/* Memory for an in-memory body up to `upto` bytes, within MEMORY_TOTAL for all. */
+static bool take_memory(struct dl *d, uint64_t upto)
+{
+    struct fetcher *f = d->f;
+    if (upto <= d->mem_held)
+        return true;
+    if (f->mem_used + (upto - d->mem_held) > MEMORY_TOTAL)
+        return false;
+    f->mem_used += upto - d->mem_held;
+    d->mem_held = upto;
+    return true;
+}
+
 /* ---- lifetime ---- */
 
 static int open_body(struct dl *d)
@@ -61,14 +132,20 @@ static int open_body(struct dl *d)
         d->tmp_path[0] = '\0';
         fd = memfd_create("apt-dht-download", MFD_CLOEXEC);
         if (fd < 0)
-            return -errno;
-        d->in_memory = true;
-        d->cacheable = false;
-        log_warn("cache disk full: %s is served without being cached", d->key);
+            fd = -errno;
+        else
+            d->in_memory = true;
     }
     if (fd < 0) {
         d->tmp_path[0] = '\0';
+        log_error("fetch %s: cannot create the download's file: %s%s", d->key, strerror(-fd),
+                  fd == -EMFILE ? " (EMFILE: the open-file limit)"
+                  : fd == -ENFILE ? " (ENFILE: the system's open-file table)" : "");
         return fd;
+    }
+    if (d->in_memory) {
+        d->cacheable = false;
+        log_warn("cache disk full: %s is served without being cached", d->key);
     }
     d->fd = fd;
     return 0;
@@ -89,6 +166,7 @@ static int init(struct dl *d, const struct dl_request *req, const char *join_key
         d->expect = *req->expect;
     }
     d->ims = req->if_modified_since;
+    d->ceiling = ceiling_of(d->f, req);
     /* peers only with a known size: a peer's claimed length is never believed */
     d->await_peers = req->await_peers && req->expect && req->expect->size != UINT64_MAX;
     d->sha256 = EVP_MD_CTX_new();
@@ -109,6 +187,7 @@ int dl_new(struct dl **out, struct fetcher *f, const struct dl_request *req, con
     d->total = -1;
     d->started_ms = loop_now_ms();
     d->refs = 1; /* the transfer's own */
+    f->n_dls++;
     loop_timer_init(&d->budget_timer, on_budget, d);
     int r = init(d, req, join_key);
     if (r < 0) {
@@ -128,7 +207,10 @@ void dl_begin(struct dl *d, uint32_t peer_budget_ms)
 
 void dl_destroy(struct dl *d)
 {
+    struct fetcher *f = d->f;
     fetch_stop(d); /* the budget timer is stopped: dl_finish ran, or dl_begin never did */
+    release_room(d);
+    f->mem_used -= d->mem_held;
     if (d->fd >= 0)
         close(d->fd);
     if (d->tmp_path[0])
@@ -145,6 +227,8 @@ void dl_destroy(struct dl *d)
     free(d->join_key);
     free(d->key);
     free(d);
+    if (--f->n_dls == 0 && f->freed)
+        free(f); /* fetcher_free ran while this download still had readers */
 }
 
 void dl_ref(struct dl *d)
@@ -305,8 +389,13 @@ bool dl_body_begins(struct dl *d, int64_t content_length)
         }
         d->total = (int64_t)d->expect.size;
     }
-    if (d->cacheable && d->total > 0 && cache_make_room(d->f->cache, (uint64_t)d->total) < 0)
-        d->cacheable = false; /* larger than the whole cache: stream only */
+    if (d->total >= 0 && (uint64_t)d->total > d->ceiling) {
+        dl_set_reason(d, 502, "the mirror announces %lld bytes, more than the %llu allowed",
+                      (long long)d->total, (unsigned long long)d->ceiling);
+        log_warn("fetch %s: %s", d->key, d->reason);
+        return false;
+    }
+    /* no room is taken yet: eviction waits for the bytes themselves (take_room) */
     d->state = DL_STREAMING;
     dl_notify(d);
     return true;
@@ -318,7 +407,7 @@ static int to_memory(struct dl *d)
 {
     char buf[65536];
     off_t end = lseek(d->fd, 0, SEEK_CUR);
-    if (end < 0 || (d->total > 0 && (uint64_t)d->total > MEMORY_MAX))
+    if (end < 0 || !take_memory(d, d->total > 0 ? (uint64_t)d->total : (uint64_t)end))
         return -ENOSPC;
     int mfd = memfd_create("apt-dht-download", MFD_CLOEXEC);
     if (mfd < 0)
@@ -338,6 +427,7 @@ static int to_memory(struct dl *d)
     d->fd = mfd;
     d->in_memory = true;
     d->cacheable = false;
+    release_room(d); /* none of it goes to the cache now */
     log_warn("cache disk full: %s is served without being cached", d->key);
     return 0;
 }
@@ -372,10 +462,19 @@ bool dl_append(struct dl *d, const char *buf, size_t n)
         dl_set_reason(d, 502, "mirror sent more bytes than announced");
         return false;
     }
-    if (d->in_memory && d->received + n > MEMORY_MAX) {
-        dl_set_reason(d, 502, "cache disk full and the file too large to pass through memory");
+    if (d->received + n > d->ceiling) {
+        dl_set_reason(d, 502, "the mirror sends more than the %llu bytes allowed",
+                      (unsigned long long)d->ceiling);
+        log_warn("fetch %s: %s", d->key, d->reason);
         return false;
     }
+    if (d->in_memory && !take_memory(d, d->received + n)) {
+        dl_set_reason(d, 502, "cache disk full, and downloads in memory hold all of the %llu MiB "
+                      "they may", (unsigned long long)(MEMORY_TOTAL >> 20));
+        log_warn("fetch %s: %s", d->key, d->reason);
+        return false;
+    }
+    take_room(d, d->received + n);
     if (!write_body(d, buf, n))
         return false;
     EVP_DigestUpdate(d->sha256, buf, n);
@@ -429,6 +528,7 @@ static void report_peer(struct dl *d, enum peer_result r)
 static void commit(struct dl *d)
 {
     struct fetcher *f = d->f;
+    release_room(d); /* the entry counts from now on */
     int r = cache_commit(f->cache, d->tmp_path, d->key, d->last_modified, d->immutable,
                          d->have_digest ? d->digest : NULL);
     if (r < 0) {
@@ -552,6 +652,7 @@ bool dl_claim_lookup(struct dl *d)
 void dl_finish(struct dl *d, enum dl_state st)
 {
     fetch_stop(d);
+    release_room(d);
     if (d->src == SRC_PEER && st != DL_DONE)
         d->received = 0; /* a peer's bytes are unverified: none becomes readable */
     set_source(d, SRC_ENDED);

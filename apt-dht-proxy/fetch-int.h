@@ -74,6 +74,9 @@ struct dl {
     bool in_memory;          /* the disk was full: fd is a memfd, nothing is cached */
     uint64_t received;       /* body bytes in fd */
     int64_t total;           /* -1 = unknown */
+    uint64_t ceiling;        /* the most bytes this download may bring */
+    uint64_t reserved;       /* cache room taken for it (cache_reserve), bytes */
+    uint64_t mem_held;       /* in_memory: bytes counted in fetcher.mem_used */
     EVP_MD_CTX *sha256, *sha1;
     bool have_digest;
     uint8_t digest[32]; /* SHA-256 of the complete body */
@@ -94,6 +97,7 @@ struct dl {
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
     int resp_status;      /* status of the response being received */
+    int os_errno;         /* of the failed transfer's last system call (CURLINFO_OS_ERRNO) */
     uint64_t transfer_ms; /* when it started */
 };
 
@@ -105,7 +109,10 @@ struct fetcher {
     struct loop_timer timer;
     struct strmap *inflight; /* join key -> struct dl (not yet ended) */
     char user_agent[64];
-    unsigned seq; /* for join keys of downloads that run alone */
+    unsigned seq;      /* for join keys of downloads that run alone */
+    uint64_t mem_used; /* bytes of all in-memory bodies (disk full) */
+    unsigned n_dls;    /* downloads not yet destroyed */
+    bool freed;        /* fetcher_free ran; the last dl_destroy frees the struct */
 };
 
 /* ---- fetch.c, for dl.c ---- */

@@ -185,8 +185,28 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
     return dl_append(d, buf, n) ? n : 0;
 }
 
+/* Why a mirror's answer is no body: its status, or the transfer's error. */
+static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
+{
+    if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
+        dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
+        log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(d->os_errno),
+                  d->os_errno == EMFILE ? "EMFILE: the open-file limit"
+                                        : "ENFILE: the system's open-file table");
+    } else if (res != CURLE_OK)
+        dl_set_reason(d, res == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "mirror unreachable: %s",
+                      err);
+    else if (st == 404 || st == 410)
+        dl_set_reason(d, 404, "not found on the mirror");
+    else if (st == 403)
+        dl_set_reason(d, 403, "mirror refused the request");
+    else
+        dl_set_reason(d, 502, "mirror answered %d", st);
+}
+
 /* A mirror's transfer ended without a whole body: a connect error or a 5xx before any
- * body byte moves on to the next source; anything else is the download's answer. */
+ * body byte moves on to the next source, and so does an answer dl.c refused before its
+ * body (a Content-Length above the ceiling); anything else is the download's answer. */
 static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
 {
     if (res == CURLE_OK && st == 304) {
@@ -203,15 +223,9 @@ static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
         return;
     }
     bool retry = res != CURLE_OK || st >= 500;
-    if (res != CURLE_OK)
-        dl_set_reason(d, res == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "mirror unreachable: %s",
-                      err);
-    else if (st == 404 || st == 410)
-        dl_set_reason(d, 404, "not found on the mirror");
-    else if (st == 403)
-        dl_set_reason(d, 403, "mirror refused the request");
-    else
-        dl_set_reason(d, 502, "mirror answered %d", st);
+    /* a write error with a reason is dl.c's refusal: its reason stands */
+    if (!(res == CURLE_WRITE_ERROR && d->reason[0]))
+        mirror_reason(d, res, st, err);
     if (retry && d->url_idx < d->n_urls) {
         log_warn("fetch %s: %s; trying the next mirror", d->key, d->reason);
         dl_next_source(d);
@@ -224,6 +238,10 @@ static void transfer_ended(struct dl *d, CURLcode res)
 {
     bool body_started = d->state == DL_STREAMING;
     int st = d->resp_status;
+    long oserr = 0;
+    if (res != CURLE_OK && curl_easy_getinfo(d->easy, CURLINFO_OS_ERRNO, &oserr) != CURLE_OK)
+        oserr = 0;
+    d->os_errno = (int)oserr;
     fetch_stop(d);
     if (res == CURLE_OK && st == 200 && body_started)
         dl_complete(d);
@@ -296,6 +314,7 @@ void fetch_start(struct dl *d)
     const char *url = peer ? d->peers[d->peer_idx - 1].url : d->urls[d->url_idx - 1];
     CURL *e;
     d->resp_status = 0;
+    d->os_errno = 0;
     d->errbuf[0] = '\0';
     if (!multi_ready(f) || dl_reset_body(d) < 0 || !(e = curl_easy_init())) {
         dl_set_reason(d, 502, "cannot start a transfer");
@@ -405,6 +424,7 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
     snprintf(f->user_agent, sizeof f->user_agent, "%s",
              opts->user_agent ? opts->user_agent : "apt-dht");
     f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
+    fetcher_set_ceilings(f, opts->max_object, opts->max_index);
     if (strmap_new(&f->inflight) < 0) {
         fetcher_free(f);
         return -ENOMEM;
@@ -417,6 +437,12 @@ void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t
 {
     f->opts.connect_timeout_s = connect_timeout_s;
     f->opts.stall_timeout_s = stall_timeout_s;
+}
+
+void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index)
+{
+    f->opts.max_object = max_object ? max_object : FETCH_MAX_OBJECT;
+    f->opts.max_index = max_index ? max_index : FETCH_MAX_INDEX;
 }
 
 static void pick_one(const char *key, void *value, void *ud)
@@ -441,5 +467,10 @@ void fetcher_free(struct fetcher *f)
         curl_global_cleanup();
     }
     strmap_free(f->inflight, NULL);
-    free(f);
+    f->inflight = NULL;
+    f->multi = NULL;
+    if (f->n_dls > 0)
+        f->freed = true; /* readers still hold downloads: the last one frees f */
+    else
+        free(f);
 }

@@ -41,10 +41,18 @@ enum peer_result {
     PEER_BAD_DATA, /* served bytes that fail the hash or size check */
 };
 
+#define FETCH_MAX_OBJECT ((uint64_t)4 << 30) /* cache.max_object's default, bytes */
+#define FETCH_MAX_INDEX ((uint64_t)256 << 20) /* cache.max_index's default, bytes */
+
 struct fetch_opts {
     /* A mirror's timeouts; fetcher_reconfigure changes them. */
     uint32_t connect_timeout_s;
     uint32_t stall_timeout_s; /* no byte for this long = failure */
+    /* The ceiling of a download whose size no index gives (bytes; 0 = the default):
+     * max_object for immutable files, max_index for volatile ones (InRelease and Release
+     * at most 10 MB, apt's own limit). A Content-Length above it fails the download at
+     * once, a body that grows past it when it does. fetcher_set_ceilings changes them. */
+    uint64_t max_object, max_index;
     const char *user_agent;
     /* Called when a download has been committed to the cache as key (path = its file,
      * sha256 = its content's digest). */
@@ -82,6 +90,8 @@ void fetcher_free(struct fetcher *f);
  * this call, including a running download's failover to its next mirror; a transfer
  * already under way keeps the timeouts it started with. Peers' timeouts are fixed. */
 void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s);
+/* New ceilings (as fetch_opts; 0 = the default), for downloads started after the call. */
+void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index);
 
 /* Returns the download in progress for req->key or starts one; the caller holds a
  * reference (dl_unref when done). NULL with *err set (-ENOMEM, -ENAMETOOLONG...). */

@@ -27,6 +27,7 @@
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
+#include "apt-dht-proxy/verify.h"
 #include "apt-dht-proxy/version.h"
 
 #define DEFAULT_CONFIG "/etc/apt-dht/apt-dht.conf"
@@ -36,6 +37,7 @@ struct options {
     long port;               /* -1 = from config */
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
+    bool verify; /* the `verify` command: check the cache and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
 };
 
@@ -56,13 +58,16 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
+            "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] verify\n"
             "  -c, --config FILE   YAML config (default: " DEFAULT_CONFIG " if it exists,\n"
             "                      else built-in defaults)\n"
             "  -p, --port PORT     listen port (overrides listen.port)\n"
             "      --cache-dir DIR cache directory (overrides cache.dir)\n"
             "      --state-dir DIR state directory (overrides state_dir)\n"
             "  -f, --foreground    stay in the foreground and log to stderr\n"
-            "  -v, --verbose       log at debug level\n");
+            "  -v, --verbose       log at debug level\n"
+            "  verify              check every cached file against the hash index, drop and\n"
+            "                      report those that fail (exit 1 if any did)\n");
 }
 
 /* Returns 0 to go on, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -97,6 +102,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         default: usage(stderr); return -1;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "verify") == 0) {
+        o->verify = true;
+        optind++;
     }
     if (optind < argc) {
         fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
@@ -239,7 +248,8 @@ static int open_stores(struct app *a, long *files)
 static int start_services(struct app *a)
 {
     int r;
-    if ((r = loop_new(&a->loop)) < 0 || (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
+    if ((r = loop_new(&a->loop)) < 0 || (r = cache_start_checker(a->cache, a->loop)) < 0 ||
+        (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
         (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
         return r;
     if ((r = server_start(a->server)) < 0) {
@@ -389,6 +399,12 @@ int main(int argc, char **argv)
     if (!a.cfg)
         return 1;
     log_setup(a.cfg->log_level, 0);
+    if (a.opt.verify) { /* exit 0: all good, 1: some failed (and were dropped), 2: error */
+        long failed = verify_cache(a.cfg, stdout);
+        config_done(a.cfg);
+        free(a.cfg);
+        return failed < 0 ? 2 : failed > 0 ? 1 : 0;
+    }
     raise_nofile();
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {

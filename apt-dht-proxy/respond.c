@@ -86,6 +86,8 @@ void answer_unref(struct answer *a)
 
 void answer_done(struct answer *a)
 {
+    cache_wait_cancel(a->check);
+    a->check = NULL;
     loop_timer_stop(a->rs->loop, &a->pace_timer);
     if (a->up_fd >= 0)
         close(a->up_fd);
@@ -145,53 +147,64 @@ static const char *content_type_of(const char *key)
 
 /* ---- ranges and conditions ---- */
 
-/* Parses "bytes=A-B", "bytes=A-", "bytes=-N" for a file of size n.
- * Returns 1 with [*a, *b] set, 0 if no usable single range (serve the whole file),
- * -1 if unsatisfiable (416). */
+/* Reads the decimal digits at *p (at least one; no sign, no space), saturating at
+ * UINT64_MAX: a position past any file is as good as the end. false if there is none. */
+static bool range_pos(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++)
+        v = v > (UINT64_MAX - 9) / 10 ? UINT64_MAX : v * 10 + (uint64_t)(*s - '0');
+    *p = s;
+    *out = v;
+    return true;
+}
+
+/* Parses "bytes=A-B", "bytes=A-", "bytes=-N" (RFC 9110 14.1.2) for a file of size n.
+ * Returns 1 with [*a, *b] set, 0 if no usable single range (serve the whole file: several
+ * ranges, or anything malformed, a sign or a space included), -1 if unsatisfiable (416).
+ * An end past the file is cut at its last byte. */
 static int parse_range(const char *h, uint64_t n, uint64_t *a, uint64_t *b)
 {
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+    uint64_t x, y;
+    if (!h || strncmp(h, "bytes=", 6) != 0)
         return 0;
     const char *p = h + 6;
-    char *end;
     if (*p == '-') {
-        errno = 0;
-        unsigned long long suf = strtoull(p + 1, &end, 10);
-        if (errno || end == p + 1 || *end)
+        p++;
+        if (!range_pos(&p, &y) || *p)
             return 0;
-        if (suf == 0 || n == 0)
+        if (y == 0 || n == 0)
             return -1;
-        *a = suf >= n ? 0 : n - suf;
+        *a = y >= n ? 0 : n - y;
         *b = n - 1;
         return 1;
     }
-    errno = 0;
-    unsigned long long x = strtoull(p, &end, 10);
-    if (errno || end == p || *end != '-')
+    if (!range_pos(&p, &x) || *p++ != '-')
         return 0;
-    p = end + 1;
-    unsigned long long y = n ? n - 1 : 0;
-    if (*p) {
-        y = strtoull(p, &end, 10);
-        if (errno || *end || y < x)
-            return 0;
-        if (y >= n)
-            y = n ? n - 1 : 0;
-    }
+    y = UINT64_MAX;
+    if (*p && (!range_pos(&p, &y) || y < x))
+        return 0;
+    if (*p)
+        return 0;
     if (x >= n)
         return -1;
     *a = x;
-    *b = y;
+    *b = y >= n ? n - 1 : y;
     return 1;
 }
 
-/* If-Range: a date equal to (or later than) our Last-Modified keeps the range. */
+/* If-Range (RFC 9110 13.1.5): the range holds only for a date that is exactly our
+ * Last-Modified; an entity tag never matches (the proxy sends none), so the whole file
+ * goes out. */
 static bool if_range_holds(const char *h, time_t mtime)
 {
     if (!h)
         return true;
     time_t t = http_date_parse(h);
-    return t > 0 && mtime <= t;
+    return t > 0 && t == mtime;
 }
 
 static const char *header(struct answer *a, const char *name)
@@ -317,6 +330,43 @@ enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const
     }
     count_sent(a, len);
     return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
+static void check_done(void *ud)
+{
+    struct answer *a = ud;
+    a->check = NULL; /* the cache freed the wait */
+    answer_resume(a);
+}
+
+int answer_check_cached(struct answer *a, struct cache *c, const char *key,
+                        const struct hashdb_entry *expect)
+{
+    cache_wait_cancel(a->check); /* a wait left from an earlier decision */
+    a->check = NULL;
+    int r = cache_check(c, key, expect, check_done, a, &a->check);
+    if (r == -EINPROGRESS && a->check) {
+        answer_suspend(a);
+        return -EINPROGRESS;
+    }
+    if (r == -ENOENT)
+        return 1;
+    if (r < 0)
+        log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
+    return 0;
+}
+
+enum MHD_Result answer_start_failed(struct answer *a, int err)
+{
+    if (err == -EMFILE || err == -ENFILE) {
+        log_error("%s: cannot start the download: %s (%s)", a->target, strerror(-err),
+                  err == -EMFILE ? "EMFILE: raise the open-file limit, LimitNOFILE"
+                                 : "ENFILE: the system's open-file table is full");
+        return answer_error(a, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            "proxy out of file descriptors; try again shortly");
+    }
+    log_error("%s: cannot start the download: %s", a->target, strerror(-err));
+    return answer_error(a, 500, "cannot start the download");
 }
 
 int answer_cached(struct answer *a, struct cache *c, const char *key, const char *why,

@@ -21,7 +21,9 @@
 #include "apt-dht-proxy/stats.h"
 
 struct cache;
+struct cache_wait;
 struct dl;
+struct hashdb_entry;
 
 struct responder {
     struct loop *loop;
@@ -49,6 +51,7 @@ struct answer {
     int up_fd;            /* a paced upload: the file (owned), its range */
     uint64_t up_off, up_len;
     struct loop_timer pace_timer;
+    struct cache_wait *check; /* the cache check this answer waits for; NULL = none */
 };
 
 void responder_init(struct responder *rs, struct loop *l, struct stats *stats,
@@ -58,7 +61,8 @@ void answer_init(struct answer *a, struct responder *rs, struct MHD_Connection *
                  const char *target, bool head, void (*release)(struct answer *a));
 void answer_ref(struct answer *a);
 void answer_unref(struct answer *a);
-/* Ends what the answer owns (paced upload fd, timer); before the owner's release. */
+/* Ends what the answer owns (paced upload fd, timer, a check it waits for); before the
+ * owner's release. */
 void answer_done(struct answer *a);
 
 /* Suspends the connection (not while stopping) / resumes it. Both idempotent. */
@@ -71,6 +75,19 @@ enum MHD_Result answer_error(struct answer *a, unsigned status, const char *reas
 /* The cached file fd (taken) of stat st, with If-Modified-Since (304), Range and
  * If-Range (206, 416) and HEAD. key gives the Content-Type. */
 enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key);
+
+/* Checks the cache entry key before anything is decided on it (cache_check; expect is
+ * the hash index's entry or NULL). 0 = go on (it passed, there is none, or it cannot be
+ * checked now: logged); 1 = it failed and was dropped (decide without it); -EINPROGRESS =
+ * its hash is being computed: the answer is suspended, and resumed when the verdict is
+ * known (then ask again). */
+int answer_check_cached(struct answer *a, struct cache *c, const char *key,
+                        const struct hashdb_entry *expect);
+
+/* A download could not be started (err, a negative errno from fetcher_get): 503 with a
+ * one-line reason when the proxy ran out of file descriptors (EMFILE, ENFILE), which is
+ * logged as such; 500 otherwise. */
+enum MHD_Result answer_start_failed(struct answer *a, int err);
 
 /* The cache entry key, if present: 1 = answered (*ret holds MHD's verdict), 0 = no such
  * entry (nothing queued). why becomes the log line's source. */

@@ -81,9 +81,11 @@ enum req_phase {
     REQ_WAIT_INDEX, /* suspended until the indexer's queue drains, at most INDEX_WAIT_MS */
     REQ_WAIT_DL,    /* suspended on its download's headers or first bytes */
     REQ_ANSWERED,   /* a response is queued (or MHD was told to close) */
+    REQ_WAIT_CHECK, /* suspended while its cache entry's SHA-256 is checked (cache_check) */
 };
 
-static const char *const phase_names[] = {"NEW", "PARSED", "WAIT_INDEX", "WAIT_DL", "ANSWERED"};
+static const char *const phase_names[] = {"NEW",      "PARSED",     "WAIT_INDEX",
+                                          "WAIT_DL",  "ANSWERED",   "WAIT_CHECK"};
 
 /* Per-request state (MHD's con_cls). The answer comes first and holds the references:
  * it is freed when the request has completed and every callback response reading it has
@@ -351,6 +353,7 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
 {
     struct server *s = r->s;
     enum MHD_Result ret = MHD_YES;
+    int err;
     switch (o->act) {
     case ACT_SERVE_CACHED:
         if (serve_cached(r, r->route.key, "cache", &ret)) {
@@ -362,8 +365,10 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
     case ACT_FETCH:
         if (o->miss)
             s->stats.misses++;
-        if (start_dl(r, &r->route, o->use_expect ? e : NULL, o) < 0)
-            return refuse(r, 500, "cannot start the download");
+        if ((err = start_dl(r, &r->route, o->use_expect ? e : NULL, o)) < 0) {
+            req_set_phase(r, REQ_ANSWERED);
+            return answer_start_failed(&r->ans, err); /* 503 for EMFILE, ENFILE */
+        }
         req_set_phase(r, REQ_WAIT_DL);
         return drive(r);
     case ACT_WAIT_INDEX:
@@ -407,6 +412,16 @@ static enum MHD_Result drive(struct req *r)
     struct policy_dl pd;
     struct hashdb_entry e;
     gather(r, &in, &e);
+    if (!r->dl && in.cached) { /* the entry is checked before anything is decided on it */
+        int ck = answer_check_cached(&r->ans, r->s->cache, r->route.key,
+                                     in.have_expect ? &e : NULL);
+        if (ck == -EINPROGRESS) {
+            req_set_phase(r, REQ_WAIT_CHECK); /* resumed when the hash is known */
+            return MHD_YES;
+        }
+        if (ck > 0)
+            gather(r, &in, &e); /* it failed and was dropped: decide without it */
+    }
     if (r->dl) {
         pd = (struct policy_dl){
             .state = dl_state(r->dl),
@@ -437,6 +452,9 @@ static enum MHD_Result resume(struct req *r)
         req_set_phase(r, REQ_PARSED);
         return drive(r);
     case REQ_WAIT_DL:
+        return drive(r);
+    case REQ_WAIT_CHECK:
+        req_set_phase(r, REQ_PARSED);
         return drive(r);
     case REQ_NEW:
     case REQ_PARSED:
@@ -721,6 +739,7 @@ int server_reconfigure(struct server *s, const struct config *cfg)
         httpd_set_limits(s->httpd, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
+    fetcher_set_ceilings(s->fetcher, cfg->cache_max_object, cfg->cache_max_index);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
              listen_changed ? "; listen address, port, max_connections and idle_timeout need a restart"
@@ -749,6 +768,8 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
     struct fetch_opts fo = {
         .connect_timeout_s = cfg->connect_timeout_s,
         .stall_timeout_s = cfg->stall_timeout_s,
+        .max_object = cfg->cache_max_object,
+        .max_index = cfg->cache_max_index,
         .user_agent = ua,
         .on_commit = on_commit,
         .on_peer_result = on_peer_result,

@@ -1,4 +1,5 @@
-/* test_cache.c - cache commit, lookup, LRU eviction, start-up scan and debris removal. */
+/* test_cache.c - cache commit, lookup, LRU eviction, start-up scan and debris removal,
+ * room reserved by downloads in progress, and the checks before an entry is served. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tests/unit/unit.h"
+#include <openssl/evp.h>
 #include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/strmap.h"
 
 static char dir[PATH_MAX];
@@ -191,6 +194,226 @@ static void test_same_content_twice(void)
     rm_dir();
 }
 
+/* Room for downloads is reserved as their bytes arrive: a reservation evicts only what
+ * it needs, one that cannot fit evicts nothing, and reserved bytes count against
+ * max_size for every later eviction until released. */
+static void test_reserve(void)
+{
+    struct cache *c;
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 3000), 0);
+    CU_ASSERT_EQUAL(put(c, "h/d/pool/1.deb", 1000, true), 0);
+    CU_ASSERT_EQUAL(put(c, "h/d/pool/2.deb", 1000, true), 0);
+    CU_ASSERT_EQUAL(cache_reserve(c, 1000), 0); /* fits: nothing evicted */
+    CU_ASSERT_EQUAL(cache_count(c), 2);
+    CU_ASSERT_EQUAL(cache_reserved(c), 1000);
+    CU_ASSERT_EQUAL(cache_reserve(c, 5000), -ENOSPC); /* can never fit: nothing evicted */
+    CU_ASSERT_EQUAL(cache_count(c), 2);
+    CU_ASSERT_EQUAL(cache_reserve(c, 500), 0); /* evicts the least recently used */
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/1.deb"));
+    CU_ASSERT_TRUE(cache_has(c, "h/d/pool/2.deb"));
+    CU_ASSERT_EQUAL(cache_reserved(c), 1500);
+    /* a commit next to the reservation evicts to keep both under max_size */
+    CU_ASSERT_EQUAL(put(c, "h/d/pool/3.deb", 1000, true), 0);
+    CU_ASSERT(cache_used(c) + cache_reserved(c) <= 3000);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/2.deb"));
+    cache_release(c, 1500);
+    CU_ASSERT_EQUAL(cache_reserved(c), 0);
+    cache_release(c, 10); /* more than is held: none is held */
+    CU_ASSERT_EQUAL(cache_reserved(c), 0);
+    cache_free(c);
+    rm_dir();
+}
+
+static void sha_of(const char *data, size_t n, uint8_t out[32])
+{
+    unsigned len = 0;
+    CU_ASSERT_FATAL(EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) == 1);
+}
+
+/* Commits data as key with its real SHA-256 (as a verified download would). */
+static void put_hashed(struct cache *c, const char *key, const char *data, bool immutable)
+{
+    char tmp[PATH_MAX];
+    uint8_t h[32];
+    int fd = cache_tmp_create(c, tmp, sizeof tmp);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+    close(fd);
+    sha_of(data, strlen(data), h);
+    CU_ASSERT_EQUAL(cache_commit(c, tmp, key, 0, immutable, h), 0);
+}
+
+static void flip_byte(const char *key)
+{
+    char path[PATH_MAX + 300];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, key);
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    int fd = open(path, O_RDWR);
+    char b;
+    CU_ASSERT_EQUAL(pread(fd, &b, 1, 0), 1);
+    b ^= 1;
+    CU_ASSERT_EQUAL(pwrite(fd, &b, 1, 0), 1);
+    close(fd);
+}
+
+/* The checks of an entry in this run: its size on disk, the index's size and hash for
+ * immutable files (a volatile file that differs is only outdated), the hash computed at
+ * commit compared, never recomputed. */
+static void test_check_sizes_and_index(void)
+{
+    struct cache *c;
+    struct hashdb_entry e = {.size = UINT64_MAX};
+    char path[PATH_MAX + 64];
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    put_hashed(c, "h/d/pool/a.deb", "alpha", true);
+    put_hashed(c, "h/d/pool/b.deb", "bravo", true);
+    put_hashed(c, "h/d/pool/c.deb", "charlie", true);
+    put_hashed(c, "h/d/dists/s/main/binary-all/Packages", "old index", false);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/none.deb", NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/a.deb", NULL, NULL, NULL, NULL), 0);
+    e.have_sha256 = true;
+    sha_of("alpha", 5, e.sha256);
+    e.size = 5;
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL), 0);
+    /* the index learnt a hash the cached bytes do not have: dropped */
+    sha_of("BRAVO", 5, e.sha256);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/b.deb", &e, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/b.deb"));
+    snprintf(path, sizeof path, "%s/h/d/pool/b.deb", dir);
+    CU_ASSERT_EQUAL(access(path, F_OK), -1);
+    /* a size the index does not give: dropped without hashing */
+    sha_of("charlie", 7, e.sha256);
+    e.size = 302;
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/c.deb", &e, NULL, NULL, NULL), -ENOENT);
+    /* a volatile file that differs from the index is left to the policy */
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/dists/s/main/binary-all/Packages", &e, NULL, NULL, NULL), 0);
+    /* a file whose size changed on disk */
+    put_hashed(c, "h/d/pool/d.deb", "delta", true);
+    snprintf(path, sizeof path, "%s/h/d/pool/d.deb", dir);
+    CU_ASSERT_EQUAL(truncate(path, 2), 0);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/d.deb", NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/d.deb"));
+    cache_free(c);
+    rm_dir();
+}
+
+/* After a restart: entries come from the scan with the hash recorded at store time;
+ * their bytes are hashed once, on the calling thread here (no checker), and a flipped
+ * byte drops the entry. Peers are served only hashed entries. */
+static void test_check_after_restart(void)
+{
+    struct cache *c;
+    struct stat st;
+    uint8_t ha[32], hb[32];
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    put_hashed(c, "h/d/pool/a.deb", "alpha", true);
+    put_hashed(c, "h/d/pool/b.deb", "bravo", true);
+    cache_free(c);
+    flip_byte("h/d/pool/b.deb");
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    CU_ASSERT_EQUAL(cache_scan(c), 2);
+    sha_of("alpha", 5, ha);
+    sha_of("bravo", 5, hb);
+    cache_set_sha256(c, "h/d/pool/a.deb", ha); /* what catalogue_restore does */
+    cache_set_sha256(c, "h/d/pool/b.deb", hb);
+    CU_ASSERT_FALSE(cache_hashed(c, "h/d/pool/a.deb"));
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/a.deb", NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT_TRUE(cache_hashed(c, "h/d/pool/a.deb"));
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/b.deb", NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/b.deb"));
+    CU_ASSERT_EQUAL(cache_open_sha256(c, hb, &st, NULL, 0), -ENOENT);
+    int fd = cache_open_sha256(c, ha, &st, NULL, 0);
+    CU_ASSERT(fd >= 0);
+    close(fd);
+    cache_free(c);
+    rm_dir();
+}
+
+static struct {
+    struct loop *loop;
+    int done;
+    struct loop_timer guard; /* ends a slice of loop_run */
+} ck;
+
+static void on_checked(void *ud)
+{
+    ck.done++;
+    loop_stop(ck.loop);
+}
+
+static void on_ck_guard(struct loop *l, struct loop_timer *t, void *ud)
+{
+    loop_stop(l);
+}
+
+/* Runs the loop in 10 ms slices until no check is pending (10 s at most). */
+static void run_until_checked(struct cache *c)
+{
+    for (int i = 0; i < 1000 && cache_checks_pending(c) > 0; i++) {
+        CU_ASSERT_EQUAL(loop_timer_start(ck.loop, &ck.guard, 10), 0);
+        CU_ASSERT_EQUAL(loop_run(ck.loop), 0);
+        loop_timer_stop(ck.loop, &ck.guard);
+    }
+    CU_ASSERT_EQUAL(cache_checks_pending(c), 0);
+}
+
+/* With the checker thread: the check answers -EINPROGRESS, calls back on the loop once
+ * the hash is known, and the next check has the verdict; a cancelled wait is never
+ * called; a peer asking for an unhashed entry gets -EAGAIN until it is hashed. */
+static void test_check_on_thread(void)
+{
+    struct cache *c;
+    struct cache_wait *w = NULL;
+    struct stat st;
+    uint8_t ha[32], hb[32];
+    memset(&ck, 0, sizeof ck);
+    loop_timer_init(&ck.guard, on_ck_guard, NULL);
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(loop_new(&ck.loop), 0);
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    put_hashed(c, "h/d/pool/a.deb", "alpha", true);
+    put_hashed(c, "h/d/pool/b.deb", "bravo", true);
+    put_hashed(c, "h/d/pool/p.deb", "papa", true);
+    cache_free(c);
+    flip_byte("h/d/pool/b.deb");
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    CU_ASSERT_EQUAL(cache_scan(c), 3);
+    CU_ASSERT_EQUAL_FATAL(cache_start_checker(c, ck.loop), 0);
+    sha_of("alpha", 5, ha);
+    sha_of("bravo", 5, hb);
+    cache_set_sha256(c, "h/d/pool/a.deb", ha);
+    cache_set_sha256(c, "h/d/pool/b.deb", hb);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/a.deb", NULL, on_checked, NULL, &w), -EINPROGRESS);
+    CU_ASSERT_PTR_NOT_NULL(w);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/b.deb", NULL, on_checked, NULL, &w), -EINPROGRESS);
+    cache_wait_cancel(w); /* this one stops waiting: never called */
+    run_until_checked(c);
+    CU_ASSERT_EQUAL(ck.done, 1);
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/a.deb", NULL, on_checked, NULL, &w), 0);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/b.deb")); /* dropped even though nobody waited */
+    /* a peer: the index-free entry p has a record, so it is hashed before it is shared */
+    uint8_t hp[32];
+    sha_of("papa", 4, hp);
+    cache_set_sha256(c, "h/d/pool/p.deb", hp);
+    CU_ASSERT_EQUAL(cache_open_sha256(c, hp, &st, NULL, 0), -EAGAIN);
+    run_until_checked(c);
+    int fd = cache_open_sha256(c, hp, &st, NULL, 0);
+    CU_ASSERT(fd >= 0);
+    close(fd);
+    /* a check in flight when the cache goes: nothing leaks, nothing is called */
+    flip_byte("h/d/pool/p.deb");
+    cache_set_sha256(c, "h/d/pool/p.deb", ha); /* a different record: checked again */
+    CU_ASSERT_EQUAL(cache_check(c, "h/d/pool/p.deb", NULL, on_checked, NULL, &w), -EINPROGRESS);
+    cache_free(c);
+    CU_ASSERT_EQUAL(ck.done, 1);
+    loop_free(ck.loop);
+    rm_dir();
+}
+
 static void count_cb(const char *k, void *v, void *ud)
 {
     (*(int *)ud)++;
@@ -226,6 +449,9 @@ int main(void)
         {"commit and open", test_commit_open}, {"LRU eviction", test_lru_eviction},
         {"scan and debris", test_scan_and_debris}, {"sha256", test_sha256},
         {"strmap", test_strmap}, {"same content twice", test_same_content_twice},
+        {"reserve", test_reserve}, {"check: sizes and the index", test_check_sizes_and_index},
+        {"check: after a restart", test_check_after_restart},
+        {"check: on the checker thread", test_check_on_thread},
         {NULL, NULL},
     };
     return unit_run("cache", cases);

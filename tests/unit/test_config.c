@@ -56,6 +56,7 @@ static bool config_equal(const struct config *a, const struct config *b)
                     b->n_allowed_clients) ||
         !cidr_equal(a->peer_clients, a->n_peer_clients, b->peer_clients, b->n_peer_clients) ||
         !str_equal(a->cache_dir, b->cache_dir) || a->cache_max_size != b->cache_max_size ||
+        a->cache_max_object != b->cache_max_object || a->cache_max_index != b->cache_max_index ||
         a->negative_ttl_s != b->negative_ttl_s || !str_equal(a->state_dir, b->state_dir) ||
         a->connect_timeout_s != b->connect_timeout_s || a->stall_timeout_s != b->stall_timeout_s ||
         a->dht_mode != b->dht_mode || a->dht_port != b->dht_port ||
@@ -106,6 +107,8 @@ static void test_defaults(void)
     CU_ASSERT(cidrs_are(c.peer_clients, c.n_peer_clients, peers));
     CU_ASSERT_STRING_EQUAL(c.cache_dir, "/var/cache/apt-dht");
     CU_ASSERT_EQUAL(c.cache_max_size, 10ULL << 30);
+    CU_ASSERT_EQUAL(c.cache_max_object, 4ULL << 30);
+    CU_ASSERT_EQUAL(c.cache_max_index, 256ULL << 20);
     CU_ASSERT_EQUAL(c.negative_ttl_s, 60);
     CU_ASSERT_STRING_EQUAL(c.state_dir, "/var/lib/apt-dht");
     CU_ASSERT_EQUAL(c.n_backends, 0);
@@ -132,7 +135,8 @@ static void test_shipped_conf(void)
     /* Start from a config that differs everywhere, so the file must set each value. */
     CU_ASSERT_EQUAL(load(&c,
                          "listen: {port: 1}\nallowed_clients: []\npeer_clients: []\n"
-                         "cache: {dir: /x, max_size: 1, negative_ttl: 1}\nstate_dir: /y\n"
+                         "cache: {dir: /x, max_size: 1, max_object: 1, max_index: 1, negative_ttl: 1}\n"
+                         "state_dir: /y\n"
                          "upstream: {connect_timeout: 1, stall_timeout: 1}\n"
                          "backends: {x: [http://mirror.example]}\n"
                          "dht: {mode: off, port: 5, bootstrap: [\"node.example:1\"],"
@@ -187,6 +191,8 @@ static const char full_yaml[] =
     "cache:\n"
     "  dir: /srv/cache\n"
     "  max_size: 500M\n"
+    "  max_object: 2G\n"
+    "  max_index: 64M\n"
     "  negative_ttl: 0\n"
     "state_dir: /srv/state\n"
     "upstream:\n"
@@ -222,6 +228,8 @@ static void check_full(const struct config *c)
     CU_ASSERT(cidrs_are(c->peer_clients, c->n_peer_clients, peers));
     CU_ASSERT_STRING_EQUAL(c->cache_dir, "/srv/cache");
     CU_ASSERT_EQUAL(c->cache_max_size, 500ULL << 20);
+    CU_ASSERT_EQUAL(c->cache_max_object, 2ULL << 30);
+    CU_ASSERT_EQUAL(c->cache_max_index, 64ULL << 20);
     CU_ASSERT_EQUAL(c->negative_ttl_s, 0);
     CU_ASSERT_STRING_EQUAL(c->state_dir, "/srv/state");
     CU_ASSERT_EQUAL(c->connect_timeout_s, 5);
@@ -393,6 +401,12 @@ static const struct bad_case bad_cases[] = {
     {"cache: {max_size: 20000000T}\n", -EINVAL,
      "t.yaml:1: key 'cache.max_size': '20000000T' is not a size (a number > 0 with an optional "
      "K, M, G or T)"},
+    {"cache: {max_object: 0}\n", -EINVAL,
+     "t.yaml:1: key 'cache.max_object': '0' is not a size (a number > 0 with an optional K, M, "
+     "G or T)"},
+    {"cache: {max_index: 1.5G}\n", -EINVAL,
+     "t.yaml:1: key 'cache.max_index': '1.5G' is not a size (a number > 0 with an optional K, M, "
+     "G or T)"},
     /* booleans and enumerations */
     {"dht:\n  lan_discovery: maybe\n", -EINVAL,
      "t.yaml:2: key 'dht.lan_discovery': 'maybe' is not a boolean (true, false, yes, no)"},
