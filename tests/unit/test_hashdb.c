@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "tests/unit/unit.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -184,6 +185,40 @@ static void test_two_connections(void)
     rm_db();
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The event loop's connection never waits on another's lock: a write finds it busy at
+ * once (-EBUSY) and the caller hands the write to the indexer instead. */
+static void test_no_wait(void)
+{
+    struct hashdb *db = NULL;
+    sqlite3 *raw = NULL;
+    uint8_t h[32] = {1};
+    struct hashdb_entry e = entry(1, 1, -1), got;
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/debian/pool/a.deb", &e), 0);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    double t0 = now_s();
+    CU_ASSERT_EQUAL(hashdb_begin(db), -EBUSY);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, "mirror.example/debian/pool/a.deb", 1, h), -EBUSY);
+    double waited = now_s() - t0;
+    fprintf(stderr, " [waited %.3f s] ", waited);
+    CU_ASSERT(waited < 1.0);
+    /* reading is never blocked by the writer */
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/pool/a.deb", &got), 0);
+    sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(raw);
+    hashdb_free(db);
+    rm_db();
+}
+
 /* The cached table (schema 2): what this host stores, with its SHA-256; bad input refused,
  * kept across reopen, and added to a database written by schema 1. */
 static void test_cached(void)
@@ -246,6 +281,7 @@ int main(void)
         {"persistence across reopen", test_persist},
         {"two connections (WAL)", test_two_connections},
         {"cached files (schema 2, migration)", test_cached},
+        {"the loop's connection never waits", test_no_wait},
         {"newer schema refused", test_newer_schema},
         {NULL, NULL},
     };
