@@ -15,6 +15,7 @@
 #include <zlib.h>
 #include "tests/unit/unit.h"
 #include "apt-dht-proxy/index.h"
+#include "apt-dht-proxy/zread.h"
 
 #define HA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define HB "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -773,6 +774,104 @@ static void test_superseded(void)
     hashdb_free(db);
 }
 
+/* The other bounds of one parse: entries against the input's size, CPU time; a tick that
+ * ends the parse; each leaves the database as it was. */
+static int tick_count, tick_stop_at;
+static struct hashdb *tick_db;
+
+static int test_tick(void *ud)
+{
+    (void)ud;
+    uint8_t h[32] = {7};
+    tick_count++;
+    /* the stage is paused: the connection takes other writes meanwhile */
+    CU_ASSERT_EQUAL(hashdb_cached_put(tick_db, R "/pool/t.deb", (uint64_t)tick_count, h), 0);
+    return tick_count == tick_stop_at ? -ECANCELED : 0;
+}
+
+static void test_bounds(void)
+{
+    struct hashdb *db = mem_db();
+    struct index_stats st;
+    size_t len, n, fn = 0, cap = 60000 * 80;
+    const char *key = BW "/main/binary-amd64/Packages.xz";
+    char *text = gen_packages(40000, 9, &len), *flat = malloc(cap);
+    unsigned char *xz = xz_bytes(text, len, &n, 0);
+    const char *p = write_file("b.xz", xz, n);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(fd >= 0);
+    /* entries: a caller's bound, and the one from the size of the input */
+    struct index_opts o = {.records_max = 100};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -EOVERFLOW);
+    CU_ASSERT_EQUAL(st.records, 0);
+    for (size_t i = 0; i < 60000; i++) /* one hash for all: a few bytes of xz per entry */
+        fn += (size_t)snprintf(flat + fn, cap - fn,
+                               "Filename: pool/main/p/p%zu_1_all.deb\nSize: %zu\nSHA256: " HA "\n\n",
+                               i, (i * 2654435761u) % 1000000);
+    unsigned char *fx = xz_bytes(flat, fn, &n, 6);
+    fprintf(stderr, " [%zu entries in %zu bytes of xz, %zu inflated] ", (size_t)60000, n, fn);
+    CU_ASSERT(n * ZREAD_RATIO > fn); /* within the ratio: only the entry bound stops it */
+    CU_ASSERT_EQUAL(index_parse_file(db, key, INDEX_NONE, write_file("flat.xz", fx, n), &st),
+                    -EOVERFLOW);
+    /* CPU */
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    o = (struct index_opts){.cpu_ms = 1};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -ETIME);
+    /* ticks: called as the input is read, and able to stop the parse */
+    tick_db = db;
+    tick_stop_at = 3;
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    o = (struct index_opts){.tick = test_tick};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -ECANCELED);
+    CU_ASSERT_EQUAL(tick_count, 3);
+    expect_absent(db, R "/pool/main/p/p1/p1_1_all.deb");
+    tick_stop_at = -1;
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), 0);
+    CU_ASSERT(tick_count > 3);
+    CU_ASSERT_EQUAL(st.records, 40000);
+    CU_ASSERT_FALSE(st.already);
+    /* the same content again: known, not parsed again */
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, NULL, &st), 0);
+    CU_ASSERT(st.already);
+    CU_ASSERT_EQUAL(st.records, 40000);
+    close(fd);
+    free(text);
+    free(flat);
+    free(xz);
+    free(fx);
+    hashdb_free(db);
+}
+
+static void test_origin(void)
+{
+    static const struct {
+        const char *key;
+        enum index_kind kind;
+        const char *origin; /* NULL: -EINVAL */
+    } rows[] = {
+        {BW "/InRelease", INDEX_NONE, BW "/InRelease"},
+        {BW "/main/binary-amd64/Packages", INDEX_NONE, BW "/main/binary-amd64/Packages"},
+        {BW "/main/binary-amd64/Packages.xz", INDEX_NONE, BW "/main/binary-amd64/Packages"},
+        {BW "/main/binary-amd64/by-hash/SHA256/" HA, INDEX_PACKAGES, BW "/main/binary-amd64/Packages"},
+        {BW "/main/source/Sources.gz", INDEX_NONE, BW "/main/source/Sources"},
+        {BW "/main/source/by-hash/SHA256/" HB, INDEX_SOURCES, BW "/main/source/Sources"},
+        {BW "/main/debian-installer/binary-amd64/Packages.gz", INDEX_NONE,
+         BW "/main/debian-installer/binary-amd64/Packages"},
+        {BW "/main/Contents-amd64.gz", INDEX_NONE, NULL},
+        {R "/pool/main/Packages", INDEX_PACKAGES, NULL},
+    };
+    char out[INDEX_KEY_MAX];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int rc = index_origin(rows[i].key, rows[i].kind, out, sizeof out);
+        CU_ASSERT_EQUAL(rc, rows[i].origin ? 0 : -EINVAL);
+        if (rc == 0 && rows[i].origin)
+            CU_ASSERT_STRING_EQUAL(out, rows[i].origin);
+    }
+    CU_ASSERT_EQUAL(index_origin(BW "/InRelease", INDEX_NONE, out, 8), -ENAMETOOLONG);
+}
+
 /* ---- the indexer ---------------------------------------------------------------- */
 
 static void test_indexer_basic(void)
@@ -999,6 +1098,8 @@ int main(void)
         {"plain, gzip, xz, by-hash sniffing", test_compressed},
         {"corrupt or truncated input rolls back", test_corrupt_rolls_back},
         {"decompression bombs refused", test_bomb},
+        {"entries, CPU and tick bounds", test_bounds},
+        {"index names (index_origin)", test_origin},
         {"a new version supersedes the old", test_superseded},
         {"indexer: the WAL is checkpointed", test_indexer_wal},
         {"indexer: queue, replace after submit, drain", test_indexer_basic},
