@@ -17,10 +17,12 @@
  * origin is the older (schema 2) way Release entries were tied to their Release; such
  * rows go at that Release's next merge.
  *
- * The WAL: the loop's connection never checkpoints (wal_autocheckpoint 0: a checkpoint
- * writes and syncs the database file); the writer's connection checkpoints as the WAL
- * grows, truncates it after each parse (hashdb_checkpoint), and journal_size_limit
- * shrinks a WAL that one big transaction grew. */
+ * The WAL: no connection checkpoints by itself (wal_autocheckpoint 0). The writer
+ * checkpoints explicitly (hashdb_checkpoint: after each parse, and when hashdb_wal_pages
+ * says the WAL has grown), truncates the WAL, and at once writes one tiny transaction:
+ * the first writer into an empty or fully checkpointed WAL writes a new WAL header and
+ * syncs it (an fdatasync of the WAL and of its directory), and that writer must be the
+ * writer's thread, never the event loop (whose rare writes are small Release merges). */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/hashdb.h"
 
@@ -35,6 +37,7 @@
 #define HASHDB_SCHEMA_VERSION 3
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
 #define HASHDB_WAL_LIMIT (4 << 20) /* bytes a WAL is cut back to after a checkpoint */
+#define HASHDB_PRIME_SQL "PRAGMA user_version = 3" /* a write of one page, see above */
 
 struct hashdb {
     sqlite3 *db;
@@ -42,6 +45,7 @@ struct hashdb {
     sqlite3_stmt *cput, *cget, *cdel;
     sqlite3_stmt *iget, *iset, *iname, *iid, *irec;
     unsigned stages; /* stage tables made so far: names stay unique per connection */
+    int wal_pages;   /* WAL size after this connection's last commit, in pages */
 };
 
 struct hashdb_stage {
@@ -186,12 +190,20 @@ static int run_sql(sqlite3 *db, const char *sql)
     return rc == SQLITE_OK ? 0 : err_of(rc);
 }
 
+static int on_wal(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    ((struct hashdb *)ud)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
 /* Both kinds of connection: the schema may take a wait once (two first-time openers take
- * turns); after that the loop's connection never waits and never checkpoints, and the
- * writer's waits HASHDB_WRITER_BUSY_MS and keeps its WAL small. */
+ * turns); after that the loop's connection never waits, and the writer's waits
+ * HASHDB_WRITER_BUSY_MS, watches the WAL's size and starts the WAL (see above). */
 static int open_conn(struct hashdb **out, const char *path, bool writer)
 {
-    char sql[64];
+    char sql[128];
     int rc = -ENOMEM;
     struct hashdb *h = calloc(1, sizeof(*h));
     if (!h)
@@ -207,14 +219,18 @@ static int open_conn(struct hashdb **out, const char *path, bool writer)
     /* WAL: readers never block the writer; NORMAL sync is durable across crashes of the
      * process and loses at most the last transactions on power loss, which a re-fetch of
      * the index repairs. */
+    snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %d",
+             HASHDB_WAL_LIMIT);
     if ((rc = run_sql(h->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")) < 0 ||
-        (rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0)
+        (rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0 || (rc = run_sql(h->db, sql)) < 0)
         goto fail;
-    snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d", HASHDB_WAL_LIMIT);
-    if ((rc = run_sql(h->db, writer ? sql : "PRAGMA wal_autocheckpoint = 0")) < 0)
-        goto fail;
-    if (!writer)
+    if (writer) {
+        sqlite3_wal_hook(h->db, on_wal, h);
+        if ((rc = run_sql(h->db, HASHDB_PRIME_SQL)) < 0)
+            goto fail;
+    } else {
         sqlite3_busy_timeout(h->db, 0);
+    }
     *out = h;
     return 0;
 fail:
@@ -656,8 +672,18 @@ int hashdb_index_set(struct hashdb *h, const char *name, const uint8_t sha256[32
     return set_index(h, name, sha256, result);
 }
 
+/* Between the checkpoint and the first write another connection could write first and
+ * pay the sync itself: a window of microseconds, taken once per parse. */
 int hashdb_checkpoint(struct hashdb *h)
 {
     int rc = sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : err_of(rc);
+    if (rc != SQLITE_OK)
+        return err_of(rc);
+    h->wal_pages = 0;
+    return run_sql(h->db, HASHDB_PRIME_SQL);
+}
+
+int hashdb_wal_pages(const struct hashdb *h)
+{
+    return h->wal_pages;
 }

@@ -8,9 +8,9 @@
  *
  * One struct hashdb is one SQLite connection and must be used by one thread at a time;
  * open one per thread. There are two kinds (WAL mode): the event loop's (hashdb_open),
- * which never waits on a lock (a busy database answers -EBUSY at once) and never
- * checkpoints, and the writer's (hashdb_open_writer, the indexer thread's), which waits
- * up to HASHDB_WRITER_BUSY_MS and keeps the WAL small. Bulk writes go through the writer:
+ * which never waits on a lock (a busy database answers -EBUSY at once), and the writer's
+ * (hashdb_open_writer, the indexer thread's), which waits up to HASHDB_WRITER_BUSY_MS and
+ * keeps the WAL small (hashdb_checkpoint). Bulk writes go through the writer:
  * a loop that waited on the writer's lock would stall every client.
  *
  * An index's entries are written through a stage (a private temporary table): the parse
@@ -41,14 +41,13 @@ struct hashdb_entry {
 
 /* Opens (creating if needed) the database file (":memory:" = a private in-memory db) as
  * the event loop's connection: once open, a lock held by another connection is -EBUSY at
- * once, and this connection never checkpoints the WAL (hashdb_checkpoint does, off the
- * loop). Creating or upgrading the schema may wait up to HASHDB_WRITER_BUSY_MS, once.
+ * once. Creating or upgrading the schema may wait up to HASHDB_WRITER_BUSY_MS, once.
  * 0 or a negative errno (-EIO on SQLite errors, -EBUSY if locked, -ENOTSUP for a schema
  * newer than this build knows). Other functions return -EIO for SQLite errors and
  * -EBUSY for a lock they could not get too. */
 int hashdb_open(struct hashdb **out, const char *path);
 /* The same as the writer's connection: waits up to HASHDB_WRITER_BUSY_MS for a lock, and
- * checkpoints the WAL as it grows. */
+ * starts the WAL (see hashdb_checkpoint). */
 int hashdb_open_writer(struct hashdb **out, const char *path);
 void hashdb_free(struct hashdb *db);
 
@@ -80,16 +79,15 @@ int hashdb_stage_new(struct hashdb *db, struct hashdb_stage **out);
 int hashdb_stage_put(struct hashdb_stage *st, const char *key, const struct hashdb_entry *e);
 /* A stage fills inside a transaction of its own connection (on its private table only).
  * pause ends it, so the connection may run other statements and transactions (another
- * stage's commit, hashdb_cached_put...); resume starts it again. 0 or -EIO. */
+ * stage's commit, hashdb_cached_put...); the next put opens another. 0 or -EIO. */
 int hashdb_stage_pause(struct hashdb_stage *st);
-int hashdb_stage_resume(struct hashdb_stage *st);
 /* Merges the stage as the whole content of the index called name (an index's lasting
  * name, see index_origin), in one write transaction: entries the index listed before and
  * does not list now are removed, new or changed ones written, and the index's record
  * (hashdb_index_get) set to (sha256, 0, records). sha256 is the content's digest (NULL =
- * unknown). The stage is empty afterwards. Returns the number of rows written or
- * removed, -EBUSY when the write lock could not be had (the stage is kept: commit may be
- * tried again), or another negative errno. */
+ * unknown). After a success the stage may only be freed. Returns the number of rows
+ * written or removed, -EBUSY when the write lock could not be had (the stage is kept:
+ * commit may be tried again), or another negative errno. */
 int hashdb_stage_commit(struct hashdb_stage *st, const char *name, const uint8_t *sha256,
                         uint64_t records);
 /* Discards what the stage holds and frees it. Accepts NULL. */
@@ -112,10 +110,14 @@ int hashdb_index_get(struct hashdb *db, const char *name, struct hashdb_index *o
  * In a transaction of its own unless one is open. 0 or a negative errno. */
 int hashdb_index_set(struct hashdb *db, const char *name, const uint8_t sha256[32], int rc);
 
-/* Checkpoints the WAL into the database and truncates it to zero bytes (waits for
- * readers as the connection's busy timeout allows). For the writer's connection, after
- * each parse. 0, -EBUSY (readers in the way: try later) or -EIO. */
+/* Checkpoints the WAL into the database, truncates it (waits for readers as the
+ * connection's busy timeout allows) and starts the next WAL with a one-page write, so
+ * that the sync a new WAL costs is paid here. For the writer's connection, after each
+ * parse and when hashdb_wal_pages grows large; no connection checkpoints by itself.
+ * 0, -EBUSY (readers in the way: try later) or -EIO. */
 int hashdb_checkpoint(struct hashdb *db);
+/* The WAL's size in pages after the writer's last commit (0 for the loop's connection). */
+int hashdb_wal_pages(const struct hashdb *db);
 
 /* What this host's cache holds: key -> (size, SHA-256 computed when it was stored).
  * put replaces; get returns 0 or -ENOENT; del returns 0 whether or not the key was there. */

@@ -756,8 +756,10 @@ static int hash_fd(int fd, struct ictx *c)
     unsigned n = 32;
     ssize_t got;
     off_t start = lseek(fd, 0, SEEK_CUR);
+    if (start < 0)
+        return -errno; /* a pipe, say: it can be read once only */
     EVP_MD_CTX *x = EVP_MD_CTX_new();
-    int rc = (x && start >= 0 && EVP_DigestInit_ex(x, EVP_sha256(), NULL)) ? 0 : -ENOMEM;
+    int rc = (x && EVP_DigestInit_ex(x, EVP_sha256(), NULL)) ? 0 : -ENOMEM;
     while (rc == 0 && (got = read(fd, buf, sizeof buf)) != 0) {
         if (got < 0 && errno != EINTR)
             rc = -errno;
@@ -766,7 +768,7 @@ static int hash_fd(int fd, struct ictx *c)
     }
     if (rc == 0 && (!EVP_DigestFinal_ex(x, c->sha, &n) || n != 32))
         rc = -ENOMEM;
-    if (start >= 0 && lseek(fd, start, SEEK_SET) != start && rc == 0)
+    if (lseek(fd, start, SEEK_SET) != start && rc == 0)
         rc = -errno;
     EVP_MD_CTX_free(x);
     c->have_sha = rc == 0;

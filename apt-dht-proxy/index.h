@@ -122,7 +122,8 @@ const char *index_strerror(int rc);
  * - Packages and Sources, parsed in stages: every INDEX_TICK_BYTES the worker writes the
  *   records and Releases that arrived meanwhile, so they wait for a tick, not for a
  *   whole parse.
- * After each parse the WAL is checkpointed and truncated. */
+ * After each parse, and when records have grown the WAL, the WAL is checkpointed and
+ * truncated (hashdb_checkpoint). */
 struct indexer;
 
 /* Starts the thread. db_path is the SQLite file (shared with the loop's hashdb). */

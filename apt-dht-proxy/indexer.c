@@ -37,6 +37,7 @@
 #define INDEXER_BUSY_RETRIES 2 /* merge attempts after the first -EBUSY (each waits
                                 * HASHDB_WRITER_BUSY_MS) */
 #define INDEXER_KEY_MAX 8192   /* bytes of a record's key, as hashdb takes */
+#define INDEXER_WAL_PAGES 1000 /* WAL size past which a batch of records checkpoints */
 
 struct ix_job {
     struct ix_job *next;
@@ -184,6 +185,16 @@ static void recs_free(struct ix_rec *r)
 
 /* ---- the worker's work (called with mu held; each unlocks around SQLite) ---- */
 
+/* With mu held; the checkpoint runs without it. */
+static void checkpoint(struct indexer *ix)
+{
+    pthread_mutex_unlock(&ix->mu);
+    int rc = hashdb_checkpoint(ix->db);
+    if (rc < 0)
+        log_debug("hash database: WAL checkpoint: %s", strerror(-rc));
+    pthread_mutex_lock(&ix->mu);
+}
+
 static bool records_due(const struct indexer *ix)
 {
     return ix->recs.n > 0 && (ix->retry_at_ms == 0 || mono_ms() >= ix->retry_at_ms);
@@ -224,6 +235,8 @@ static void write_records(struct indexer *ix)
         recs_free(batch);
     }
     pthread_cond_broadcast(&ix->idle);
+    if (rc == 0 && hashdb_wal_pages(ix->db) > INDEXER_WAL_PAGES)
+        checkpoint(ix);
 }
 
 /* Failures that the same bytes would meet again: recorded with the content's digest, so
@@ -273,9 +286,9 @@ static void run_job(struct indexer *ix, struct ix_job *j, int slot)
     log_debug("index %s: parsing", j->key);
     int rc = index_parse(ix->db, j->key, j->kind, j->fd, &o, &st);
     report(ix, j, rc, &st);
-    if (slot == 0 && (rc = hashdb_checkpoint(ix->db)) < 0)
-        log_debug("hash database: WAL checkpoint: %s", strerror(-rc));
     pthread_mutex_lock(&ix->mu);
+    if (slot == 0)
+        checkpoint(ix);
     ix->running[slot] = NULL;
     job_free(j);
     pthread_cond_broadcast(&ix->idle);

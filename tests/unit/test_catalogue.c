@@ -246,8 +246,7 @@ static void test_restore_reparses(void)
     rig_close(&g);
     rig_open(&g);
     CU_ASSERT(cache_scan(g.cache) >= 0);
-    catalogue_restore(g.cat, &k, &a);
-    CU_ASSERT_EQUAL(indexer_pending(g.ix), 0);
+    catalogue_restore(g.cat, &k, &a); /* copies of unknown digest: hashed, then let be */
     indexer_drain(g.ix);
     CU_ASSERT_EQUAL(hashdb_lookup(g.db, R "/pool/main/c/c_1_all.deb", &e), 0);
     CU_ASSERT_EQUAL(e.size, 99);
