@@ -5,8 +5,8 @@
  * call decodes until it has produced at least one byte or the data ends, so the caller's
  * buffer size alone bounds the work per call. The only "end" that is not an error is the
  * end the compressed format itself declares; running out of input earlier is -EIO.
- * The output bound is checked as bytes come out, so a bomb costs the CPU of its first
- * bound's worth of output, never of its whole. */
+ * The output bounds are checked as bytes come out, against the input read so far, so a
+ * bomb costs the CPU of its first megabyte or so, never of its whole. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/zread.h"
 
@@ -32,8 +32,9 @@ struct zread {
     bool member_end;   /* gzip: a member ended, another may follow */
     bool z_init, x_init;
     size_t ipos, ilen; /* unconsumed input is in[ipos..ilen) */
+    uint64_t total_in;  /* bytes read from fd */
     uint64_t total_out;
-    uint64_t max_out;  /* bytes of output allowed (see ZREAD_RATIO) */
+    uint64_t max_out;  /* bytes of output allowed in all */
     uint64_t in_size;  /* bytes, from fstat at open; 0 = not a regular file */
     z_stream z;
     lzma_stream x;
@@ -57,6 +58,7 @@ static int fill(struct zread *r, size_t want)
         if (n == 0)
             r->in_eof = true;
         r->ilen += (size_t)n;
+        r->total_in += (uint64_t)n;
     }
     return 0;
 }
@@ -91,14 +93,13 @@ static int start_decoder(struct zread *r)
     return 0;
 }
 
-/* Plain input is its own output, bounded by ZREAD_OUT_MAX alone; compressed input of a
- * known size may inflate ZREAD_RATIO times (plus the slack), never more than that. */
-static uint64_t default_limit(const struct zread *r)
+/* Compressed output past ZREAD_RATIO times the input read so far (plus the slack): a
+ * bomb. Plain input is its own output, bounded by max_out alone. */
+static bool over_ratio(const struct zread *r)
 {
-    if (r->fmt == ZREAD_PLAIN || r->in_size == 0 ||
-        r->in_size > (ZREAD_OUT_MAX - ZREAD_RATIO_SLACK) / ZREAD_RATIO)
-        return ZREAD_OUT_MAX;
-    return r->in_size * ZREAD_RATIO + ZREAD_RATIO_SLACK;
+    if (r->fmt == ZREAD_PLAIN || r->total_out <= ZREAD_RATIO_SLACK)
+        return false;
+    return (r->total_out - ZREAD_RATIO_SLACK) / ZREAD_RATIO > r->total_in;
 }
 
 int zread_open_fd(struct zread **out, int fd, enum zread_format fmt)
@@ -122,7 +123,7 @@ int zread_open_fd(struct zread **out, int fd, enum zread_format fmt)
     }
     if ((rc = start_decoder(r)) < 0)
         goto fail;
-    r->max_out = default_limit(r);
+    r->max_out = ZREAD_OUT_MAX;
     *out = r;
     return 0;
 fail:
@@ -226,7 +227,7 @@ ssize_t zread_read(struct zread *r, void *buf, size_t n)
         got = plain_read(r, buf, n);
     if (got > 0) {
         r->total_out += (uint64_t)got;
-        if (r->total_out > r->max_out)
+        if (r->total_out > r->max_out || over_ratio(r))
             return -EFBIG;
     }
     return got;
