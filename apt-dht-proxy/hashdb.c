@@ -38,6 +38,7 @@
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
 #define HASHDB_WAL_LIMIT (4 << 20) /* bytes a WAL is cut back to after a checkpoint */
 #define HASHDB_PRIME_SQL "PRAGMA user_version = 3" /* a write of one page, see above */
+#define HASHDB_SPARE_STAGES 2 /* a bulk parse and a Release merged from its tick */
 
 struct hashdb {
     sqlite3 *db;
@@ -46,14 +47,20 @@ struct hashdb {
     sqlite3_stmt *iget, *iset, *iname, *iid, *irec;
     unsigned stages; /* stage tables made so far: names stay unique per connection */
     int wal_pages;   /* WAL size after this connection's last commit, in pages */
+    /* Emptied stages kept for the next parse: a CREATE or DROP of a TEMP table changes
+     * the connection's schema, which makes SQLite prepare every statement again. */
+    struct hashdb_stage *spare[HASHDB_SPARE_STAGES];
+    size_t n_spare;
 };
 
 struct hashdb_stage {
     struct hashdb *h;
     bool in_tx;     /* the stage's fill transaction is open */
     char table[32]; /* temp.stageN */
-    sqlite3_stmt *put, *drop_old, *merge;
+    sqlite3_stmt *put, *drop_old, *merge, *clear;
 };
+
+static void stage_destroy(struct hashdb_stage *st);
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
@@ -252,6 +259,8 @@ void hashdb_free(struct hashdb *h)
 {
     if (!h)
         return;
+    while (h->n_spare > 0)
+        stage_destroy(h->spare[--h->n_spare]);
     sqlite3_finalize(h->get);
     sqlite3_finalize(h->put);
     sqlite3_finalize(h->forget);
@@ -489,13 +498,33 @@ static int stage_prepare(struct hashdb_stage *st)
              "WHERE NOT EXISTS (SELECT 1 FROM main.files AS f WHERE f.key = s.key "
              "AND f.src IS ?1 AND f.origin IS NULL AND f.size IS s.size "
              "AND f.sha256 IS s.sha256 AND f.sha1 IS s.sha1)", t);
-    return prepare(st->h->db, sql, &st->merge);
+    if ((rc = prepare(st->h->db, sql, &st->merge)) < 0)
+        return rc;
+    snprintf(sql, sizeof sql, "DELETE FROM temp.%s", t);
+    return prepare(st->h->db, sql, &st->clear);
+}
+
+/* Finalizes and drops the table. */
+static void stage_destroy(struct hashdb_stage *st)
+{
+    char sql[64];
+    sqlite3_finalize(st->put);
+    sqlite3_finalize(st->drop_old);
+    sqlite3_finalize(st->merge);
+    sqlite3_finalize(st->clear);
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS temp.%s", st->table);
+    sqlite3_exec(st->h->db, sql, NULL, NULL, NULL);
+    free(st);
 }
 
 int hashdb_stage_new(struct hashdb *h, struct hashdb_stage **out)
 {
     char sql[160];
     int rc = -ENOMEM;
+    if (h->n_spare > 0) {
+        *out = h->spare[--h->n_spare];
+        return 0;
+    }
     struct hashdb_stage *st = calloc(1, sizeof *st);
     if (!st)
         return rc;
@@ -509,7 +538,7 @@ int hashdb_stage_new(struct hashdb *h, struct hashdb_stage **out)
         return rc;
     }
     if ((rc = stage_prepare(st)) < 0) {
-        hashdb_stage_free(st);
+        stage_destroy(st);
         return rc;
     }
     *out = st;
@@ -627,19 +656,20 @@ int hashdb_stage_commit(struct hashdb_stage *st, const char *name, const uint8_t
     return n;
 }
 
+/* Empty and out of any transaction, a stage waits for the next parse (see spare). */
 void hashdb_stage_free(struct hashdb_stage *st)
 {
-    char sql[64];
     if (!st)
         return;
-    sqlite3_finalize(st->put);
-    sqlite3_finalize(st->drop_old);
-    sqlite3_finalize(st->merge);
+    struct hashdb *h = st->h;
     if (st->in_tx)
-        sqlite3_exec(st->h->db, "ROLLBACK", NULL, NULL, NULL);
-    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS temp.%s", st->table);
-    sqlite3_exec(st->h->db, sql, NULL, NULL, NULL);
-    free(st);
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_tx = false;
+    if (h->n_spare < HASHDB_SPARE_STAGES && step_done(st->clear, 0) == 0) {
+        h->spare[h->n_spare++] = st;
+        return;
+    }
+    stage_destroy(st);
 }
 
 /* ---- what was parsed, and the WAL ---- */
