@@ -1,10 +1,28 @@
 /* catalogue.c - cache membership and its side effects: hash index rows, DHT announcements,
- * index parsing. See catalogue.h for the model. */
+ * index parsing. See catalogue.h for the model.
+ *
+ * The event loop never waits on the hash database's write lock. Records of what the cache
+ * holds go to the indexer thread, the database's one writer, which never drops one. An
+ * index goes to the indexer too, except a Release of at most CATALOGUE_LOOP_RELEASE_MAX
+ * bytes: what apt asks next (its Packages, by name) is checked against it, so it is
+ * parsed at once, here, through the loop's connection, which never waits: if the
+ * database is busy that moment (the indexer is merging), the Release is handed to the
+ * indexer like a large one. A parse of the same key already queued there keeps the
+ * order: the newer version queues behind it.
+ *
+ * At start-up, an index whose parse did not finish (a crash, a kill -9, a shutdown
+ * mid-parse) is parsed again: for each index (index_origin: a Release, or one
+ * directory's Packages or Sources whatever its name) the newest cached copy is compared
+ * with what the database says it last parsed to its end (hashdb_index_get); a copy whose
+ * SHA-256 it does not name is queued. A parse commits its entries and that record in one
+ * transaction, so there is no moment at which one is there without the other. */
 #include "aptdht-config.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -13,10 +31,15 @@
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/url.h"
 
+/* Bytes of a Release parsed on the loop: Debian's and Ubuntu's InRelease files are
+ * 100-300 KB, and one of 512 KiB takes about 10 ms to parse and merge (bench_index). A
+ * larger one (a 31 MB InRelease stalled every client 5.9 s) is the indexer's. */
+#define CATALOGUE_LOOP_RELEASE_MAX (512 * 1024)
+
 struct catalogue {
     struct cache *cache;
     struct hashdb *db;    /* NULL: no hash knowledge */
-    struct indexer *ix;   /* NULL: indices are not parsed */
+    struct indexer *ix;   /* NULL: indices are not parsed, records written here */
     struct p2p *p2p;      /* NULL: not sharing */
 };
 
@@ -24,8 +47,9 @@ struct catalogue {
 static void on_drop(void *ud, const char *key, const uint8_t *sha256)
 {
     struct catalogue *cat = ud;
-    if (cat->db)
-        hashdb_cached_del(cat->db, key);
+    int r = cat->ix ? indexer_cached_del(cat->ix, key) : cat->db ? hashdb_cached_del(cat->db, key) : 0;
+    if (r < 0)
+        log_warn("hash database: the drop of %s not recorded: %s", key, strerror(-r));
     if (cat->p2p && sha256)
         p2p_unannounce(cat->p2p, sha256);
 }
@@ -71,24 +95,48 @@ static enum index_kind kind_of(const char *key)
     return INDEX_NONE;
 }
 
-static void parse_index(struct catalogue *cat, const char *key, const char *path)
+/* A small Release, here and now; false when the indexer must take it (busy database). */
+static bool parse_here(struct catalogue *cat, const char *key, int fd, const uint8_t *sha)
 {
-    enum index_kind k = kind_of(key);
-    if (k == INDEX_NONE)
-        return;
-    if (k == INDEX_RELEASE && cat->db) {
-        /* small, and what apt asks next depends on it: parsed before the next request */
-        struct index_stats is = {0};
-        int r = index_parse_file(cat->db, key, k, path, &is);
-        if (r < 0)
-            log_warn("index %s: %s", key, strerror(-r));
-        else
-            log_debug("index %s: %zu records", key, is.records);
-    } else if (cat->ix) {
-        int r = indexer_submit(cat->ix, key, k, path);
-        if (r < 0)
-            log_warn("index %s: not queued: %s", key, strerror(-r));
+    struct index_opts o = {.sha256 = sha};
+    struct index_stats is;
+    int r = index_parse(cat->db, key, INDEX_RELEASE, fd, &o, &is);
+    if (r == -EBUSY && cat->ix && lseek(fd, 0, SEEK_SET) == 0) {
+        log_debug("index %s: the hash database is busy: handed to the indexer", key);
+        return false;
     }
+    if (r < 0)
+        log_warn("index %s: rejected, nothing learnt from it: %s", key, index_strerror(r));
+    else
+        log_debug("index %s: %zu records", key, is.records);
+    return true;
+}
+
+/* Parses (or queues the parse of) the index key that fd holds; takes fd. */
+static void dispatch(struct catalogue *cat, const char *key, enum index_kind k, int fd,
+                     uint64_t size, const uint8_t *sha)
+{
+    if (k == INDEX_RELEASE && cat->db && size <= CATALOGUE_LOOP_RELEASE_MAX &&
+        !(cat->ix && indexer_queued(cat->ix, key)) && parse_here(cat, key, fd, sha)) {
+        close(fd);
+        return;
+    }
+    if (!cat->ix) {
+        close(fd);
+        return;
+    }
+    int r = indexer_submit_fd(cat->ix, key, k, fd, sha);
+    if (r < 0)
+        log_warn("index %s: not queued: %s", key, strerror(-r));
+}
+
+static void record_cached(struct catalogue *cat, const char *key, uint64_t size,
+                          const uint8_t sha256[32])
+{
+    int r = cat->ix ? indexer_cached_put(cat->ix, key, size, sha256)
+                    : hashdb_cached_put(cat->db, key, size, sha256);
+    if (r < 0)
+        log_warn("hash database: %s not recorded: %s", key, strerror(-r));
 }
 
 void catalogue_added(struct catalogue *cat, const char *key, const char *path,
@@ -96,16 +144,69 @@ void catalogue_added(struct catalogue *cat, const char *key, const char *path,
 {
     struct stat st;
     if (cat->db && stat(path, &st) == 0)
-        hashdb_cached_put(cat->db, key, (uint64_t)st.st_size, sha256);
+        record_cached(cat, key, (uint64_t)st.st_size, sha256);
     if (cat->p2p && url_classify(key) == URL_IMMUTABLE)
         p2p_announce(cat->p2p, sha256);
-    parse_index(cat, key, path);
+    enum index_kind k = kind_of(key);
+    if (k == INDEX_NONE || !cat->db)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        log_warn("index %s: %s", key, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    dispatch(cat, key, k, fd, (uint64_t)st.st_size, sha256);
 }
+
+/* ---- start-up ---- */
+
+/* A cached copy of an index. */
+struct copy {
+    char *key, *origin;
+    enum index_kind kind;
+    time_t mtime;
+    bool have_sha;
+    uint8_t sha[32];
+};
 
 struct restore_ctx {
     struct catalogue *cat;
     size_t known, announced;
+    struct copy *copies;
+    size_t n, cap;
+    bool oom;
 };
+
+static void add_copy(struct restore_ctx *x, const char *key, enum index_kind k, const uint8_t *sha)
+{
+    char origin[INDEX_KEY_MAX];
+    if (index_origin(key, k, origin, sizeof origin) < 0)
+        return;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 64;
+        struct copy *grown = realloc(x->copies, cap * sizeof *grown);
+        if (!grown) {
+            x->oom = true;
+            return;
+        }
+        x->copies = grown;
+        x->cap = cap;
+    }
+    struct copy *c = &x->copies[x->n];
+    memset(c, 0, sizeof *c);
+    c->kind = k;
+    if (!(c->key = strdup(key)) || !(c->origin = strdup(origin))) {
+        free(c->key);
+        free(c->origin);
+        x->oom = true;
+        return;
+    }
+    if ((c->have_sha = sha != NULL))
+        memcpy(c->sha, sha, 32);
+    x->n++;
+}
 
 static void restore_entry(void *ud, const char *key, uint64_t size, bool immutable,
                           const uint8_t *sha)
@@ -113,7 +214,11 @@ static void restore_entry(void *ud, const char *key, uint64_t size, bool immutab
     struct restore_ctx *x = ud;
     uint8_t h[32];
     uint64_t sz;
-    if (!x->cat->db || hashdb_cached_get(x->cat->db, key, &sz, h) != 0 || sz != size)
+    enum index_kind k = kind_of(key);
+    bool known = x->cat->db && hashdb_cached_get(x->cat->db, key, &sz, h) == 0 && sz == size;
+    if (k != INDEX_NONE && x->cat->db)
+        add_copy(x, key, k, known ? h : sha);
+    if (!known)
         return;
     cache_set_sha256(x->cat->cache, key, h);
     x->known++;
@@ -123,10 +228,65 @@ static void restore_entry(void *ud, const char *key, uint64_t size, bool immutab
     }
 }
 
+/* By index, newest first. */
+static int copy_cmp(const void *a, const void *b)
+{
+    const struct copy *x = a, *y = b;
+    int c = strcmp(x->origin, y->origin);
+    if (c != 0)
+        return c;
+    return x->mtime < y->mtime ? 1 : x->mtime > y->mtime ? -1 : 0;
+}
+
+/* Whether the database names this content as the index's last complete parse. */
+static bool parsed(struct catalogue *cat, const struct copy *c)
+{
+    struct hashdb_index ix;
+    return c->have_sha && hashdb_index_get(cat->db, c->origin, &ix) == 0 && ix.have_sha256 &&
+           memcmp(ix.sha256, c->sha, 32) == 0;
+}
+
+/* Parses again the newest copy of every index whose last parse did not finish. */
+static size_t reparse_unfinished(struct catalogue *cat, struct restore_ctx *x)
+{
+    struct stat st;
+    size_t queued = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        int fd = cache_open(cat->cache, x->copies[i].key, &st);
+        if (fd >= 0) {
+            x->copies[i].mtime = st.st_mtime;
+            close(fd);
+        }
+    }
+    qsort(x->copies, x->n, sizeof *x->copies, copy_cmp);
+    for (size_t i = 0; i < x->n; i++) {
+        const struct copy *c = &x->copies[i];
+        if ((i > 0 && strcmp(c->origin, x->copies[i - 1].origin) == 0) || parsed(cat, c))
+            continue;
+        int fd = cache_open(cat->cache, c->key, &st);
+        if (fd < 0)
+            continue;
+        log_debug("index %s: its last parse did not finish: parsed again", c->key);
+        dispatch(cat, c->key, c->kind, fd, (uint64_t)st.st_size, c->have_sha ? c->sha : NULL);
+        queued++;
+    }
+    return queued;
+}
+
 void catalogue_restore(struct catalogue *cat, size_t *known, size_t *announced)
 {
-    struct restore_ctx x = {cat, 0, 0};
+    struct restore_ctx x = {.cat = cat};
     cache_each(cat->cache, restore_entry, &x);
+    if (x.oom)
+        log_warn("index: out of memory while listing cached indices; some not parsed again");
+    size_t again = cat->db ? reparse_unfinished(cat, &x) : 0;
+    if (again)
+        log_info("index: %zu cached indices whose parse did not finish are parsed again", again);
+    for (size_t i = 0; i < x.n; i++) {
+        free(x.copies[i].key);
+        free(x.copies[i].origin);
+    }
+    free(x.copies);
     *known = x.known;
     *announced = x.announced;
 }

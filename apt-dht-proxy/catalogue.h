@@ -31,7 +31,8 @@ void catalogue_added(struct catalogue *cat, const char *key, const char *path,
                      const uint8_t sha256[32]);
 
 /* Start-up: every cached file whose recorded size still matches gets its SHA-256 back,
- * and the shareable ones are announced. Counts into *known and *announced. */
+ * and the shareable ones are announced; cached indices whose last parse did not finish
+ * are parsed again (see catalogue.c). Counts into *known and *announced. */
 void catalogue_restore(struct catalogue *cat, size_t *known, size_t *announced);
 
 #endif

@@ -1,16 +1,28 @@
 /* hashdb.c - the hash index in SQLite.
  *
- * Model: one table, files(key -> size, sha256, sha1, origin), WITHOUT ROWID so a lookup
- * is one B-tree descent on the key. The database runs in WAL mode: the event loop's
- * connection reads while the indexer thread's connection writes a whole Packages file in
- * one transaction, and neither waits for the other; two writers wait up to the busy
- * timeout. Every statement is prepared once per connection at open and reset after each
- * use. The schema version lives in PRAGMA user_version; a database from a newer build is
- * refused rather than guessed at.
+ * Model: one table, files(key -> size, sha256, sha1, origin, src), WITHOUT ROWID so a
+ * lookup is one B-tree descent on the key. The database runs in WAL mode: the event
+ * loop's connection reads while the indexer thread's connection writes, and neither
+ * waits for the other. Every statement is prepared once per connection at open and reset
+ * after each use. The schema version lives in PRAGMA user_version; a database from a
+ * newer build is refused rather than guessed at.
  *
- * origin is the key of the Release that listed an entry by name (NULL for everything
- * else: pool files, by-hash names); it lets a re-parsed Release retract what it no longer
- * promises, which is what the daemon's "is this by-name index stale?" check relies on. */
+ * src is the id, in indices, of the index whose latest parsed version listed the entry
+ * (a Release, or one directory's Packages or Sources whatever its compression or by-hash
+ * name). A stage (a TEMP table: private to the connection, so filling it takes no lock
+ * on the database) collects one parse; its commit deletes the rows of src the stage does
+ * not hold and writes only the rows that differ, in one short write transaction. So a
+ * database holds one version per index, the write lock is held for the merge and not
+ * for the parse, and the WAL grows with what changed, not with the size of the index.
+ * origin is the older (schema 2) way Release entries were tied to their Release; such
+ * rows go at that Release's next merge.
+ *
+ * The WAL: no connection checkpoints by itself (wal_autocheckpoint 0). The writer
+ * checkpoints explicitly (hashdb_checkpoint: after each parse, and when hashdb_wal_pages
+ * says the WAL has grown), truncates the WAL, and at once writes one tiny transaction:
+ * the first writer into an empty or fully checkpointed WAL writes a new WAL header and
+ * syncs it (an fdatasync of the WAL and of its directory), and that writer must be the
+ * writer's thread, never the event loop (whose rare writes are small Release merges). */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/hashdb.h"
 
@@ -18,18 +30,37 @@
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HASHDB_SCHEMA_VERSION 2
-#define HASHDB_BUSY_MS 5000
+#define HASHDB_SCHEMA_VERSION 3
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
+#define HASHDB_WAL_LIMIT (4 << 20) /* bytes a WAL is cut back to after a checkpoint */
+#define HASHDB_PRIME_SQL "PRAGMA user_version = 3" /* a write of one page, see above */
+#define HASHDB_SPARE_STAGES 2 /* a bulk parse and a Release merged from its tick */
 
 struct hashdb {
     sqlite3 *db;
-    sqlite3_stmt *get, *put, *forget, *begin, *commit, *rollback;
+    sqlite3_stmt *get, *put, *forget, *forget_src, *begin, *commit, *rollback;
     sqlite3_stmt *cput, *cget, *cdel;
+    sqlite3_stmt *iget, *iset, *iname, *iid, *irec;
+    unsigned stages; /* stage tables made so far: names stay unique per connection */
+    int wal_pages;   /* WAL size after this connection's last commit, in pages */
+    /* Emptied stages kept for the next parse: a CREATE or DROP of a TEMP table changes
+     * the connection's schema, which makes SQLite prepare every statement again. */
+    struct hashdb_stage *spare[HASHDB_SPARE_STAGES];
+    size_t n_spare;
 };
+
+struct hashdb_stage {
+    struct hashdb *h;
+    bool in_tx;     /* the stage's fill transaction is open */
+    char table[32]; /* temp.stageN */
+    sqlite3_stmt *put, *drop_old, *merge, *clear;
+};
+
+static void stage_destroy(struct hashdb_stage *st);
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
@@ -49,6 +80,19 @@ static const char schema_v2_sql[] =
     " size INTEGER NOT NULL," /* bytes */
     " sha256 BLOB NOT NULL"   /* 32 bytes */
     ") WITHOUT ROWID;";
+
+/* Version 3: the indices parsed (what their last complete parse read and how it ended)
+ * and, per entry, the index that listed it, so a new version supersedes the old. */
+static const char schema_v3_sql[] =
+    "ALTER TABLE files ADD COLUMN src INTEGER;" /* indices.id, NULL = none */
+    "CREATE INDEX IF NOT EXISTS files_src ON files(src) WHERE src IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS indices ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT UNIQUE NOT NULL,"         /* see index_origin */
+    " sha256 BLOB,"                       /* content of the last complete parse, or NULL */
+    " rc INTEGER NOT NULL DEFAULT 0,"     /* 0, or the negative errno it was rejected with */
+    " records INTEGER NOT NULL DEFAULT 0" /* entries the last accepted version listed */
+    ");";
 
 static int err_of(int rc)
 {
@@ -91,8 +135,12 @@ static int migrate(sqlite3 *db)
         rc = err_of(rc);
         goto fail;
     }
-    if (v < 2 && ((rc = sqlite3_exec(db, schema_v2_sql, NULL, NULL, NULL)) != SQLITE_OK ||
-                  (rc = sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL)) != SQLITE_OK)) {
+    if (v < 2 && (rc = sqlite3_exec(db, schema_v2_sql, NULL, NULL, NULL)) != SQLITE_OK) {
+        rc = err_of(rc);
+        goto fail;
+    }
+    if (v < 3 && ((rc = sqlite3_exec(db, schema_v3_sql, NULL, NULL, NULL)) != SQLITE_OK ||
+                  (rc = sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL)) != SQLITE_OK)) {
         rc = err_of(rc);
         goto fail;
     }
@@ -116,6 +164,8 @@ static int prepare_all(struct hashdb *h)
         {offsetof(struct hashdb, put), "INSERT OR REPLACE INTO files (key, size, sha256, sha1, "
                                        "origin) VALUES (?1, ?2, ?3, ?4, ?5)"},
         {offsetof(struct hashdb, forget), "DELETE FROM files WHERE origin = ?1"},
+        {offsetof(struct hashdb, forget_src),
+         "DELETE FROM files WHERE src = (SELECT id FROM indices WHERE name = ?1)"},
         {offsetof(struct hashdb, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct hashdb, commit), "COMMIT"},
         {offsetof(struct hashdb, rollback), "ROLLBACK"},
@@ -123,6 +173,14 @@ static int prepare_all(struct hashdb *h)
                                         "VALUES (?1, ?2, ?3)"},
         {offsetof(struct hashdb, cget), "SELECT size, sha256 FROM cached WHERE key = ?1"},
         {offsetof(struct hashdb, cdel), "DELETE FROM cached WHERE key = ?1"},
+        {offsetof(struct hashdb, iget), "SELECT sha256, rc, records FROM indices WHERE name = ?1"},
+        {offsetof(struct hashdb, iset), "INSERT INTO indices (name, sha256, rc) VALUES (?1, ?2, ?3) "
+                                        "ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256, "
+                                        "rc = excluded.rc"},
+        {offsetof(struct hashdb, iname), "INSERT INTO indices (name) VALUES (?1) "
+                                         "ON CONFLICT (name) DO NOTHING"},
+        {offsetof(struct hashdb, iid), "SELECT id FROM indices WHERE name = ?1"},
+        {offsetof(struct hashdb, irec), "UPDATE indices SET records = ?2 WHERE id = ?1"},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)h + stmts[i].off);
@@ -133,8 +191,26 @@ static int prepare_all(struct hashdb *h)
     return 0;
 }
 
-int hashdb_open(struct hashdb **out, const char *path)
+static int run_sql(sqlite3 *db, const char *sql)
 {
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : err_of(rc);
+}
+
+static int on_wal(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    ((struct hashdb *)ud)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+/* Both kinds of connection: the schema may take a wait once (two first-time openers take
+ * turns); after that the loop's connection never waits, and the writer's waits
+ * HASHDB_WRITER_BUSY_MS, watches the WAL's size and starts the WAL (see above). */
+static int open_conn(struct hashdb **out, const char *path, bool writer)
+{
+    char sql[128];
     int rc = -ENOMEM;
     struct hashdb *h = calloc(1, sizeof(*h));
     if (!h)
@@ -146,18 +222,22 @@ int hashdb_open(struct hashdb **out, const char *path)
         rc = err_of(src);
         goto fail;
     }
-    sqlite3_busy_timeout(h->db, HASHDB_BUSY_MS);
+    sqlite3_busy_timeout(h->db, HASHDB_WRITER_BUSY_MS);
     /* WAL: readers never block the writer; NORMAL sync is durable across crashes of the
      * process and loses at most the last transactions on power loss, which a re-fetch of
      * the index repairs. */
-    src = sqlite3_exec(h->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", NULL,
-                       NULL, NULL);
-    if (src != SQLITE_OK) {
-        rc = err_of(src);
+    snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %d",
+             HASHDB_WAL_LIMIT);
+    if ((rc = run_sql(h->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")) < 0 ||
+        (rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0 || (rc = run_sql(h->db, sql)) < 0)
         goto fail;
+    if (writer) {
+        sqlite3_wal_hook(h->db, on_wal, h);
+        if ((rc = run_sql(h->db, HASHDB_PRIME_SQL)) < 0)
+            goto fail;
+    } else {
+        sqlite3_busy_timeout(h->db, 0);
     }
-    if ((rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0)
-        goto fail;
     *out = h;
     return 0;
 fail:
@@ -165,19 +245,37 @@ fail:
     return rc;
 }
 
+int hashdb_open(struct hashdb **out, const char *path)
+{
+    return open_conn(out, path, false);
+}
+
+int hashdb_open_writer(struct hashdb **out, const char *path)
+{
+    return open_conn(out, path, true);
+}
+
 void hashdb_free(struct hashdb *h)
 {
     if (!h)
         return;
+    while (h->n_spare > 0)
+        stage_destroy(h->spare[--h->n_spare]);
     sqlite3_finalize(h->get);
     sqlite3_finalize(h->put);
     sqlite3_finalize(h->forget);
+    sqlite3_finalize(h->forget_src);
     sqlite3_finalize(h->begin);
     sqlite3_finalize(h->commit);
     sqlite3_finalize(h->rollback);
     sqlite3_finalize(h->cput);
     sqlite3_finalize(h->cget);
     sqlite3_finalize(h->cdel);
+    sqlite3_finalize(h->iget);
+    sqlite3_finalize(h->iset);
+    sqlite3_finalize(h->iname);
+    sqlite3_finalize(h->iid);
+    sqlite3_finalize(h->irec);
     sqlite3_close(h->db);
     free(h);
 }
@@ -227,8 +325,15 @@ done:
     return rc;
 }
 
-static int bind_entry(sqlite3_stmt *st, const char *key, const struct hashdb_entry *e,
-                      const char *origin)
+/* Whether an entry may be stored: a key, a size SQLite can hold (or unknown). */
+static bool entry_ok(const char *key, const struct hashdb_entry *e)
+{
+    return key && *key && strlen(key) <= HASHDB_KEY_MAX && e &&
+           (e->size <= (uint64_t)INT64_MAX || e->size == UINT64_MAX);
+}
+
+/* Binds ?1 key, ?2 size, ?3 sha256, ?4 sha1. */
+static int bind_entry(sqlite3_stmt *st, const char *key, const struct hashdb_entry *e)
 {
     int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
@@ -240,20 +345,12 @@ static int bind_entry(sqlite3_stmt *st, const char *key, const struct hashdb_ent
     if (rc == SQLITE_OK)
         rc = e->have_sha1 ? sqlite3_bind_blob(st, 4, e->sha1, 20, SQLITE_STATIC)
                           : sqlite3_bind_null(st, 4);
-    if (rc == SQLITE_OK)
-        rc = origin ? sqlite3_bind_text(st, 5, origin, -1, SQLITE_STATIC)
-                    : sqlite3_bind_null(st, 5);
     return rc == SQLITE_OK ? 0 : err_of(rc);
 }
 
-int hashdb_put_origin(struct hashdb *h, const char *key, const struct hashdb_entry *e,
-                      const char *origin)
+/* Steps a statement bound by the caller to its end; 0 or -errno; resets it either way. */
+static int step_done(sqlite3_stmt *st, int rc)
 {
-    if (!key || !*key || strlen(key) > HASHDB_KEY_MAX || !e ||
-        (e->size > (uint64_t)INT64_MAX && e->size != UINT64_MAX))
-        return -EINVAL;
-    sqlite3_stmt *st = h->put;
-    int rc = bind_entry(st, key, e, origin);
     if (rc == 0) {
         int s = sqlite3_step(st);
         rc = s == SQLITE_DONE ? 0 : err_of(s);
@@ -261,6 +358,20 @@ int hashdb_put_origin(struct hashdb *h, const char *key, const struct hashdb_ent
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
+}
+
+int hashdb_put_origin(struct hashdb *h, const char *key, const struct hashdb_entry *e,
+                      const char *origin)
+{
+    if (!entry_ok(key, e))
+        return -EINVAL;
+    sqlite3_stmt *st = h->put;
+    int rc = bind_entry(st, key, e);
+    if (rc == 0) {
+        int b = origin ? sqlite3_bind_text(st, 5, origin, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 5);
+        rc = b == SQLITE_OK ? 0 : err_of(b);
+    }
+    return step_done(st, rc);
 }
 
 int hashdb_put(struct hashdb *h, const char *key, const struct hashdb_entry *e)
@@ -284,7 +395,11 @@ static int run_text(struct hashdb *h, sqlite3_stmt *st, const char *text)
 
 int hashdb_forget_origin(struct hashdb *h, const char *origin)
 {
-    return run_text(h, h->forget, origin);
+    int a = run_text(h, h->forget, origin);
+    if (a < 0)
+        return a;
+    int b = run_text(h, h->forget_src, origin);
+    return b < 0 ? b : a + b;
 }
 
 static int run(sqlite3_stmt *st)
@@ -353,4 +468,252 @@ int hashdb_cached_del(struct hashdb *h, const char *key)
 {
     int rc = run_text(h, h->cdel, key);
     return rc < 0 ? rc : 0;
+}
+
+/* ---- stages ---- */
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : err_of(rc);
+}
+
+/* The stage's statements. merge skips rows that are already exactly so, so a new version
+ * of an index rewrites only what changed. */
+static int stage_prepare(struct hashdb_stage *st)
+{
+    char sql[640];
+    const char *t = st->table;
+    int rc;
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO temp.%s VALUES (?1, ?2, ?3, ?4)", t);
+    if ((rc = prepare(st->h->db, sql, &st->put)) < 0)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "DELETE FROM main.files WHERE src = ?1 AND key NOT IN (SELECT key FROM temp.%s)", t);
+    if ((rc = prepare(st->h->db, sql, &st->drop_old)) < 0)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "INSERT OR REPLACE INTO main.files (key, size, sha256, sha1, origin, src) "
+             "SELECT s.key, s.size, s.sha256, s.sha1, NULL, ?1 FROM temp.%s AS s "
+             "WHERE NOT EXISTS (SELECT 1 FROM main.files AS f WHERE f.key = s.key "
+             "AND f.src IS ?1 AND f.origin IS NULL AND f.size IS s.size "
+             "AND f.sha256 IS s.sha256 AND f.sha1 IS s.sha1)", t);
+    if ((rc = prepare(st->h->db, sql, &st->merge)) < 0)
+        return rc;
+    snprintf(sql, sizeof sql, "DELETE FROM temp.%s", t);
+    return prepare(st->h->db, sql, &st->clear);
+}
+
+/* Finalizes and drops the table. */
+static void stage_destroy(struct hashdb_stage *st)
+{
+    char sql[64];
+    sqlite3_finalize(st->put);
+    sqlite3_finalize(st->drop_old);
+    sqlite3_finalize(st->merge);
+    sqlite3_finalize(st->clear);
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS temp.%s", st->table);
+    sqlite3_exec(st->h->db, sql, NULL, NULL, NULL);
+    free(st);
+}
+
+int hashdb_stage_new(struct hashdb *h, struct hashdb_stage **out)
+{
+    char sql[160];
+    int rc = -ENOMEM;
+    if (h->n_spare > 0) {
+        *out = h->spare[--h->n_spare];
+        return 0;
+    }
+    struct hashdb_stage *st = calloc(1, sizeof *st);
+    if (!st)
+        return rc;
+    st->h = h;
+    snprintf(st->table, sizeof st->table, "stage%u", ++h->stages);
+    snprintf(sql, sizeof sql,
+             "CREATE TEMP TABLE %s (key TEXT PRIMARY KEY NOT NULL, size INTEGER, sha256 BLOB, "
+             "sha1 BLOB) WITHOUT ROWID", st->table);
+    if ((rc = run_sql(h->db, sql)) < 0) {
+        free(st);
+        return rc;
+    }
+    if ((rc = stage_prepare(st)) < 0) {
+        stage_destroy(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+int hashdb_stage_put(struct hashdb_stage *st, const char *key, const struct hashdb_entry *e)
+{
+    if (!entry_ok(key, e))
+        return -EINVAL;
+    /* BEGIN (deferred) locks only what it touches: the stage's TEMP table */
+    if (!st->in_tx) {
+        int rc = run_sql(st->h->db, "BEGIN");
+        if (rc < 0)
+            return rc;
+        st->in_tx = true;
+    }
+    return step_done(st->put, bind_entry(st->put, key, e));
+}
+
+int hashdb_stage_pause(struct hashdb_stage *st)
+{
+    if (!st->in_tx)
+        return 0;
+    int rc = run_sql(st->h->db, "COMMIT");
+    if (rc == 0)
+        st->in_tx = false;
+    return rc;
+}
+
+/* The id of name in indices, made if new. In the caller's transaction. */
+static int index_id(struct hashdb *h, const char *name, sqlite3_int64 *id)
+{
+    int rc = run_text(h, h->iname, name);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = h->iid;
+    rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -EIO : err_of(rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Runs one of the stage's merge statements for src id; the changed row count or -errno. */
+static int run_id(struct hashdb *h, sqlite3_stmt *st, sqlite3_int64 id)
+{
+    int rc = sqlite3_bind_int64(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? sqlite3_changes(h->db) : err_of(rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int set_index(struct hashdb *h, const char *name, const uint8_t *sha256, int result)
+{
+    sqlite3_stmt *st = h->iset;
+    int rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sha256 ? sqlite3_bind_blob(st, 2, sha256, 32, SQLITE_STATIC) : sqlite3_bind_null(st, 2);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 3, result);
+    return step_done(st, rc == SQLITE_OK ? 0 : err_of(rc));
+}
+
+static int set_records(struct hashdb *h, sqlite3_int64 id, uint64_t records)
+{
+    sqlite3_stmt *st = h->irec;
+    int rc = sqlite3_bind_int64(st, 1, id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)records);
+    return step_done(st, rc == SQLITE_OK ? 0 : err_of(rc));
+}
+
+/* The merge, inside the write transaction the caller opened. */
+static int stage_merge(struct hashdb_stage *st, const char *name, const uint8_t *sha256,
+                       uint64_t records)
+{
+    struct hashdb *h = st->h;
+    sqlite3_int64 id;
+    int rc, legacy, dropped, written;
+    if ((rc = index_id(h, name, &id)) < 0)
+        return rc;
+    if ((legacy = run_text(h, h->forget, name)) < 0)
+        return legacy;
+    if ((dropped = run_id(h, st->drop_old, id)) < 0)
+        return dropped;
+    if ((written = run_id(h, st->merge, id)) < 0)
+        return written;
+    if ((rc = set_index(h, name, sha256, 0)) < 0 || (rc = set_records(h, id, records)) < 0)
+        return rc;
+    return legacy + dropped + written;
+}
+
+int hashdb_stage_commit(struct hashdb_stage *st, const char *name, const uint8_t *sha256,
+                        uint64_t records)
+{
+    if (!name || !*name || records > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    int rc = hashdb_stage_pause(st);
+    if (rc < 0 || (rc = hashdb_begin(st->h)) < 0)
+        return rc;
+    int n = stage_merge(st, name, sha256, records);
+    if (n < 0 || (rc = hashdb_commit(st->h)) < 0) {
+        hashdb_rollback(st->h);
+        return n < 0 ? n : rc;
+    }
+    return n;
+}
+
+/* Empty and out of any transaction, a stage waits for the next parse (see spare). */
+void hashdb_stage_free(struct hashdb_stage *st)
+{
+    if (!st)
+        return;
+    struct hashdb *h = st->h;
+    if (st->in_tx)
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_tx = false;
+    if (h->n_spare < HASHDB_SPARE_STAGES && step_done(st->clear, 0) == 0) {
+        h->spare[h->n_spare++] = st;
+        return;
+    }
+    stage_destroy(st);
+}
+
+/* ---- what was parsed, and the WAL ---- */
+
+int hashdb_index_get(struct hashdb *h, const char *name, struct hashdb_index *out)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    sqlite3_stmt *st = h->iget;
+    int rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        rc = blob_col(st, 0, out->sha256, 32, &out->have_sha256);
+        out->rc = sqlite3_column_int(st, 1);
+        out->records = (uint64_t)sqlite3_column_int64(st, 2);
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : err_of(rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int hashdb_index_set(struct hashdb *h, const char *name, const uint8_t sha256[32], int result)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    return set_index(h, name, sha256, result);
+}
+
+/* Between the checkpoint and the first write another connection could write first and
+ * pay the sync itself: a window of microseconds, taken once per parse. */
+int hashdb_checkpoint(struct hashdb *h)
+{
+    int rc = sqlite3_wal_checkpoint_v2(h->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return err_of(rc);
+    h->wal_pages = 0;
+    return run_sql(h->db, HASHDB_PRIME_SQL);
+}
+
+int hashdb_wal_pages(const struct hashdb *h)
+{
+    return h->wal_pages;
 }

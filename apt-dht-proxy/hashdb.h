@@ -7,7 +7,17 @@
  * e.g. "mirror.example/debian/pool/main/h/hello/hello_2.10-3_amd64.deb" (see url.h).
  *
  * One struct hashdb is one SQLite connection and must be used by one thread at a time;
- * open one per thread (the loop reads, the indexer thread writes; WAL mode). */
+ * open one per thread. There are two kinds (WAL mode): the event loop's (hashdb_open),
+ * which never waits on a lock (a busy database answers -EBUSY at once), and the writer's
+ * (hashdb_open_writer, the indexer thread's), which waits up to HASHDB_WRITER_BUSY_MS and
+ * keeps the WAL small (hashdb_checkpoint). Bulk writes go through the writer:
+ * a loop that waited on the writer's lock would stall every client.
+ *
+ * An index's entries are written through a stage (a private temporary table): the parse
+ * fills it without holding the database's write lock, and one short transaction merges
+ * it, writing only the rows that changed and removing the rows the previous version of
+ * the same index listed and this one does not. So the database holds one version of
+ * each index, and a parse that fails leaves the database as it was. */
 #ifndef APT_DHT_HASHDB_H
 #define APT_DHT_HASHDB_H
 
@@ -25,11 +35,20 @@ struct hashdb_entry {
     uint8_t sha1[20];
 };
 
-/* Opens (creating if needed) the database file (":memory:" = a private in-memory db).
- * 0 or a negative errno (-EIO on SQLite errors, -EBUSY if locked past the busy timeout,
- * -ENOTSUP for a schema newer than this build knows). Other functions return -EIO for
- * SQLite errors and -EBUSY for lock timeouts too. */
+/* How long the writer's connection waits for a lock another connection holds (the loop's
+ * short merges, a checkpoint) before it gives up with -EBUSY. */
+#define HASHDB_WRITER_BUSY_MS 5000
+
+/* Opens (creating if needed) the database file (":memory:" = a private in-memory db) as
+ * the event loop's connection: once open, a lock held by another connection is -EBUSY at
+ * once. Creating or upgrading the schema may wait up to HASHDB_WRITER_BUSY_MS, once.
+ * 0 or a negative errno (-EIO on SQLite errors, -EBUSY if locked, -ENOTSUP for a schema
+ * newer than this build knows). Other functions return -EIO for SQLite errors and
+ * -EBUSY for a lock they could not get too. */
 int hashdb_open(struct hashdb **out, const char *path);
+/* The same as the writer's connection: waits up to HASHDB_WRITER_BUSY_MS for a lock, and
+ * starts the WAL (see hashdb_checkpoint). */
+int hashdb_open_writer(struct hashdb **out, const char *path);
 void hashdb_free(struct hashdb *db);
 
 /* 0 and *out filled, -ENOENT if the key is unknown, other negative errno on failure. */
@@ -44,11 +63,61 @@ int hashdb_put(struct hashdb *db, const char *key, const struct hashdb_entry *e)
 int hashdb_put_origin(struct hashdb *db, const char *key, const struct hashdb_entry *e,
                       const char *origin);
 
-/* Forgets every entry whose origin is this Release key: a fresh parse of a Release first
- * drops what the previous version promised, so a lookup by name always answers what the
- * latest parsed Release says (or -ENOENT if it no longer lists the file). Returns the
- * number of entries removed or a negative errno. */
+/* Forgets every entry whose origin is this name: those of hashdb_put_origin, and those a
+ * stage committed under the name (hashdb_stage_commit). Returns the number of entries
+ * removed or a negative errno. */
 int hashdb_forget_origin(struct hashdb *db, const char *origin);
+
+/* ---- staging one index ---- */
+
+struct hashdb_stage;
+
+/* Starts a stage on db (at most a few per connection at a time). It holds no lock on the
+ * database while it fills. 0, -ENOMEM, -EIO. */
+int hashdb_stage_new(struct hashdb *db, struct hashdb_stage **out);
+/* Adds (or replaces, for a repeated key) one entry; same checks as hashdb_put. */
+int hashdb_stage_put(struct hashdb_stage *st, const char *key, const struct hashdb_entry *e);
+/* A stage fills inside a transaction of its own connection (on its private table only).
+ * pause ends it, so the connection may run other statements and transactions (another
+ * stage's commit, hashdb_cached_put...); the next put opens another. 0 or -EIO. */
+int hashdb_stage_pause(struct hashdb_stage *st);
+/* Merges the stage as the whole content of the index called name (an index's lasting
+ * name, see index_origin), in one write transaction: entries the index listed before and
+ * does not list now are removed, new or changed ones written, and the index's record
+ * (hashdb_index_get) set to (sha256, 0, records). sha256 is the content's digest (NULL =
+ * unknown). After a success the stage may only be freed. Returns the number of rows
+ * written or removed, -EBUSY when the write lock could not be had (the stage is kept:
+ * commit may be tried again), or another negative errno. */
+int hashdb_stage_commit(struct hashdb_stage *st, const char *name, const uint8_t *sha256,
+                        uint64_t records);
+/* Discards what the stage holds and frees it. Accepts NULL. */
+void hashdb_stage_free(struct hashdb_stage *st);
+
+/* ---- what was parsed ---- */
+
+/* The last content of an index whose parse ran to its end: its SHA-256 and the result (0,
+ * or the negative errno it was rejected with; hashdb_index_set). The start-up uses it to
+ * parse again what a crash interrupted. */
+struct hashdb_index {
+    bool have_sha256;
+    uint8_t sha256[32];
+    int rc;
+    uint64_t records;
+};
+/* 0 and *out filled, -ENOENT if name was never parsed, other negative errno. */
+int hashdb_index_get(struct hashdb *db, const char *name, struct hashdb_index *out);
+/* Records a parse that ended in rc (< 0: rejected; the entries are left as they were).
+ * In a transaction of its own unless one is open. 0 or a negative errno. */
+int hashdb_index_set(struct hashdb *db, const char *name, const uint8_t sha256[32], int rc);
+
+/* Checkpoints the WAL into the database, truncates it (waits for readers as the
+ * connection's busy timeout allows) and starts the next WAL with a one-page write, so
+ * that the sync a new WAL costs is paid here. For the writer's connection, after each
+ * parse and when hashdb_wal_pages grows large; no connection checkpoints by itself.
+ * 0, -EBUSY (readers in the way: try later) or -EIO. */
+int hashdb_checkpoint(struct hashdb *db);
+/* The WAL's size in pages after the writer's last commit (0 for the loop's connection). */
+int hashdb_wal_pages(const struct hashdb *db);
 
 /* What this host's cache holds: key -> (size, SHA-256 computed when it was stored).
  * put replaces; get returns 0 or -ENOENT; del returns 0 whether or not the key was there. */

@@ -8,8 +8,16 @@
  * the paragraph spoils it, and only a complete, clean paragraph becomes hashdb entries.
  * Packages and Sources go through one paragraph loop; a struct para_kind holds what
  * differs (which fields each reads, how a paragraph becomes entries).
- * A whole file is one transaction: an I/O or decompression error rolls everything back,
- * so a truncated download never leaves half of its knowledge behind.
+ * A whole file is one stage (hashdb.h): the entries collect in a private table while the
+ * file is read, and only a parse that reached the end is merged, in one short write
+ * transaction that also retracts what the previous version of the same index listed. An
+ * I/O or decompression error, or a bound passed, discards the stage, so a truncated
+ * download or a bomb never leaves half of its knowledge behind.
+ *
+ * Bounds: zread.h bounds the decompressed size against the compressed one; put() bounds
+ * the entries against the input's size (each real entry carries incompressible hash
+ * bytes); tick() bounds this thread's CPU time and lets the caller run its own work
+ * while the stage is paused.
  *
  * Release files are small (< 1 MiB in practice, capped at INDEX_RELEASE_MAX) and are
  * parsed from memory in two passes: the first finds out whether a SHA256 section exists
@@ -20,25 +28,37 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apt-dht-proxy/deb822.h"
 #include "apt-dht-proxy/zread.h"
 
-#define INDEX_KEY_MAX 4096                   /* bytes, with the NUL */
 #define INDEX_RELEASE_MAX ((size_t)32 << 20) /* decompressed bytes */
+#define RELEASE_TICK_LINES 4096              /* Release lines between two ticks */
 #define SRC_FILES_MAX 64                     /* files per Sources paragraph (a few in practice) */
 #define SRC_NAME_MAX 256                     /* bytes of a Sources file name, with the NUL */
 
 struct ictx {
     struct hashdb *db;
-    const char *key; /* the index's own key; origin of Release entries */
+    const char *key; /* the index's own key */
     size_t root_len; /* ROOT = key[0..root_len) */
+    enum index_kind kind;
+    const struct index_opts *o; /* never NULL */
+    struct hashdb_stage *stage;
+    struct zread *z;       /* streaming input, or NULL for a buffer */
+    uint64_t records_max;  /* entries this input may list */
+    uint64_t cpu_max_ns, cpu_start_ns, cpu_other_ns; /* other: spent in o->tick */
+    uint64_t out, next_tick; /* decompressed bytes read; where the next tick falls */
+    bool have_sha;
+    uint8_t sha[32]; /* the input's SHA-256 when have_sha */
+    char name[INDEX_KEY_MAX]; /* index_origin */
     struct index_stats st;
 };
 
@@ -200,30 +220,126 @@ static int format_of(const char *key, enum zread_format *fmt)
     return 0;
 }
 
-static int ctx_init(struct ictx *c, struct hashdb *db, const char *key, enum index_kind *kind)
+/* The dir of a Packages/Sources key, without a trailing "/by-hash/ALGO/HEX": the
+ * by-hash copies of an index are versions of the by-name one. */
+static size_t index_dir_len(const char *key)
 {
+    const char *base = base_name(key);
+    size_t n = (size_t)(base - key);
+    while (n > 0 && key[n - 1] == '/')
+        n--;
+    const char *algo = memrchr(key, '/', n);
+    if (algo && (size_t)(algo - key) >= 8 && memcmp(algo - 8, "/by-hash", 8) == 0)
+        n = (size_t)(algo - key) - 8;
+    return n;
+}
+
+int index_origin(const char *key, enum index_kind kind, char *out, size_t n)
+{
+    if (!key || !strstr(key, "/dists/") || n == 0)
+        return -EINVAL;
+    if (kind == INDEX_NONE)
+        kind = index_kind_of(key);
+    if (kind != INDEX_RELEASE && kind != INDEX_PACKAGES && kind != INDEX_SOURCES)
+        return -EINVAL;
+    int k = kind == INDEX_RELEASE
+                ? snprintf(out, n, "%s", key)
+                : snprintf(out, n, "%.*s/%s", (int)index_dir_len(key), key,
+                           kind == INDEX_PACKAGES ? "Packages" : "Sources");
+    return (k < 0 || (size_t)k >= n) ? -ENAMETOOLONG : 0;
+}
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Entries an input of in_size bytes (0 = unknown) may list. */
+static uint64_t records_bound(uint64_t in_size, uint64_t asked)
+{
+    uint64_t max = INDEX_RECORDS_MAX;
+    if (in_size > 0 && in_size / INDEX_BYTES_PER_RECORD + INDEX_RECORDS_SLACK < max)
+        max = in_size / INDEX_BYTES_PER_RECORD + INDEX_RECORDS_SLACK;
+    return asked > 0 && asked < max ? asked : max;
+}
+
+static int ctx_init(struct ictx *c, struct hashdb *db, const char *key, enum index_kind kind,
+                    const struct index_opts *o)
+{
+    static const struct index_opts defaults;
     memset(c, 0, sizeof(*c));
+    c->o = o ? o : &defaults;
     if (!db || !key || strlen(key) >= INDEX_KEY_MAX)
         return -EINVAL;
-    if (*kind == INDEX_NONE)
-        *kind = index_kind_of(key);
-    if (*kind != INDEX_RELEASE && *kind != INDEX_PACKAGES && *kind != INDEX_SOURCES)
-        return -EINVAL;
+    c->kind = kind == INDEX_NONE ? index_kind_of(key) : kind;
+    int rc = index_origin(key, c->kind, c->name, sizeof c->name);
+    if (rc < 0)
+        return rc == -ENAMETOOLONG ? -EINVAL : rc;
     const char *dists = strstr(key, "/dists/");
-    if (!dists || dists == key)
+    if (dists == key)
         return -EINVAL;
     c->db = db;
     c->key = key;
     c->root_len = (size_t)(dists - key);
-    return 0;
+    uint64_t ms = c->o->cpu_ms > 0 && c->o->cpu_ms < INDEX_CPU_MAX_MS ? c->o->cpu_ms
+                                                                       : INDEX_CPU_MAX_MS;
+    c->cpu_max_ns = ms * 1000000u;
+    c->cpu_start_ns = cpu_ns();
+    c->next_tick = INDEX_TICK_BYTES;
+    return hashdb_stage_new(db, &c->stage);
 }
 
-static int put(struct ictx *c, const char *key, const struct hashdb_entry *e, const char *origin)
+static void ctx_done(struct ictx *c)
 {
-    int rc = hashdb_put_origin(c->db, key, e, origin);
+    hashdb_stage_free(c->stage);
+    c->stage = NULL;
+}
+
+/* The CPU bound, and the caller's turn: its work runs with the stage paused, so the
+ * connection is free, and its CPU time is its own. */
+static int tick(struct ictx *c)
+{
+    if (cpu_ns() - c->cpu_start_ns - c->cpu_other_ns > c->cpu_max_ns)
+        return -ETIME;
+    if (!c->o->tick)
+        return 0;
+    int rc = hashdb_stage_pause(c->stage);
+    if (rc < 0)
+        return rc;
+    uint64_t t0 = cpu_ns();
+    rc = c->o->tick(c->o->ud);
+    c->cpu_other_ns += cpu_ns() - t0;
+    return rc;
+}
+
+static int put(struct ictx *c, const char *key, const struct hashdb_entry *e)
+{
+    if (c->st.records >= c->records_max)
+        return -EOVERFLOW;
+    int rc = hashdb_stage_put(c->stage, key, e);
     if (rc == 0)
         c->st.records++;
     return rc;
+}
+
+/* The parse reached its end: the stage becomes the index's content. */
+static int commit(struct ictx *c)
+{
+    const uint8_t *sha = c->o->sha256 ? c->o->sha256 : c->have_sha ? c->sha : NULL;
+    for (unsigned tries = 0;; tries++) {
+        int n = hashdb_stage_commit(c->stage, c->name, sha, c->st.records);
+        if (n >= 0) {
+            c->st.changed = (size_t)n;
+            return 0;
+        }
+        if (n != -EBUSY || tries >= c->o->busy_retries)
+            return n;
+        int rc = c->o->tick ? c->o->tick(c->o->ud) : 0;
+        if (rc < 0)
+            return rc;
+    }
 }
 
 /* ---- Packages and Sources: one paragraph loop --------------------------------------- */
@@ -347,7 +463,7 @@ static int pkg_write(struct ictx *c, struct para *h)
         c->st.skipped++;
         return 0;
     }
-    return put(c, key, &s->e, NULL);
+    return put(c, key, &s->e);
 }
 
 static const struct para_kind packages = {
@@ -457,7 +573,7 @@ static int src_write(struct ictx *c, struct para *h)
         if (join_key(key, c->key, c->root_len, s->dir, s->dir_len, f->name, strlen(f->name)) < 0)
             c->st.skipped++;
         else
-            rc = put(c, key, &e, NULL);
+            rc = put(c, key, &e);
     }
     return rc;
 }
@@ -553,7 +669,7 @@ static int release_line(struct ictx *c, const struct rel *r, const char *s, size
         return 0;
     }
     *(r->saw256 ? &e.have_sha256 : &e.have_sha1) = true;
-    int rc = put(c, key, &e, c->key);
+    int rc = put(c, key, &e);
     if (rc < 0 || !r->by_hash)
         return rc;
     hex_encode(hash, hl, hex);
@@ -561,7 +677,7 @@ static int release_line(struct ictx *c, const struct rel *r, const char *s, size
         c->st.skipped++;
         return 0;
     }
-    return put(c, key, &e, NULL);
+    return put(c, key, &e);
 }
 
 /* Pass 2: the chosen section's lines become entries. */
@@ -570,10 +686,13 @@ static int release_write(struct ictx *c, const struct rel *r, const char *body, 
 {
     struct deb822 p;
     bool in_sec = false;
-    int tok, rc = hashdb_forget_origin(c->db, c->key);
+    int tok, rc = 0;
+    size_t lines = 0;
     deb822_init_mem(&p, body, len);
     p.dash_escaped = armored;
     while (rc >= 0 && (tok = deb822_next(&p)) > 0 && tok != DEB822_END) {
+        if (++lines % RELEASE_TICK_LINES == 0 && (rc = tick(c)) < 0)
+            break;
         if (tok == DEB822_FIELD)
             in_sec = deb822_is(&p, r->saw256 ? "SHA256" : "SHA1");
         else if (tok == DEB822_BAD)
@@ -601,39 +720,78 @@ static int parse_release(struct ictx *c, const char *buf, size_t len)
     release_scan(&r, body, blen, armored);
     if (!r.saw256 && !r.saw1)
         return -EBADMSG;
-    if ((rc = hashdb_begin(c->db)) < 0)
+    if ((rc = release_write(c, &r, body, blen, armored)) < 0)
         return rc;
-    if ((rc = release_write(c, &r, body, blen, armored)) < 0 ||
-        (rc = hashdb_commit(c->db)) < 0) {
-        hashdb_rollback(c->db);
-        return rc;
-    }
-    return 0;
+    return commit(c);
 }
 
 /* ---- entry points ----------------------------------------------------------------- */
 
-/* Packages or Sources from a tokenizer, in one transaction. */
-static int parse_stream(struct ictx *c, enum index_kind kind, struct deb822 *p)
+/* Packages or Sources from a tokenizer, in one stage. */
+static int parse_stream(struct ictx *c, struct deb822 *p)
 {
-    int rc = hashdb_begin(c->db);
-    if (rc < 0)
-        return rc;
-    rc = parse_paragraphs(c, kind == INDEX_PACKAGES ? &packages : &sources, p);
-    if (rc < 0 || (rc = hashdb_commit(c->db)) < 0) {
-        hashdb_rollback(c->db);
-        return rc;
+    int rc = parse_paragraphs(c, c->kind == INDEX_PACKAGES ? &packages : &sources, p);
+    return rc < 0 ? rc : commit(c);
+}
+
+/* The content was parsed to its end before, and nothing was merged for its index since:
+ * the database already says what it says (1, with its result in *rc). */
+static int parsed_before(struct ictx *c, int *rc)
+{
+    struct hashdb_index ix;
+    const uint8_t *sha = c->o->sha256 ? c->o->sha256 : c->have_sha ? c->sha : NULL;
+    if (!sha || hashdb_index_get(c->db, c->name, &ix) != 0 || !ix.have_sha256 ||
+        memcmp(ix.sha256, sha, 32) != 0)
+        return 0;
+    c->st.records = ix.records;
+    c->st.already = true;
+    *rc = ix.rc;
+    return 1;
+}
+
+/* SHA-256 of what fd holds from its position on; the position is restored. */
+static int hash_fd(int fd, struct ictx *c)
+{
+    unsigned char buf[64 * 1024];
+    unsigned n = 32;
+    ssize_t got;
+    off_t start = lseek(fd, 0, SEEK_CUR);
+    if (start < 0)
+        return -errno; /* a pipe, say: it can be read once only */
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    int rc = (x && EVP_DigestInit_ex(x, EVP_sha256(), NULL)) ? 0 : -ENOMEM;
+    while (rc == 0 && (got = read(fd, buf, sizeof buf)) != 0) {
+        if (got < 0 && errno != EINTR)
+            rc = -errno;
+        else if (got > 0 && !EVP_DigestUpdate(x, buf, (size_t)got))
+            rc = -ENOMEM;
     }
-    return 0;
+    if (rc == 0 && (!EVP_DigestFinal_ex(x, c->sha, &n) || n != 32))
+        rc = -ENOMEM;
+    if (lseek(fd, start, SEEK_SET) != start && rc == 0)
+        rc = -errno;
+    EVP_MD_CTX_free(x);
+    c->have_sha = rc == 0;
+    return rc;
 }
 
 static void finish(struct ictx *c, int rc, struct index_stats *stats)
 {
+    ctx_done(c);
     if (!stats)
         return;
     *stats = c->st;
     if (rc < 0)
-        stats->records = 0; /* rolled back: nothing was written */
+        stats->records = stats->changed = 0; /* discarded, or refused before: nothing written */
+}
+
+static void sha256_of(const char *buf, size_t len, struct ictx *c)
+{
+    unsigned n = 32;
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    c->have_sha = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) &&
+                  EVP_DigestUpdate(x, buf, len) && EVP_DigestFinal_ex(x, c->sha, &n) && n == 32;
+    EVP_MD_CTX_free(x);
 }
 
 int index_parse_buffer(struct hashdb *db, const char *key, enum index_kind kind,
@@ -641,20 +799,37 @@ int index_parse_buffer(struct hashdb *db, const char *key, enum index_kind kind,
 {
     struct ictx c;
     struct deb822 p;
-    int rc = ctx_init(&c, db, key, &kind);
-    if (rc == 0 && kind == INDEX_RELEASE) {
+    int rc = ctx_init(&c, db, key, kind, NULL);
+    if (rc == 0) {
+        c.records_max = records_bound(len, 0);
+        sha256_of(buf, len, &c);
+    }
+    if (rc == 0 && parsed_before(&c, &rc)) {
+        /* nothing to do */
+    } else if (rc == 0 && c.kind == INDEX_RELEASE) {
         rc = parse_release(&c, buf, len);
     } else if (rc == 0) {
         deb822_init_mem(&p, buf, len);
-        rc = parse_stream(&c, kind, &p);
+        rc = parse_stream(&c, &p);
     }
     finish(&c, rc, stats);
     return rc;
 }
 
+/* The tokenizer's input: zread's output, with a tick every INDEX_TICK_BYTES. */
 static ssize_t zread_cb(void *ctx, void *buf, size_t n)
 {
-    return zread_read(ctx, buf, n);
+    struct ictx *c = ctx;
+    if (c->out >= c->next_tick) {
+        int rc = tick(c);
+        if (rc < 0)
+            return rc;
+        c->next_tick = c->out + INDEX_TICK_BYTES;
+    }
+    ssize_t got = zread_read(c->z, buf, n);
+    if (got > 0)
+        c->out += (uint64_t)got;
+    return got;
 }
 
 /* Reads a whole (small) Release into memory, at most INDEX_RELEASE_MAX bytes. */
@@ -685,36 +860,51 @@ static int slurp(struct zread *z, char **out, size_t *len)
     return 0;
 }
 
-static int parse_from(struct ictx *c, enum index_kind kind, struct zread *z)
+static int parse_from(struct ictx *c)
 {
     struct deb822 p;
     char *buf = NULL;
     size_t len = 0;
     int rc;
-    if (kind == INDEX_RELEASE) {
-        if ((rc = slurp(z, &buf, &len)) == 0)
+    if (c->kind == INDEX_RELEASE) {
+        if ((rc = slurp(c->z, &buf, &len)) == 0)
             rc = parse_release(c, buf, len);
         free(buf);
         return rc;
     }
-    if ((rc = deb822_init_reader(&p, zread_cb, z)) == 0)
-        rc = parse_stream(c, kind, &p);
+    if ((rc = deb822_init_reader(&p, zread_cb, c)) == 0)
+        rc = parse_stream(c, &p);
     deb822_done(&p);
+    return rc;
+}
+
+int index_parse(struct hashdb *db, const char *key, enum index_kind kind, int fd,
+                const struct index_opts *opts, struct index_stats *stats)
+{
+    struct ictx c;
+    enum zread_format fmt;
+    int rc = ctx_init(&c, db, key, kind, opts);
+    if (rc == 0 && !c.o->sha256 && hash_fd(fd, &c) < 0)
+        rc = 0; /* not seekable, say: parsed without knowing its identity */
+    if (rc == 0 && parsed_before(&c, &rc)) {
+        /* nothing to do */
+    } else if (rc == 0 && (rc = format_of(key, &fmt)) == 0 &&
+               (rc = zread_open_fd(&c.z, fd, fmt)) == 0) {
+        if (c.o->out_max > 0)
+            zread_set_limit(c.z, c.o->out_max);
+        c.records_max = records_bound(zread_in_size(c.z), c.o->records_max);
+        rc = parse_from(&c);
+    }
+    zread_free(c.z);
+    c.z = NULL;
+    finish(&c, rc, stats);
     return rc;
 }
 
 int index_parse_fd(struct hashdb *db, const char *key, enum index_kind kind, int fd,
                    struct index_stats *stats)
 {
-    struct ictx c;
-    struct zread *z = NULL;
-    enum zread_format fmt;
-    int rc = ctx_init(&c, db, key, &kind);
-    if (rc == 0 && (rc = format_of(key, &fmt)) == 0 && (rc = zread_open_fd(&z, fd, fmt)) == 0)
-        rc = parse_from(&c, kind, z);
-    zread_free(z);
-    finish(&c, rc, stats);
-    return rc;
+    return index_parse(db, key, kind, fd, NULL, stats);
 }
 
 int index_parse_file(struct hashdb *db, const char *key, enum index_kind kind,
@@ -730,4 +920,27 @@ int index_parse_file(struct hashdb *db, const char *key, enum index_kind kind,
     int rc = index_parse_fd(db, key, kind, fd, stats);
     close(fd);
     return rc;
+}
+
+const char *index_strerror(int rc)
+{
+    switch (rc) {
+    case -EFBIG: /* the bounds of zread.h, and INDEX_RELEASE_MAX */
+        return "its content is larger than an index may be (64 times its compressed size, "
+               "1 GiB at most, 32 MiB for a Release)";
+    case -EOVERFLOW:
+        return "it lists more entries than its size can hold hashes for";
+    case -ETIME:
+        return "its parse ran past the CPU time one index may take";
+    case -EBADMSG:
+        return "not a signed Release, or no SHA256/SHA1 list in it";
+    case -EIO:
+        return "corrupt or truncated compressed data";
+    case -ENOTSUP:
+        return "a compression apt-dht does not read";
+    case -EBUSY:
+        return "the hash database stayed locked";
+    default:
+        return strerror(-rc);
+    }
 }

@@ -4,7 +4,9 @@
  * loop (plain), zlib's inflate (gzip) or liblzma's stream decoder (xz). Each zread_read
  * call decodes until it has produced at least one byte or the data ends, so the caller's
  * buffer size alone bounds the work per call. The only "end" that is not an error is the
- * end the compressed format itself declares; running out of input earlier is -EIO. */
+ * end the compressed format itself declares; running out of input earlier is -EIO.
+ * The output bounds are checked as bytes come out, against the input read so far, so a
+ * bomb costs the CPU of its first megabyte or so, never of its whole. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/zread.h"
 
@@ -14,6 +16,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -29,7 +32,10 @@ struct zread {
     bool member_end;   /* gzip: a member ended, another may follow */
     bool z_init, x_init;
     size_t ipos, ilen; /* unconsumed input is in[ipos..ilen) */
+    uint64_t total_in;  /* bytes read from fd */
     uint64_t total_out;
+    uint64_t max_out;  /* bytes of output allowed in all */
+    uint64_t in_size;  /* bytes, from fstat at open; 0 = not a regular file */
     z_stream z;
     lzma_stream x;
     uint8_t in[ZREAD_IN_CAP];
@@ -52,6 +58,7 @@ static int fill(struct zread *r, size_t want)
         if (n == 0)
             r->in_eof = true;
         r->ilen += (size_t)n;
+        r->total_in += (uint64_t)n;
     }
     return 0;
 }
@@ -86,15 +93,27 @@ static int start_decoder(struct zread *r)
     return 0;
 }
 
+/* Compressed output past ZREAD_RATIO times the input read so far (plus the slack): a
+ * bomb. Plain input is its own output, bounded by max_out alone. */
+static bool over_ratio(const struct zread *r)
+{
+    if (r->fmt == ZREAD_PLAIN || r->total_out <= ZREAD_RATIO_SLACK)
+        return false;
+    return (r->total_out - ZREAD_RATIO_SLACK) / ZREAD_RATIO > r->total_in;
+}
+
 int zread_open_fd(struct zread **out, int fd, enum zread_format fmt)
 {
     int rc = -ENOMEM;
+    struct stat st;
     struct zread *r = calloc(1, sizeof(*r));
     if (!r)
         goto fail;
     r->fd = fd;
     r->fmt = fmt;
     r->x = (lzma_stream)LZMA_STREAM_INIT;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        r->in_size = (uint64_t)st.st_size;
     if (fmt == ZREAD_SNIFF) {
         if ((rc = fill(r, 6)) < 0)
             goto fail;
@@ -104,6 +123,7 @@ int zread_open_fd(struct zread **out, int fd, enum zread_format fmt)
     }
     if ((rc = start_decoder(r)) < 0)
         goto fail;
+    r->max_out = ZREAD_OUT_MAX;
     *out = r;
     return 0;
 fail:
@@ -207,10 +227,26 @@ ssize_t zread_read(struct zread *r, void *buf, size_t n)
         got = plain_read(r, buf, n);
     if (got > 0) {
         r->total_out += (uint64_t)got;
-        if (r->total_out > ZREAD_OUT_MAX)
+        if (r->total_out > r->max_out || over_ratio(r))
             return -EFBIG;
     }
     return got;
+}
+
+uint64_t zread_limit(const struct zread *r)
+{
+    return r->max_out;
+}
+
+void zread_set_limit(struct zread *r, uint64_t max_out)
+{
+    if (max_out < r->max_out)
+        r->max_out = max_out;
+}
+
+uint64_t zread_in_size(const struct zread *r)
+{
+    return r->in_size;
 }
 
 enum zread_format zread_format(const struct zread *r)

@@ -20,17 +20,33 @@ enum zread_format {
                   * bzip2 / zstd / lzma -> -ENOTSUP, anything else = plain */
 };
 
-/* Decompressed output beyond this is refused (-EFBIG): a bound against decompression
- * bombs, far above any real index (Debian's largest Packages is ~100 MiB). */
-#define ZREAD_OUT_MAX ((uint64_t)2 << 30)
+/* Decompressed output is bounded against decompression bombs (-EFBIG past the bound):
+ * at most ZREAD_OUT_MAX in all, and for compressed input at any moment at most
+ * ZREAD_RATIO times the compressed bytes read so far plus ZREAD_RATIO_SLACK. Real
+ * indices inflate 4-7x all along (Debian's Packages.xz about 5x, Packages.gz about 4x:
+ * every few hundred bytes carry a fresh hash); a file of zeros or of one repeated stanza
+ * inflates 100-1000x, so it is stopped within its first kilobytes instead of costing
+ * seconds of CPU and a row per entry. The slack keeps tiny files (an empty Packages.gz
+ * of 20 bytes, a one-stanza index) and a decoder's look-ahead clear of the ratio. */
+#define ZREAD_OUT_MAX ((uint64_t)1 << 30)
+#define ZREAD_RATIO 64
+#define ZREAD_RATIO_SLACK ((uint64_t)1 << 20)
 
 struct zread;
 
 /* 0, -ENOMEM, -ENOTSUP (sniffed an unsupported compressor), -EIO (read error while sniffing). */
 int zread_open_fd(struct zread **out, int fd, enum zread_format fmt);
 
+/* The bound on the whole output in bytes (ZREAD_OUT_MAX), and a tighter one for callers
+ * that know better (a bound above it is ignored). The ratio bound applies as well. */
+uint64_t zread_limit(const struct zread *r);
+void zread_set_limit(struct zread *r, uint64_t max_out);
+
+/* Size of the input file as fstat(2) saw it at open (0 for pipes and the like). */
+uint64_t zread_in_size(const struct zread *r);
+
 /* Up to n decompressed bytes into buf: > 0 bytes, 0 at the clean end of the data, or a
- * negative errno (-EIO corrupt/truncated, -EFBIG over ZREAD_OUT_MAX, read(2) errors). */
+ * negative errno (-EIO corrupt/truncated, -EFBIG over the output bound, read(2) errors). */
 ssize_t zread_read(struct zread *r, void *buf, size_t n);
 
 /* Format in use after sniffing (ZREAD_SNIFF resolved). */

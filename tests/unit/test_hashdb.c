@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "tests/unit/unit.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -184,6 +186,142 @@ static void test_two_connections(void)
     rm_db();
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The event loop's connection never waits on another's lock: a write finds it busy at
+ * once (-EBUSY) and the caller hands the write to the indexer instead. */
+static void test_no_wait(void)
+{
+    struct hashdb *db = NULL;
+    sqlite3 *raw = NULL;
+    uint8_t h[32] = {1};
+    struct hashdb_entry e = entry(1, 1, -1), got;
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_put(db, "mirror.example/debian/pool/a.deb", &e), 0);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    double t0 = now_s();
+    CU_ASSERT_EQUAL(hashdb_begin(db), -EBUSY);
+    CU_ASSERT_EQUAL(hashdb_cached_put(db, "mirror.example/debian/pool/a.deb", 1, h), -EBUSY);
+    double waited = now_s() - t0;
+    fprintf(stderr, " [waited %.3f s] ", waited);
+    CU_ASSERT(waited < 1.0);
+    /* reading is never blocked by the writer */
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/pool/a.deb", &got), 0);
+    sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(raw);
+    hashdb_free(db);
+    rm_db();
+}
+
+/* A stage fills while another connection holds the write lock; its merge is -EBUSY then,
+ * keeps the stage, and succeeds once the lock goes. The merge supersedes the index's
+ * previous version and writes only what changed. */
+static void test_stage(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_stage *st = NULL;
+    struct hashdb_index ix;
+    sqlite3 *raw = NULL;
+    uint8_t sha[32];
+    struct hashdb_entry a = entry(1, 1, -1), b = entry(2, 2, -1), got;
+    const char *ka = "mirror.example/debian/pool/a.deb", *kb = "mirror.example/debian/pool/b.deb";
+    const char *name = "mirror.example/debian/dists/s/main/binary-amd64/Packages";
+    memset(sha, 0x5a, sizeof sha);
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_index_get(db, name, &ix), -ENOENT);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    CU_ASSERT_EQUAL_FATAL(hashdb_stage_new(db, &st), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_put(st, ka, &a), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_put(st, kb, &b), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_put(st, "", &b), -EINVAL);
+    CU_ASSERT_EQUAL(hashdb_stage_commit(st, name, sha, 2), -EBUSY);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, ka, &got), -ENOENT);
+    sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+    CU_ASSERT_EQUAL(hashdb_stage_commit(st, name, sha, 2), 2);
+    hashdb_stage_free(st);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, ka, &got), 0);
+    CU_ASSERT_EQUAL(hashdb_index_get(db, name, &ix), 0);
+    CU_ASSERT(ix.have_sha256 && memcmp(ix.sha256, sha, 32) == 0);
+    CU_ASSERT_EQUAL(ix.rc, 0);
+    CU_ASSERT_EQUAL(ix.records, 2);
+    /* the next version lists b (unchanged) only: one row removed, none written */
+    CU_ASSERT_EQUAL_FATAL(hashdb_stage_new(db, &st), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_put(st, kb, &b), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_commit(st, name, NULL, 1), 1);
+    hashdb_stage_free(st);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, ka, &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, kb, &got), 0);
+    /* a rejected version is recorded, the entries stay */
+    CU_ASSERT_EQUAL(hashdb_index_set(db, name, sha, -EFBIG), 0);
+    CU_ASSERT_EQUAL(hashdb_index_get(db, name, &ix), 0);
+    CU_ASSERT_EQUAL(ix.rc, -EFBIG);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, kb, &got), 0);
+    CU_ASSERT_EQUAL(hashdb_forget_origin(db, name), 1);
+    /* the checkpoint empties the WAL and starts the next one itself (its header, synced,
+     * and one page): the loop's next write finds a WAL in use and syncs nothing */
+    struct hashdb *w = NULL;
+    struct stat sb;
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open_writer(&w, path), 0);
+    CU_ASSERT_EQUAL(hashdb_checkpoint(w), 0);
+    CU_ASSERT_EQUAL(stat(wal, &sb), 0);
+    CU_ASSERT(sb.st_size > 0 && sb.st_size < 64 * 1024);
+    hashdb_free(w);
+    hashdb_stage_free(NULL);
+    sqlite3_close(raw);
+    hashdb_free(db);
+    rm_db();
+}
+
+/* A schema-2 database keeps its rows; its Release rows (origin) go at that Release's next
+ * merge. */
+static void test_migrate_v2(void)
+{
+    struct hashdb *db = NULL;
+    struct hashdb_stage *st = NULL;
+    struct hashdb_entry got, e = entry(5, 5, -1);
+    sqlite3 *raw = NULL;
+    const char *rel = "mirror.example/debian/dists/s/InRelease";
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "CREATE TABLE files (key TEXT PRIMARY KEY NOT NULL, size "
+                                      "INTEGER, sha256 BLOB, sha1 BLOB, origin TEXT) WITHOUT ROWID;"
+                                      "CREATE TABLE cached (key TEXT PRIMARY KEY NOT NULL, size "
+                                      "INTEGER NOT NULL, sha256 BLOB NOT NULL) WITHOUT ROWID;"
+                                      "INSERT INTO files VALUES ('mirror.example/debian/pool/p.deb',"
+                                      " 3, NULL, NULL, NULL);"
+                                      "INSERT INTO files VALUES ('mirror.example/debian/dists/s/"
+                                      "main/binary-amd64/Packages.xz', 4, NULL, NULL, "
+                                      "'mirror.example/debian/dists/s/InRelease');"
+                                      "PRAGMA user_version = 2",
+                                 NULL, NULL, NULL),
+                    SQLITE_OK);
+    sqlite3_close(raw);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, path), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/pool/p.deb", &got), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/dists/s/main/binary-amd64/Packages.xz",
+                                  &got), 0);
+    CU_ASSERT_EQUAL_FATAL(hashdb_stage_new(db, &st), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_put(st, "mirror.example/debian/dists/s/main/source/Sources.xz", &e), 0);
+    CU_ASSERT_EQUAL(hashdb_stage_commit(st, rel, NULL, 1), 2);
+    hashdb_stage_free(st);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/dists/s/main/binary-amd64/Packages.xz",
+                                  &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "mirror.example/debian/pool/p.deb", &got), 0);
+    hashdb_free(db);
+    rm_db();
+}
+
 /* The cached table (schema 2): what this host stores, with its SHA-256; bad input refused,
  * kept across reopen, and added to a database written by schema 1. */
 static void test_cached(void)
@@ -246,6 +384,9 @@ int main(void)
         {"persistence across reopen", test_persist},
         {"two connections (WAL)", test_two_connections},
         {"cached files (schema 2, migration)", test_cached},
+        {"the loop's connection never waits", test_no_wait},
+        {"stages: fill without the lock, merge, supersede", test_stage},
+        {"schema 2 database upgraded", test_migrate_v2},
         {"newer schema refused", test_newer_schema},
         {NULL, NULL},
     };

@@ -15,6 +15,7 @@
 #include <zlib.h>
 #include "tests/unit/unit.h"
 #include "apt-dht-proxy/index.h"
+#include "apt-dht-proxy/zread.h"
 
 #define HA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define HB "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -488,7 +489,7 @@ static void test_kind_of(void)
         CU_ASSERT_EQUAL(index_kind_of(rows[i].key), rows[i].kind);
 }
 
-/* A new version of an InRelease retracts by-name promises it no longer makes. */
+/* A new version of an InRelease retracts the promises it no longer makes. */
 static void test_release_update(void)
 {
     static const char v1[] = "Suite: stable\nAcquire-By-Hash: yes\nSHA256:\n"
@@ -502,9 +503,16 @@ static void test_release_update(void)
     CU_ASSERT_EQUAL(index_parse_buffer(db, key, INDEX_NONE, v2, strlen(v2), NULL), 0);
     expect(db, BW "/main/binary-amd64/Packages.xz", 11, HC, NULL);
     expect_absent(db, BW "/main/binary-amd64/Packages.gz");
-    /* by-hash names stay valid: the archive keeps old by-hash files for a while */
-    expect(db, BW "/main/binary-amd64/by-hash/SHA256/" HB, 20, HB, NULL);
-    expect(db, BW "/main/binary-amd64/by-hash/SHA256/" HA, 10, HA, NULL);
+    /* the by-hash names of the old version go too, or every update would add rows for
+     * good; a by-hash URL carries its SHA-256, so such a file is still verified */
+    expect(db, BW "/main/binary-amd64/by-hash/SHA256/" HC, 11, HC, NULL);
+    expect_absent(db, BW "/main/binary-amd64/by-hash/SHA256/" HB);
+    expect_absent(db, BW "/main/binary-amd64/by-hash/SHA256/" HA);
+    /* the same version again writes nothing */
+    struct index_stats st;
+    CU_ASSERT_EQUAL(index_parse_buffer(db, key, INDEX_NONE, v2, strlen(v2), &st), 0);
+    CU_ASSERT_EQUAL(st.records, 2);
+    CU_ASSERT_EQUAL(st.changed, 0);
     hashdb_free(db);
 }
 
@@ -613,16 +621,32 @@ static void test_compressed(void)
     hashdb_free(db);
 }
 
+/* The SHA256 of stanza i of gen_packages: 64 hex digits that look random, as real hashes
+ * do (an index of repeated or low-entropy hashes is what the entry bound refuses). */
+static const char *gen_sha(size_t i, unsigned salt, char out[65])
+{
+    uint64_t x = (uint64_t)i * 0x9e3779b97f4a7c15u + salt;
+    for (int w = 0; w < 4; w++) {
+        x += 0x9e3779b97f4a7c15u;
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+        z ^= z >> 31;
+        snprintf(out + 16 * w, 17, "%016llx", (unsigned long long)z);
+    }
+    return out;
+}
+
 /* A big Packages text: n stanzas with generated names and hashes. */
 static char *gen_packages(size_t n, unsigned salt, size_t *len)
 {
     size_t cap = n * 200 + 1, used = 0;
-    char *buf = malloc(cap);
+    char *buf = malloc(cap), h[65];
     for (size_t i = 0; i < n; i++) {
         int k = snprintf(buf + used, cap - used,
                          "Package: p%zu\nVersion: 1\nFilename: pool/main/p/p%zu/p%zu_1_all.deb\n"
-                         "Size: %zu\nSHA256: %064zx\n\n",
-                         i, i, i, i + salt, i * 7919 + salt);
+                         "Size: %zu\nSHA256: %s\n\n",
+                         i, i, i, i + salt, gen_sha(i, salt, h));
         used += (size_t)k;
     }
     *len = used;
@@ -680,12 +704,172 @@ static void test_corrupt_rolls_back(void)
     CU_ASSERT_EQUAL(index_parse_file(db, key, INDEX_NONE, write_file("ok", xz, n), &st), 0);
     CU_ASSERT_EQUAL(st.records, 20000);
     char h[65];
-    snprintf(h, sizeof(h), "%064zx", (size_t)1 * 7919 + 5);
-    expect(db, R "/pool/main/p/p1/p1_1_all.deb", 6, h, NULL);
+    expect(db, R "/pool/main/p/p1/p1_1_all.deb", 6, gen_sha(1, 5, h), NULL);
     free(text);
     free(xz);
     free(gz);
     hashdb_free(db);
+}
+
+/* Decompression bombs: output far beyond what a real index inflates to (about 4-7x for
+ * Debian's) is refused before it is all inflated, and nothing is learnt from it. */
+static void test_bomb(void)
+{
+    size_t len = (size_t)16 << 20, zn, xn;
+    char *nl = malloc(len);
+    memset(nl, '\n', len);
+    unsigned char *gz = gzip_bytes(nl, len, &zn), *xz = xz_bytes(nl, len, &xn, 0);
+    struct hashdb *db = mem_db();
+    struct index_stats st;
+    CU_ASSERT_EQUAL(index_parse_buffer(db, BW "/main/binary-amd64/Packages", INDEX_NONE, packages,
+                                       strlen(packages), NULL), 0);
+    CU_ASSERT_EQUAL(index_parse_file(db, BW "/main/binary-amd64/Packages.gz", INDEX_NONE,
+                                     write_file("bomb.gz", gz, zn), &st), -EFBIG);
+    CU_ASSERT_EQUAL(st.records, 0);
+    CU_ASSERT_EQUAL(index_parse_file(db, BW "/main/binary-amd64/Packages.xz", INDEX_NONE,
+                                     write_file("bomb.xz", xz, xn), &st), -EFBIG);
+    CU_ASSERT_EQUAL(index_parse_file(db, BW "/main/binary-amd64/by-hash/SHA256/" HA,
+                                     INDEX_PACKAGES, write_file("bomb", gz, zn), &st), -EFBIG);
+    /* what the database knew is still there */
+    expect(db, R "/pool/main/h/hello/hello_2.10-3_amd64.deb", 53256, HA, NULL);
+    hashdb_free(db);
+    free(nl);
+    free(gz);
+    free(xz);
+}
+
+/* A new version of a Packages (by name or by hash, plain or compressed) replaces what the
+ * previous version of the same index listed: files it no longer lists are forgotten, so
+ * the database holds one version per index, however many updates pass through. */
+static void test_superseded(void)
+{
+    static const char v1[] = "Package: a\nFilename: pool/main/a/a_1_all.deb\nSize: 1\nSHA256: " HA
+                             "\n\nPackage: b\nFilename: pool/main/b/b_1_all.deb\nSize: 2\nSHA256: " HB
+                             "\n";
+    static const char v2[] = "Package: b\nFilename: pool/main/b/b_1_all.deb\nSize: 2\nSHA256: " HB
+                             "\n\nPackage: c\nFilename: pool/main/c/c_1_all.deb\nSize: 3\nSHA256: " HC
+                             "\n";
+    static const char other[] = "Package: z\nFilename: pool/main/z/z_1_all.deb\nSize: 9\nSHA256: " HD
+                                "\n";
+    struct hashdb *db = mem_db();
+    size_t n;
+    unsigned char *gz = encode(ENC_GZ, v2, &n);
+    CU_ASSERT_EQUAL(index_parse_buffer(db, BW "/main/binary-amd64/Packages", INDEX_NONE, v1,
+                                       strlen(v1), NULL), 0);
+    CU_ASSERT_EQUAL(index_parse_buffer(db, BW "/main/binary-i386/Packages", INDEX_NONE, other,
+                                       strlen(other), NULL), 0);
+    CU_ASSERT_EQUAL(index_parse_file(db, BW "/main/binary-amd64/by-hash/SHA256/" HB,
+                                     INDEX_PACKAGES, write_file("v2.gz", gz, n), NULL), 0);
+    expect_absent(db, R "/pool/main/a/a_1_all.deb");
+    expect(db, R "/pool/main/b/b_1_all.deb", 2, HB, NULL);
+    expect(db, R "/pool/main/c/c_1_all.deb", 3, HC, NULL);
+    /* another index's entries are its own */
+    expect(db, R "/pool/main/z/z_1_all.deb", 9, HD, NULL);
+    /* an empty new version forgets everything the index listed */
+    CU_ASSERT_EQUAL(index_parse_buffer(db, BW "/main/binary-amd64/Packages.xz", INDEX_PACKAGES, "",
+                                       0, NULL), 0);
+    expect_absent(db, R "/pool/main/b/b_1_all.deb");
+    expect(db, R "/pool/main/z/z_1_all.deb", 9, HD, NULL);
+    free(gz);
+    hashdb_free(db);
+}
+
+/* The other bounds of one parse: entries against the input's size, CPU time; a tick that
+ * ends the parse; each leaves the database as it was. */
+static int tick_count, tick_stop_at;
+static struct hashdb *tick_db;
+
+static int test_tick(void *ud)
+{
+    (void)ud;
+    uint8_t h[32] = {7};
+    tick_count++;
+    /* the stage is paused: the connection takes other writes meanwhile */
+    CU_ASSERT_EQUAL(hashdb_cached_put(tick_db, R "/pool/t.deb", (uint64_t)tick_count, h), 0);
+    return tick_count == tick_stop_at ? -ECANCELED : 0;
+}
+
+static void test_bounds(void)
+{
+    struct hashdb *db = mem_db();
+    struct index_stats st;
+    size_t len, n, fn = 0, cap = 60000 * 80;
+    const char *key = BW "/main/binary-amd64/Packages.xz";
+    char *text = gen_packages(40000, 9, &len), *flat = malloc(cap);
+    unsigned char *xz = xz_bytes(text, len, &n, 0);
+    const char *p = write_file("b.xz", xz, n);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(fd >= 0);
+    /* entries: a caller's bound, and the one from the size of the input */
+    struct index_opts o = {.records_max = 100};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -EOVERFLOW);
+    CU_ASSERT_EQUAL(st.records, 0);
+    for (size_t i = 0; i < 60000; i++) /* one hash for all: a few bytes of xz per entry */
+        fn += (size_t)snprintf(flat + fn, cap - fn,
+                               "Filename: pool/main/p/p%zu_1_all.deb\nSize: %zu\nSHA256: " HA "\n\n",
+                               i, (i * 2654435761u) % 1000000);
+    unsigned char *fx = xz_bytes(flat, fn, &n, 6);
+    fprintf(stderr, " [%zu entries in %zu bytes of xz, %zu inflated] ", (size_t)60000, n, fn);
+    CU_ASSERT(n * ZREAD_RATIO > fn); /* within the ratio: only the entry bound stops it */
+    CU_ASSERT_EQUAL(index_parse_file(db, key, INDEX_NONE, write_file("flat.xz", fx, n), &st),
+                    -EOVERFLOW);
+    /* CPU */
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    o = (struct index_opts){.cpu_ms = 1};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -ETIME);
+    /* ticks: called as the input is read, and able to stop the parse */
+    tick_db = db;
+    tick_stop_at = 3;
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    o = (struct index_opts){.tick = test_tick};
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), -ECANCELED);
+    CU_ASSERT_EQUAL(tick_count, 3);
+    expect_absent(db, R "/pool/main/p/p1/p1_1_all.deb");
+    tick_stop_at = -1;
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, &o, &st), 0);
+    CU_ASSERT(tick_count > 3);
+    CU_ASSERT_EQUAL(st.records, 40000);
+    CU_ASSERT_FALSE(st.already);
+    /* the same content again: known, not parsed again */
+    CU_ASSERT_EQUAL(lseek(fd, 0, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(index_parse(db, key, INDEX_NONE, fd, NULL, &st), 0);
+    CU_ASSERT(st.already);
+    CU_ASSERT_EQUAL(st.records, 40000);
+    close(fd);
+    free(text);
+    free(flat);
+    free(xz);
+    free(fx);
+    hashdb_free(db);
+}
+
+static void test_origin(void)
+{
+    static const struct {
+        const char *key;
+        enum index_kind kind;
+        const char *origin; /* NULL: -EINVAL */
+    } rows[] = {
+        {BW "/InRelease", INDEX_NONE, BW "/InRelease"},
+        {BW "/main/binary-amd64/Packages", INDEX_NONE, BW "/main/binary-amd64/Packages"},
+        {BW "/main/binary-amd64/Packages.xz", INDEX_NONE, BW "/main/binary-amd64/Packages"},
+        {BW "/main/binary-amd64/by-hash/SHA256/" HA, INDEX_PACKAGES, BW "/main/binary-amd64/Packages"},
+        {BW "/main/source/Sources.gz", INDEX_NONE, BW "/main/source/Sources"},
+        {BW "/main/source/by-hash/SHA256/" HB, INDEX_SOURCES, BW "/main/source/Sources"},
+        {BW "/main/debian-installer/binary-amd64/Packages.gz", INDEX_NONE,
+         BW "/main/debian-installer/binary-amd64/Packages"},
+        {BW "/main/Contents-amd64.gz", INDEX_NONE, NULL},
+        {R "/pool/main/Packages", INDEX_PACKAGES, NULL},
+    };
+    char out[INDEX_KEY_MAX];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int rc = index_origin(rows[i].key, rows[i].kind, out, sizeof out);
+        CU_ASSERT_EQUAL(rc, rows[i].origin ? 0 : -EINVAL);
+        if (rc == 0 && rows[i].origin)
+            CU_ASSERT_STRING_EQUAL(out, rows[i].origin);
+    }
+    CU_ASSERT_EQUAL(index_origin(BW "/InRelease", INDEX_NONE, out, 8), -ENAMETOOLONG);
 }
 
 /* ---- the indexer ---------------------------------------------------------------- */
@@ -702,18 +886,18 @@ static void test_indexer_basic(void)
     const char *p1 = write_file("i1.gz", gz, n);
     const char *p2 = write_file("i2", inrelease, strlen(inrelease));
     const char *p3 = write_file("i3", sources, strlen(sources));
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-amd64/Packages.gz", INDEX_NONE, p1), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-amd64/Packages.gz", INDEX_NONE, p1, NULL), 0);
     /* the caller replaces the file at once: the job still reads what was submitted */
     const char *other = write_file("other", "x", 1);
     CU_ASSERT_EQUAL(rename(other, p1), 0);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/InRelease", INDEX_NONE, p2), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/InRelease", INDEX_NONE, p2, NULL), 0);
     unlink(p2);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/source/Sources", INDEX_SOURCES, p3), 0);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/Contents-all", INDEX_NONE, p3), -EINVAL);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/source/Sources", INDEX_NONE, tmp_path("nope")),
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/source/Sources", INDEX_SOURCES, p3, NULL), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/Contents-all", INDEX_NONE, p3, NULL), -EINVAL);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/source/Sources", INDEX_NONE, tmp_path("nope"), NULL),
                     -ENOENT);
     /* a corrupt file is logged and skipped; the queue goes on */
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-i386/Packages.xz", INDEX_NONE, p3), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-i386/Packages.xz", INDEX_NONE, p3, NULL), 0);
     indexer_drain(ix);
     expect(db, R "/pool/main/h/hello/hello_2.10-3_amd64.deb", 53256, HA, NULL);
     expect(db, BW "/main/binary-amd64/by-hash/SHA256/" HB, 8791532, HB, NULL);
@@ -738,31 +922,55 @@ static void test_indexer_full(void)
     const char *big = write_file("big.xz", xz, n);
     const char *small = write_file("small", packages, strlen(packages));
     CU_ASSERT_EQUAL_FATAL(indexer_new(&ix, dbp), 0);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-amd64/Packages.xz", INDEX_NONE, big), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-amd64/Packages.xz", INDEX_NONE, big, NULL), 0);
     int accepted = 0, refused = 0;
-    for (int i = 0; i < 200 && !refused; i++) {
-        int rc = indexer_submit(ix, BW "/main/binary-arm64/Packages", INDEX_NONE, small);
+    for (int i = 0; i < 1000 && !refused; i++) {
+        int rc = indexer_submit(ix, BW "/main/binary-arm64/Packages", INDEX_NONE, small, NULL);
         accepted += rc == 0;
         refused += rc == -EAGAIN;
     }
     CU_ASSERT(refused > 0);
     CU_ASSERT(accepted > 0);
     indexer_drain(ix);
-    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-arm64/Packages", INDEX_NONE, small), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-arm64/Packages", INDEX_NONE, small, NULL), 0);
     CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, dbp), 0);
     indexer_drain(ix);
     char h[65];
-    snprintf(h, sizeof(h), "%064zx", (size_t)39999 * 7919 + 1);
-    expect(db, R "/pool/main/p/p39999/p39999_1_all.deb", 40000, h, NULL);
+    expect(db, R "/pool/main/p/p39999/p39999_1_all.deb", 40000, gen_sha(39999, 1, h), NULL);
     /* free with jobs still queued: they are dropped without leaks */
     for (int i = 0; i < 10; i++)
-        indexer_submit(ix, BW "/main/binary-amd64/Packages.xz", INDEX_NONE, big);
+        indexer_submit(ix, BW "/main/binary-amd64/Packages.xz", INDEX_NONE, big, NULL);
     indexer_free(ix);
     hashdb_free(db);
     free(text);
     free(xz);
     unlink(big);
     unlink(small);
+}
+
+/* The indexer checkpoints the WAL after each parse: it does not stay the size of the
+ * biggest transaction. */
+static void test_indexer_wal(void)
+{
+    struct indexer *ix = NULL;
+    struct stat st;
+    char wal[300];
+    const char *dbp = tmp_path("wal.sqlite");
+    size_t len, n;
+    char *text = gen_packages(40000, 3, &len);
+    unsigned char *xz = xz_bytes(text, len, &n, 0);
+    const char *big = write_file("wal.xz", xz, n);
+    snprintf(wal, sizeof wal, "%s-wal", dbp);
+    CU_ASSERT_EQUAL_FATAL(indexer_new(&ix, dbp), 0);
+    CU_ASSERT_EQUAL(indexer_submit(ix, BW "/main/binary-amd64/Packages.xz", INDEX_NONE, big, NULL), 0);
+    indexer_drain(ix);
+    CU_ASSERT_EQUAL(stat(wal, &st), 0);
+    CU_ASSERT(st.st_size < 1024 * 1024);
+    fprintf(stderr, " [WAL %lld bytes after a 40000-entry parse] ", (long long)st.st_size);
+    indexer_free(ix);
+    free(text);
+    free(xz);
+    unlink(big);
 }
 
 /* ---- a real archive built by apt-ftparchive ------------------------------------- */
@@ -889,6 +1097,11 @@ int main(void)
         {"over-long line", test_overlong_line},
         {"plain, gzip, xz, by-hash sniffing", test_compressed},
         {"corrupt or truncated input rolls back", test_corrupt_rolls_back},
+        {"decompression bombs refused", test_bomb},
+        {"entries, CPU and tick bounds", test_bounds},
+        {"index names (index_origin)", test_origin},
+        {"a new version supersedes the old", test_superseded},
+        {"indexer: the WAL is checkpointed", test_indexer_wal},
         {"indexer: queue, replace after submit, drain", test_indexer_basic},
         {"indexer: full queue, free with pending jobs", test_indexer_full},
         {"archive built by apt-ftparchive", test_apt_ftparchive},
