@@ -188,13 +188,24 @@ static bool per_arch_release(const char *key, const char *base)
     return (n > 7 && strncmp(dir, "binary-", 7) == 0) || (n == 6 && strncmp(dir, "source", 6) == 0);
 }
 
+/* A flat repository ("deb URI ./", made by dpkg-scanpackages or apt-ftparchive): its
+ * Release and Packages sit in one directory with no dists/ above them, and that
+ * directory is the root its Filename fields are relative to. */
+static bool is_flat(const char *key)
+{
+    return !strstr(key, "/dists/") && !strstr(key, "/pool/");
+}
+
 enum index_kind index_kind_of(const char *key)
 {
-    if (!key || !strstr(key, "/dists/") || strstr(key, "/by-hash/"))
+    if (!key || strstr(key, "/by-hash/") || !strchr(key, '/'))
+        return INDEX_NONE;
+    bool flat = is_flat(key);
+    if (!flat && !strstr(key, "/dists/"))
         return INDEX_NONE;
     const char *base = base_name(key);
     if (strcmp(base, "InRelease") == 0 || strcmp(base, "Release") == 0)
-        return per_arch_release(key, base) ? INDEX_NONE : INDEX_RELEASE;
+        return !flat && per_arch_release(key, base) ? INDEX_NONE : INDEX_RELEASE;
     if (named(base, "Packages"))
         return INDEX_PACKAGES;
     if (named(base, "Sources"))
@@ -236,7 +247,7 @@ static size_t index_dir_len(const char *key)
 
 int index_origin(const char *key, enum index_kind kind, char *out, size_t n)
 {
-    if (!key || !strstr(key, "/dists/") || n == 0)
+    if (!key || n == 0 || !strchr(key, '/') || (!strstr(key, "/dists/") && !is_flat(key)))
         return -EINVAL;
     if (kind == INDEX_NONE)
         kind = index_kind_of(key);
@@ -282,7 +293,7 @@ static int ctx_init(struct ictx *c, struct hashdb *db, const char *key, enum ind
         return -EINVAL;
     c->db = db;
     c->key = key;
-    c->root_len = (size_t)(dists - key);
+    c->root_len = dists ? (size_t)(dists - key) : (size_t)(base_name(key) - 1 - key);
     uint64_t ms = c->o->cpu_ms > 0 && c->o->cpu_ms < INDEX_CPU_MAX_MS ? c->o->cpu_ms
                                                                        : INDEX_CPU_MAX_MS;
     c->cpu_max_ns = ms * 1000000u;
@@ -361,14 +372,44 @@ struct para_kind {
     int (*write)(struct ictx *c, struct para *s);
 };
 
+/* Copies the path s (n bytes) into out (INDEX_KEY_MAX bytes) without its "." segments:
+ * a flat repository writes "Filename: ./x.deb", which apt asks for as URI/./x.deb and
+ * the proxy stores as URI/x.deb. Returns the new length, or 0 when nothing is left or it
+ * does not fit. */
+static size_t drop_dots(const char *s, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    bool first = true; /* empty segments are kept, for path_ok to refuse */
+    while (i <= n) {
+        const char *slash = memchr(s + i, '/', n - i);
+        size_t len = slash ? (size_t)(slash - (s + i)) : n - i;
+        if (!(len == 1 && s[i] == '.')) {
+            if (o + !first + len >= INDEX_KEY_MAX)
+                return 0;
+            if (!first)
+                out[o++] = '/';
+            memcpy(out + o, s + i, len);
+            o += len;
+            first = false;
+        }
+        if (!slash)
+            break;
+        i += len + 1;
+    }
+    return o;
+}
+
 /* A path field (Filename, Directory): once per paragraph, a relative path as path_ok
- * means it. Copied into dst (INDEX_KEY_MAX bytes) only when good; false when not. */
+ * means it, "." segments dropped. Copied into dst (INDEX_KEY_MAX bytes) only when good;
+ * false when not. */
 static bool take_path(const struct deb822 *p, bool *have, char *dst, size_t *dst_len)
 {
-    bool ok = !*have && path_ok(p->value, p->value_len, true);
+    char tmp[INDEX_KEY_MAX];
+    size_t n = p->value_len < INDEX_KEY_MAX ? drop_dots(p->value, p->value_len, tmp) : 0;
+    bool ok = !*have && n > 0 && path_ok(tmp, n, true);
     if (ok) {
-        memcpy(dst, p->value, p->value_len);
-        *dst_len = p->value_len;
+        memcpy(dst, tmp, n);
+        *dst_len = n;
     }
     *have = true;
     return ok;
@@ -711,8 +752,9 @@ static int parse_release(struct ictx *c, const char *buf, size_t len)
     bool armored;
     const char *slash = strrchr(c->key, '/');
     r.dir_len = (size_t)(slash - c->key);
-    /* The Release must sit in ROOT/dists/SUITE/, SUITE non-empty. */
-    if (r.dir_len <= c->root_len + strlen("/dists/"))
+    /* The Release must sit in ROOT/dists/SUITE/, SUITE non-empty; a flat repository's in
+     * its root. */
+    if (r.dir_len <= c->root_len + strlen("/dists/") && !(is_flat(c->key) && r.dir_len == c->root_len))
         return -EINVAL;
     int rc = release_body(buf, len, &body, &blen, &armored);
     if (rc < 0)

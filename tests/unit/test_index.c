@@ -199,6 +199,12 @@ static const char release_bad_lines[] =
     " " HA " 10 main/x extra-word\n"
     " " HB " 20 main/also-good\n";
 
+/* what dpkg-scanpackages . writes: "./" names, and one that climbs out (refused) */
+static const char packages_flat[] =
+    "Package: x\nFilename: ./x_1_all.deb\nSize: 11\nSHA256: " HA "\n\n"
+    "Package: y\nFilename: ./sub/./y_1_all.deb\nSize: 12\nSHA256: " HB "\n\n"
+    "Package: z\nFilename: ./../etc/passwd\nSize: 13\nSHA256: " HC "\n";
+
 static const char packages[] =
     "Package: hello\n"
     "Version: 2.10-3\n"
@@ -410,8 +416,14 @@ static const struct text_case text_cases[] = {
      0, 0, 0, {{NULL}}, {NULL}},
     {"Packages, garbage", INDEX_PACKAGES, BW "/main/binary-amd64/Packages",
      "<html>\n<body>Gateway Timeout</body>\n\x01\x02\xff\n:\n", 0, 0, 1, {{NULL}}, {NULL}},
-    {"Packages, key without dists", INDEX_PACKAGES, "mirror.example/debian/Packages", packages,
-     -EINVAL, 0, -1, {{NULL}}, {R "/pool/main/h/hello/hello_2.10-3_amd64.deb"}},
+    /* a flat repository: no dists/, its directory is the root of its Filenames */
+    {"Packages, flat repository", INDEX_NONE, "mirror.example/debian/Packages", packages, 0, 2, 0,
+     {{R "/pool/main/h/hello/hello_2.10-3_amd64.deb", 53256, HA, NULL},
+      {R "/pool/main/g/glibc/libc6_2.36-9+deb12u4_amd64.deb", 2757636, HB, NULL}}, {NULL}},
+    {"Packages, flat repository, ./ names", INDEX_NONE, "local.example/repo/Packages.gz",
+     packages_flat, 0, 2, 1,
+     {{"local.example/repo/x_1_all.deb", 11, HA, NULL}, {"local.example/repo/sub/y_1_all.deb", 12, HB, NULL}},
+     {"local.example/repo/./x_1_all.deb", "local.example/etc/passwd", "local.example/repo/.x.deb"}},
     {"Packages, by-hash key", INDEX_PACKAGES, BW "/main/binary-amd64/by-hash/SHA256/" HA,
      packages_crlf, 0, 2, 0, {{R "/pool/main/o/other/other_1_all.deb", 5, HB, NULL}}, {NULL}},
     {"unknown kind", INDEX_NONE, BW "/main/Contents-amd64.gz", packages, -EINVAL, 0, -1, {{NULL}},
@@ -483,6 +495,11 @@ static void test_kind_of(void)
         {BW "/main/binary-amd64/by-hash/SHA256/" HA, INDEX_NONE},
         {R "/pool/main/p/Packages", INDEX_NONE},
         {"Packages", INDEX_NONE},
+        /* flat repositories */
+        {"local.example/repo/Packages.xz", INDEX_PACKAGES},
+        {"local.example/repo/InRelease", INDEX_RELEASE},
+        {"local.example/repo/Release", INDEX_RELEASE},
+        {"local.example/repo/Sources.gz", INDEX_SOURCES},
         {NULL, INDEX_NONE},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
