@@ -49,6 +49,7 @@ struct cache {
     void *drop_ud;
     struct entry *head, *tail;
     unsigned tmp_seq;
+    uint64_t evictions;
 };
 
 int cache_new(struct cache **out, const char *dir, uint64_t max_size)
@@ -93,6 +94,16 @@ const char *cache_dir(const struct cache *c)
 uint64_t cache_used(const struct cache *c)
 {
     return c->used;
+}
+
+uint64_t cache_max_size(const struct cache *c)
+{
+    return c->max_size;
+}
+
+uint64_t cache_evictions(const struct cache *c)
+{
+    return c->evictions;
 }
 
 size_t cache_count(const struct cache *c)
@@ -278,6 +289,7 @@ int cache_make_room(struct cache *c, uint64_t bytes)
                 unlink(path);
             log_debug("cache: evicted %s (%llu bytes)", e->key, (unsigned long long)e->size);
             drop_entry(c, e);
+            c->evictions++;
         }
         e = prev;
     }

@@ -27,6 +27,8 @@
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
+#include "apt-dht-proxy/status-cmd.h"
+#include "apt-dht-proxy/status.h"
 #include "apt-dht-proxy/version.h"
 
 struct options {
@@ -47,6 +49,7 @@ struct app {
     struct catalogue *cat;
     struct server *server;
     struct p2p *p2p;
+    struct status *status;
 };
 
 static void usage(FILE *f)
@@ -54,6 +57,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
+            "       apt-dht-proxy status [-c FILE] [-p PORT] [--json]   (ask the running daemon)\n"
             "  -c, --config FILE   YAML config (default: built-in defaults)\n"
             "  -p, --port PORT     listen port (overrides listen.port)\n"
             "      --cache-dir DIR cache directory (overrides cache.dir)\n"
@@ -166,6 +170,8 @@ static void on_reload(struct loop *l, int signo, void *ud)
         log_warn("reload: cache.dir and state_dir need a restart");
     if (a->p2p)
         p2p_reconfigure(a->p2p, cfg);
+    if (status_reconfigure(a->status, cfg) < 0)
+        log_warn("reload: status_clients not applied (out of memory)");
     config_done(a->cfg);
     free(a->cfg);
     a->cfg = cfg;
@@ -240,22 +246,28 @@ static int start_services(struct app *a)
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
         return r;
     }
-    if (a->cfg->dht_mode == DHT_MODE_OFF)
-        return 0;
-    if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
-        log_error("dht: %s", strerror(-r));
-        return r;
+    if (a->cfg->dht_mode != DHT_MODE_OFF) {
+        if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
+            log_error("dht: %s", strerror(-r));
+            return r;
+        }
+        server_set_p2p(a->server, a->p2p);
+        catalogue_set_p2p(a->cat, a->p2p);
     }
-    server_set_p2p(a->server, a->p2p);
-    catalogue_set_p2p(a->cat, a->p2p);
+    if ((r = status_new(&a->status, a->cfg, a->opt.config_file, a->loop, a->server, a->cache,
+                        a->db, a->p2p)) < 0)
+        return r;
+    server_set_status(a->server, a->status);
     return 0;
 }
 
 /* Stops everything, users before what they use. Accepts a half-started app. */
 static void stop_all(struct app *a)
 {
-    server_free(a->server);
+    server_free(a->server); /* before the status module: its pages may be in flight */
     a->server = NULL;
+    status_free(a->status);
+    a->status = NULL;
     if (a->cat)
         catalogue_set_p2p(a->cat, NULL);
     p2p_free(a->p2p);
@@ -374,6 +386,8 @@ static int run(struct app *a)
 int main(int argc, char **argv)
 {
     struct app a = {.opt.ready_fd = -1};
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return status_cmd_main(argc - 1, argv + 1);
     int r = parse_args(argc, argv, &a.opt);
     if (r != 0)
         return r > 0 ? 0 : 2;
