@@ -159,18 +159,18 @@ bool metrics_proc_stat(const char *text, double *cpu_s, uint64_t *vsize, uint64_
     /* comm (field 2) is in parentheses and may hold spaces: fields are counted after
      * its last ')' */
     const char *p = strrchr(text, ')');
-    unsigned long long v[64];
+    unsigned long long v[22]; /* fields 3 to 24 */
     int n = 0;
     if (!p)
         return false;
     p++;
-    while (n < 64 && *p) {
+    while (n < 22) {
         char *end;
         while (*p == ' ')
             p++;
-        if (!*p)
-            break;
         if (n == 0) { /* field 3, the state, is a letter */
+            if (!*p)
+                return false;
             while (*p && *p != ' ')
                 p++;
             v[n++] = 0;
@@ -178,11 +178,9 @@ bool metrics_proc_stat(const char *text, double *cpu_s, uint64_t *vsize, uint64_
         }
         v[n++] = strtoull(p, &end, 10);
         if (end == p)
-            return false;
+            return false; /* short or not numbers */
         p = end;
     }
-    if (n < 22) /* up to rss, field 24 */
-        return false;
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0)
         hz = 100;

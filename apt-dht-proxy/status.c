@@ -150,18 +150,22 @@ static void copy_clean(char *dst, size_t n, const char *src)
     snprintf(dst, n, "%s", src ? src : "");
 }
 
-static struct status_client *client_slot(struct status *st, const char *client)
+/* The slot of (client, as a peer or not): an address that is both an apt client and a
+ * peer has a row for each, so its peer User-Agent (the label its proxy gives itself) stays
+ * beside its peer requests. The least recently seen slot is reused. */
+static struct status_client *client_slot(struct status *st, const char *client, bool peer)
 {
     struct status_client *oldest = &st->seen[0];
     for (size_t i = 0; i < STATUS_CLIENTS; i++) {
         struct status_client *c = &st->seen[i];
-        if (c->last_ms && strcmp(c->addr, client) == 0)
+        if (c->last_ms && c->peer == peer && strcmp(c->addr, client) == 0)
             return c;
         if (c->last_ms < oldest->last_ms)
             oldest = c;
     }
     memset(oldest, 0, sizeof *oldest);
     copy_clean(oldest->addr, sizeof oldest->addr, client);
+    oldest->peer = peer;
     return oldest;
 }
 
@@ -169,11 +173,10 @@ void status_note(struct status *st, struct MHD_Connection *c, const char *client
                  const char *method, const char *target, unsigned http_status, uint64_t bytes)
 {
     const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
-    struct status_client *sc = client_slot(st, client);
+    struct status_client *sc = client_slot(st, client, strncmp(target, "/~/sha256/", 10) == 0);
     sc->requests++;
     sc->bytes += bytes;
     sc->last_ms = loop_now_ms();
-    sc->peer = strncmp(target, "/~/sha256/", 10) == 0;
     copy_clean(sc->agent, sizeof sc->agent, ua);
     if (http_status < 400)
         return;
