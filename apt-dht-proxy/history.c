@@ -60,10 +60,16 @@ static uint64_t minute_value(const struct history *h, enum history_series s, int
     return h->stamp[k] == m ? h->v[k][s] : 0;
 }
 
+uint64_t history_pending(const struct history *h, enum history_series s,
+                         const uint64_t totals[HIST_N])
+{
+    return totals[s] >= h->last[s] ? totals[s] - h->last[s] : 0;
+}
+
 uint64_t history_sum(const struct history *h, enum history_series s, int64_t now_min,
                      unsigned minutes, const uint64_t totals[HIST_N])
 {
-    uint64_t sum = totals[s] >= h->last[s] ? totals[s] - h->last[s] : 0;
+    uint64_t sum = history_pending(h, s, totals);
     if (minutes > HISTORY_MINUTES)
         minutes = HISTORY_MINUTES;
     for (unsigned i = 1; i <= minutes; i++)

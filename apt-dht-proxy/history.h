@@ -48,6 +48,10 @@ uint64_t history_sum(const struct history *h, enum history_series s, int64_t now
 void history_get(const struct history *h, enum history_series s, int64_t now_min, uint64_t *out,
                  size_t n);
 
+/* The minute in progress of series s: the totals now minus those of the last tick. */
+uint64_t history_pending(const struct history *h, enum history_series s,
+                         const uint64_t totals[HIST_N]);
+
 /* The totals history_tick expects, read from the counters. */
 struct stats;
 void history_totals(const struct stats *st, uint64_t totals[HIST_N]);

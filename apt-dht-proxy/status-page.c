@@ -275,7 +275,9 @@ static void section_chart(struct status *st, const struct status_sum *s, struct 
     }
     uint64_t v[CHART_W], peak = 0;
     for (int k = 0; k < 3; k++) {
-        history_get(st->hist, series[k], s->now_min, v, CHART_W);
+        /* the closed minutes, then the minute in progress at the right edge */
+        history_get(st->hist, series[k], s->now_min, v, CHART_W - 1);
+        v[CHART_W - 1] = history_pending(st->hist, series[k], s->totals);
         for (int i = 0; i < CHART_W; i++)
             stack[k + 1][i] = stack[k][i] + v[i];
     }
@@ -482,7 +484,8 @@ static void section_verify(const struct status_sum *s, struct tbuf *b)
     tbuf_puts(b, "</tr>\n<tr><th>Mismatches (discarded)</th>");
     td_count(b, "mismatch-peer", st->mismatches[STATS_FROM_PEER]);
     td_count(b, "mismatch-mirror", st->mismatches[STATS_FROM_MIRROR]);
-    tbuf_puts(b, "</tr>\n<tr><th>Unverifiable (no hash known)</th><td></td>");
+    tbuf_puts(b, "</tr>\n<tr><th>Unverifiable (no hash known: InRelease, files no index "
+                 "lists)</th><td></td>");
     td_count(b, "unverifiable", st->unverifiable);
     tbuf_puts(b, "</tr></table>\n");
     if (!s->have_p2p)
