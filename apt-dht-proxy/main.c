@@ -15,7 +15,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
@@ -25,6 +24,7 @@
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/sdnotify.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
 #include "apt-dht-proxy/status-cmd.h"
@@ -340,22 +340,9 @@ static void tell_ready(struct options *o)
         close(o->ready_fd);
         o->ready_fd = -1;
     }
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    size_t len = path ? strlen(path) : 0;
-    if (len == 0 || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@'))
-        return;
-    memcpy(sun.sun_path, path, len);
-    if (path[0] == '@')
-        sun.sun_path[0] = '\0'; /* an abstract socket */
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    static const char msg[] = "READY=1";
-    if (sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&sun,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        log_warn("sd_notify: %s", strerror(errno));
-    close(fd);
+    int r = sdnotify_send("READY=1");
+    if (r < 0 && r != -ENOENT)
+        log_warn("sd_notify: %s", strerror(-r));
 }
 
 static int run(struct app *a)

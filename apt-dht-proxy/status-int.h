@@ -67,6 +67,7 @@ struct status {
     struct loop_timer beat;
     uint64_t beat_due_ms;
     uint64_t stall_ms, stall_at_ms; /* the last stall seen and when it ended; 0 = none */
+    uint64_t watchdog_ms, watchdog_sent_ms; /* the service manager's watchdog; 0 = none */
     struct status_client seen[STATUS_CLIENTS];
     struct status_fail fails[STATUS_FAILS];
     size_t fail_next, n_fails;

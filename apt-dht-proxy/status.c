@@ -6,7 +6,9 @@
  * themselves live in stats.h and are only read here. A heartbeat timer runs once a second:
  * it closes the history's minute when the minute changes, and measures how late it fires,
  * which is how a stalled loop shows (a loop that is stalled cannot answer /~/health; once
- * it runs again, /~/health says it stalled, for a minute). */
+ * it runs again, /~/health says it stalled, for a minute). Under a service manager with a
+ * watchdog (systemd's WatchdogSec) the heartbeat also pets it, so a loop that stops
+ * running gets the daemon restarted. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/respond.h"
+#include "apt-dht-proxy/sdnotify.h"
 #include "apt-dht-proxy/status-int.h"
 #include "apt-dht-proxy/version.h"
 
@@ -52,6 +55,10 @@ static void on_beat(struct loop *l, struct loop_timer *t, void *ud)
     }
     read_totals(st, totals);
     history_tick(st->hist, minute_of(now), totals);
+    if (st->watchdog_ms && now - st->watchdog_sent_ms >= st->watchdog_ms / 2) {
+        sdnotify_send("WATCHDOG=1");
+        st->watchdog_sent_ms = now;
+    }
     st->beat_due_ms = now + BEAT_MS;
     loop_timer_start(l, &st->beat, BEAT_MS);
 }
@@ -113,6 +120,8 @@ int status_new(struct status **out, const struct config *cfg, const char *config
         return -ENOMEM;
     }
     st->beat_due_ms = st->start_ms + BEAT_MS;
+    st->watchdog_ms = sdnotify_watchdog_ms();
+    st->watchdog_sent_ms = st->start_ms;
     *out = st;
     return 0;
 }

@@ -11,6 +11,8 @@
 #  - `apt-dht-proxy status` (and --json) exits 0; after the loop stalled (SIGSTOP for 6 s)
 #    /~/health answers 503 and the command exits 1, and the Proxy-Auto-Detect helper
 #    says DIRECT; with the daemon stopped the command exits 3;
+#  - under a service manager's watchdog ($NOTIFY_SOCKET, $WATCHDOG_USEC) the daemon says
+#    READY=1, then WATCHDOG=1 from its heartbeat;
 #  - as root: a cache directory that turns read-only makes /~/health answer 503.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../../.." && pwd)}"
@@ -155,6 +157,38 @@ rc=0; "$BIN" status -c "$PROXY_CONF" > /dev/null 2> "$T/down.err" || rc=$?
 check_eq 3 "$rc" "apt-dht-proxy status with the daemon stopped"
 grep -q "no daemon answers" "$T/down.err" || fail "no reason given for exit 3"
 check_eq DIRECT "$(bash "$T/detect")" "apt-dht-detect with the daemon stopped"
+
+# --- the service manager's watchdog -----------------------------------------------------
+P3=$(free_port)
+mkdir -p "$T/wd-cache" "$T/wd-state"
+printf 'listen: {address: 127.0.0.1, port: %s}\ndht: {mode: off}\n' "$P3" > "$T/wd.conf"
+python3 - "$T/notify.sock" > "$T/notify.txt" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(0.5)
+end = time.monotonic() + 20
+seen = []
+while time.monotonic() < end and seen.count("WATCHDOG=1") < 2:
+    try:
+        seen.append(s.recv(256).decode())
+    except socket.timeout:
+        pass
+print("\n".join(seen), flush=True)
+PY
+NOTIFY_PID=$!
+track_pid "$NOTIFY_PID"
+wait_for 5 test -S "$T/notify.sock" || fail "the notify socket did not appear"
+NOTIFY_SOCKET="$T/notify.sock" WATCHDOG_USEC=2000000 "$BIN" -f -c "$T/wd.conf" \
+    --cache-dir "$T/wd-cache" --state-dir "$T/wd-state" >> "$T/wd.log" 2>&1 &
+WD_PID=$!
+track_pid "$WD_PID"
+wait "$NOTIFY_PID" || true
+untrack_pid "$NOTIFY_PID"
+stop_pid "$WD_PID" 10
+check_eq "READY=1" "$(head -n 1 "$T/notify.txt")" "the first notification"
+check_eq 2 "$(grep -c '^WATCHDOG=1$' "$T/notify.txt" || true)" "watchdog notifications in 20 s"
+log "service manager: READY=1, then WATCHDOG=1 from the heartbeat"
 
 # --- a cache directory that turns read-only (root, in a mount namespace) -------------
 if [ "$(id -u)" -ne 0 ] || ! unshare -m true 2>/dev/null || ! command -v nsenter >/dev/null; then
