@@ -83,6 +83,17 @@ for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "proc
              "apt_dht_cache_bytes", "apt_dht_lookup_duration_seconds_bucket"):
     assert re.search("^" + name, text, re.M), name
 PY
+# Every metric the shipped Grafana dashboard queries exists.
+python3 - "$top_srcdir/doc/grafana-dashboard.json" "$T/metrics.txt" <<'PY' || fail "the dashboard asks for metrics /metrics lacks"
+import json, re, sys
+dash, text = json.load(open(sys.argv[1])), open(sys.argv[2]).read()
+have = set(re.findall(r"^([a-z_]+)(?:\{| )", text, re.M))
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+used = set(n for e in exprs for n in re.findall(r"\b((?:apt_dht|process)_[a-z_]+)", e))
+missing = sorted(used - have)
+assert exprs and not missing, missing
+print("dashboard: %d queries, %d metrics, all in /metrics" % (len(exprs), len(used)))
+PY
 if command -v promtool >/dev/null 2>&1; then
     promtool check metrics < "$T/metrics.txt" || fail "promtool rejects /metrics"
     log "promtool check metrics: passed"
