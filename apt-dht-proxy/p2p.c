@@ -778,7 +778,9 @@ static int find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *
     x->handle = h;
     if (!all)
         p->st.lookups++;
-    kick(p);
+    /* The node's work runs from the loop, not from here: a lookup that ends at once (a
+     * node alone has nobody to ask) must not call back before p2p_find returns. */
+    loop_timer_start(p->loop, &p->timer, 0);
     return h;
 }
 

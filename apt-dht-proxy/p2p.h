@@ -64,7 +64,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
 void p2p_free(struct p2p *p);
 
 /* Looks up peers for the file; cb may be called several times, with done true exactly
- * once, last. Peers are filtered (not ourselves, not banned or backed off) and ordered
+ * once, last, and never before p2p_find returns. Peers are filtered (not ourselves, not banned or backed off) and ordered
  * (same subnet first, then fastest). Returns a handle > 0 or a negative errno. */
 typedef void (*p2p_peers_fn)(void *ud, const struct sockaddr_storage *peers, size_t n, bool done);
 int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud);

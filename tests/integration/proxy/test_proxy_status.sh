@@ -6,6 +6,7 @@
 #  - access: from 127.0.0.2 (a peer address outside status_clients and allowed_clients)
 #    the page, the JSON, /metrics, explain and health are refused, and the peer route
 #    still serves it a cached file, byte for byte;
+#  - a reload that adds 127.0.0.2 to status_clients lets it in;
 #  - explain: a cached file is explained (expected hash, cached, served from the cache);
 #    bad input gets 400 with a reason; POST gets 405; an unknown page 404;
 #  - `apt-dht-proxy status` (and --json) exits 0; after the loop stalled (SIGSTOP for 6 s)
@@ -114,6 +115,13 @@ tcurl -f --interface 127.0.0.2 -o "$T/peer.deb" "$PROXY_URL/~/sha256/$deb_sha" \
     || fail "the peer route refused 127.0.0.2"
 cmp -s "$deb" "$T/peer.deb" || fail "the peer route served the wrong bytes"
 log "127.0.0.2: status pages refused, the peer route served $(basename "$deb")"
+
+# A reload that adds 127.0.0.2 to status_clients lets it read the page.
+sed -i 's|^status_clients: .*|status_clients: [127.0.0.1/32, 127.0.0.2/32]|' "$PROXY_CONF"
+kill -HUP "$PROXY_PID"
+wait_for 5 sh -c "[ \"\$(curl -q -s --noproxy '*' --interface 127.0.0.2 -o /dev/null \
+    -w '%{http_code}' '$PROXY_URL/~/status')\" = 200 ]" || fail "the reload did not apply status_clients"
+log "after a reload with 127.0.0.2 in status_clients: it reads the page"
 
 # --- explain ------------------------------------------------------------------------
 rel=${deb#"$FIXTURE_ROOT"}
