@@ -82,6 +82,7 @@ struct cache {
     uint64_t reserved;       /* bytes held by downloads in progress (cache_reserve) */
     struct hasher *hasher;   /* NULL: checks hash on the caller's thread */
     struct check_job *jobs;  /* in progress */
+    uint64_t evictions;
 };
 
 int cache_new(struct cache **out, const char *dir, uint64_t max_size)
@@ -131,6 +132,16 @@ const char *cache_dir(const struct cache *c)
 uint64_t cache_used(const struct cache *c)
 {
     return c->used;
+}
+
+uint64_t cache_max_size(const struct cache *c)
+{
+    return c->max_size;
+}
+
+uint64_t cache_evictions(const struct cache *c)
+{
+    return c->evictions;
 }
 
 size_t cache_count(const struct cache *c)
@@ -328,6 +339,7 @@ int cache_make_room(struct cache *c, uint64_t bytes)
         if (e->immutable) {
             log_debug("cache: evicted %s (%llu bytes)", e->key, (unsigned long long)e->size);
             remove_entry(c, e);
+            c->evictions++;
         }
         e = prev;
     }

@@ -35,6 +35,9 @@ void cache_set_max_size(struct cache *c, uint64_t max_size);
 uint64_t cache_used(const struct cache *c);
 size_t cache_count(const struct cache *c);
 const char *cache_dir(const struct cache *c);
+uint64_t cache_max_size(const struct cache *c);
+/* Entries evicted to make room since the cache was made. */
+uint64_t cache_evictions(const struct cache *c);
 
 /* Opens the entry for reading (O_RDONLY|O_CLOEXEC) and marks it used. Returns the fd,
  * -ENOENT (no such entry; a file removed behind the cache's back is forgotten), or another

@@ -85,6 +85,7 @@ int config_parse_size(const char *s, uint64_t *out)
 /* ---- defaults, copy, done ------------------------------------------------------------ */
 
 static const char *const default_allowed[] = {"127.0.0.0/8", "::1/128"};
+static const char *const default_status[] = {"127.0.0.0/8", "::1/128"};
 static const char *const default_peers[] = {"10.0.0.0/8",     "172.16.0.0/12", "192.168.0.0/16",
                                             "169.254.0.0/16", "127.0.0.0/8",   "fc00::/7",
                                             "fe80::/10",      "::1/128"};
@@ -133,6 +134,10 @@ int config_init_defaults(struct config *cfg)
                             sizeof(default_peers) / sizeof(default_peers[0]));
     if (rc < 0)
         goto fail;
+    rc = cidrs_from_strings(&cfg->status_clients, &cfg->n_status_clients, default_status,
+                            sizeof(default_status) / sizeof(default_status[0]));
+    if (rc < 0)
+        goto fail;
     if ((rc = str_dup(&cfg->cache_dir, "/var/cache/apt-dht")) < 0 ||
         (rc = str_dup(&cfg->state_dir, "/var/lib/apt-dht")) < 0)
         goto fail;
@@ -149,6 +154,7 @@ void config_done(struct config *cfg)
     free(cfg->listen_address);
     free(cfg->allowed_clients);
     free(cfg->peer_clients);
+    free(cfg->status_clients);
     free(cfg->cache_dir);
     free(cfg->state_dir);
     backends_free(cfg->backends, cfg->n_backends);
@@ -206,8 +212,8 @@ static int config_copy(struct config *dst, const struct config *src)
 {
     *dst = *src;
     dst->listen_address = dst->cache_dir = dst->state_dir = NULL;
-    dst->allowed_clients = dst->peer_clients = NULL;
-    dst->n_allowed_clients = dst->n_peer_clients = 0;
+    dst->allowed_clients = dst->peer_clients = dst->status_clients = NULL;
+    dst->n_allowed_clients = dst->n_peer_clients = dst->n_status_clients = 0;
     dst->backends = NULL;
     dst->n_backends = 0;
     dst->dht_bootstrap = NULL;
@@ -219,6 +225,8 @@ static int config_copy(struct config *dst, const struct config *src)
                    src->n_allowed_clients) < 0 ||
         cidrs_copy(&dst->peer_clients, &dst->n_peer_clients, src->peer_clients,
                    src->n_peer_clients) < 0 ||
+        cidrs_copy(&dst->status_clients, &dst->n_status_clients, src->status_clients,
+                   src->n_status_clients) < 0 ||
         backends_copy(dst, src) < 0 ||
         str_list_copy(&dst->dht_bootstrap, &dst->n_dht_bootstrap, src->dht_bootstrap,
                       src->n_dht_bootstrap) < 0)
@@ -376,6 +384,7 @@ static const struct key keys[] = {
     {"listen.idle_timeout", K_NUMBER, F(idle_timeout_s), 0, 1, 86400},
     {"allowed_clients", K_CIDRS, F(allowed_clients), F(n_allowed_clients), 0, 0},
     {"peer_clients", K_CIDRS, F(peer_clients), F(n_peer_clients), 0, 0},
+    {"status_clients", K_CIDRS, F(status_clients), F(n_status_clients), 0, 0},
     {"cache", K_SECTION, 0, 0, 0, 0},
     {"cache.dir", K_PATH, F(cache_dir), 0, 0, 0},
     {"cache.max_size", K_SIZE, F(cache_max_size), 0, 0, 0},

@@ -35,6 +35,8 @@ struct config {
     size_t n_allowed_clients;
     struct cidr *peer_clients;  /* peer routes (/~/...); default private ranges + loopback + link-local */
     size_t n_peer_clients;
+    struct cidr *status_clients; /* the status page, /metrics, explain; default loopback */
+    size_t n_status_clients;
 
     /* cache: */
     char *cache_dir;            /* default "/var/cache/apt-dht" */

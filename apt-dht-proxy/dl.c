@@ -546,6 +546,8 @@ static void commit(struct dl *d)
 void dl_complete(struct dl *d)
 {
     bool ok = verify(d);
+    if (d->f->opts.on_verify)
+        d->f->opts.on_verify(d->f->opts.ud, d->src == SRC_PEER, d->have_expect, ok);
     if (!ok && d->src == SRC_PEER) {
         dl_peer_failed(d, PEER_BAD_DATA);
         return;

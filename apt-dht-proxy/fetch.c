@@ -474,3 +474,40 @@ void fetcher_free(struct fetcher *f)
     else
         free(f);
 }
+
+/* ---- what the status page reads ---- */
+
+struct each_ctx {
+    void (*fn)(void *ud, const struct dl_view *v);
+    void *ud;
+    size_t n, max;
+};
+
+static void view_one(const char *key, void *value, void *ud)
+{
+    struct each_ctx *c = ud;
+    const struct dl *d = value;
+    if (c->n++ >= c->max)
+        return;
+    struct dl_view v = {
+        .key = d->key,
+        .source = d->easy ? d->source : "",
+        .awaiting_peers = d->src == SRC_AWAIT_PEER,
+        .from_peer = d->src == SRC_PEER,
+        .received = d->received,
+        .total = d->total,
+        .started_ms = d->started_ms,
+        .transfer_ms = d->transfer_ms,
+    };
+    for (const struct dl_watch *w = d->watchers; w; w = w->next)
+        v.readers++;
+    c->fn(c->ud, &v);
+}
+
+size_t fetcher_each(struct fetcher *f, void (*fn)(void *ud, const struct dl_view *v), void *ud,
+                    size_t max)
+{
+    struct each_ctx c = {fn, ud, 0, max};
+    strmap_each(f->inflight, view_one, &c);
+    return c.n;
+}

@@ -62,6 +62,9 @@ struct fetch_opts {
                            uint64_t bytes, uint64_t ms);
     /* Body bytes received, by kind of source. */
     void (*on_bytes)(void *ud, bool from_peer, size_t n);
+    /* A whole body was checked against what the indices promise (expected false: nothing
+     * was known to check it against; ok false: it failed the size or hash check). */
+    void (*on_verify)(void *ud, bool from_peer, bool expected, bool ok);
     void *ud;
 };
 
@@ -127,6 +130,23 @@ uint64_t dl_started_ms(const struct dl *d);
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);
 void dl_peers_done(struct dl *d);
 bool dl_claim_lookup(struct dl *d);
+
+/* A download in progress, as the status page shows it. Strings point into the download
+ * and are valid during the callback only. */
+struct dl_view {
+    const char *key;     /* cache key */
+    const char *source;  /* "peer ADDR:PORT", "mirror URL", or "" while none is chosen */
+    bool awaiting_peers; /* waiting for the DHT lookup to name a peer */
+    bool from_peer;      /* the transfer is from a peer (nothing is delivered until verified) */
+    uint64_t received;   /* body bytes of the current transfer */
+    int64_t total;       /* -1 = unknown */
+    uint64_t started_ms, transfer_ms; /* loop_now_ms: the download, the current transfer */
+    unsigned readers;    /* requests waiting on or reading it */
+};
+/* Calls fn for every download in progress (at most max); fn must not change the fetcher.
+ * Returns the number of downloads in progress. */
+size_t fetcher_each(struct fetcher *f, void (*fn)(void *ud, const struct dl_view *v), void *ud,
+                    size_t max);
 
 /* Watchers are told of every change (new bytes, new state). The callback must not free
  * the dl. Returns a handle for dl_unwatch, or NULL (-ENOMEM). */

@@ -4,6 +4,7 @@
 #ifndef APT_DHT_LOG_H
 #define APT_DHT_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* In order of severity: a message is kept when its level is at most the threshold. */
@@ -18,6 +19,20 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+/* The last LOG_RECENT_MAX warnings and errors are kept in memory, whatever the threshold,
+ * for the status page. A copy of one: */
+#define LOG_RECENT_MAX 100
+struct log_entry {
+    int64_t time_ms; /* wall clock, ms since the epoch */
+    enum log_level level;
+    char msg[256];   /* control characters already replaced, truncated */
+};
+/* Copies up to max recent entries into out, newest first; returns how many. Safe from
+ * any thread (the indexer thread logs too). */
+size_t log_recent(struct log_entry *out, size_t max);
+/* Errors or warnings logged since start (0 for the other levels). */
+uint64_t log_count(enum log_level level);
 
 /* One line per request: client, method, path, status, bytes sent, where the body came
  * from ("cache", "mirror", "peer ADDR", "-"), and milliseconds from request to end. */

@@ -15,7 +15,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
@@ -25,8 +24,11 @@
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/sdnotify.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
+#include "apt-dht-proxy/status-cmd.h"
+#include "apt-dht-proxy/status.h"
 #include "apt-dht-proxy/verify.h"
 #include "apt-dht-proxy/version.h"
 
@@ -51,6 +53,7 @@ struct app {
     struct catalogue *cat;
     struct server *server;
     struct p2p *p2p;
+    struct status *status;
 };
 
 static void usage(FILE *f)
@@ -59,6 +62,7 @@ static void usage(FILE *f)
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
             "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] verify\n"
+            "       apt-dht-proxy status [-c FILE] [-p PORT] [--json]   (ask the running daemon)\n"
             "  -c, --config FILE   YAML config (default: " DEFAULT_CONFIG " if it exists,\n"
             "                      else built-in defaults)\n"
             "  -p, --port PORT     listen port (overrides listen.port)\n"
@@ -180,6 +184,8 @@ static void on_reload(struct loop *l, int signo, void *ud)
         log_warn("reload: cache.dir and state_dir need a restart");
     if (a->p2p)
         p2p_reconfigure(a->p2p, cfg);
+    if (status_reconfigure(a->status, cfg) < 0)
+        log_warn("reload: status_clients not applied (out of memory)");
     config_done(a->cfg);
     free(a->cfg);
     a->cfg = cfg;
@@ -256,22 +262,28 @@ static int start_services(struct app *a)
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
         return r;
     }
-    if (a->cfg->dht_mode == DHT_MODE_OFF)
-        return 0;
-    if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
-        log_error("dht: %s", strerror(-r));
-        return r;
+    if (a->cfg->dht_mode != DHT_MODE_OFF) {
+        if ((r = p2p_new(&a->p2p, a->cfg, a->loop, server_port(a->server))) < 0) {
+            log_error("dht: %s", strerror(-r));
+            return r;
+        }
+        server_set_p2p(a->server, a->p2p);
+        catalogue_set_p2p(a->cat, a->p2p);
     }
-    server_set_p2p(a->server, a->p2p);
-    catalogue_set_p2p(a->cat, a->p2p);
+    if ((r = status_new(&a->status, a->cfg, a->opt.config_file, a->loop, a->server, a->cache,
+                        a->db, a->p2p)) < 0)
+        return r;
+    server_set_status(a->server, a->status);
     return 0;
 }
 
 /* Stops everything, users before what they use. Accepts a half-started app. */
 static void stop_all(struct app *a)
 {
-    server_free(a->server);
+    server_free(a->server); /* before the status module: its pages may be in flight */
     a->server = NULL;
+    status_free(a->status);
+    a->status = NULL;
     if (a->cat)
         catalogue_set_p2p(a->cat, NULL);
     p2p_free(a->p2p);
@@ -344,22 +356,9 @@ static void tell_ready(struct options *o)
         close(o->ready_fd);
         o->ready_fd = -1;
     }
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    size_t len = path ? strlen(path) : 0;
-    if (len == 0 || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@'))
-        return;
-    memcpy(sun.sun_path, path, len);
-    if (path[0] == '@')
-        sun.sun_path[0] = '\0'; /* an abstract socket */
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    static const char msg[] = "READY=1";
-    if (sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&sun,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        log_warn("sd_notify: %s", strerror(errno));
-    close(fd);
+    int r = sdnotify_send("READY=1");
+    if (r < 0 && r != -ENOENT)
+        log_warn("sd_notify: %s", strerror(-r));
 }
 
 static int run(struct app *a)
@@ -390,6 +389,8 @@ static int run(struct app *a)
 int main(int argc, char **argv)
 {
     struct app a = {.opt.ready_fd = -1};
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return status_cmd_main(argc - 1, argv + 1);
     int r = parse_args(argc, argv, &a.opt);
     if (r != 0)
         return r > 0 ? 0 : 2;

@@ -55,6 +55,10 @@ struct peer_info {
     unsigned failures;                          /* in a row */
     double bytes_per_ms;                        /* moving average; 0 = not measured */
     char label[64];                             /* "ADDR:PORT" */
+    /* for the status page */
+    uint64_t last_ms;                           /* last result; 0 = never */
+    uint64_t files_ok, bytes_ok, n_failed, n_bad;
+    const char *why;                            /* the last problem, a static string */
 };
 
 struct lookup_ctx {
@@ -62,8 +66,13 @@ struct lookup_ctx {
     int handle;
     p2p_peers_fn cb;
     void *ud;
+    bool all;          /* p2p_find_all: no filter, not counted */
+    uint64_t start_ms;
     struct lookup_ctx *prev, *next;
 };
+
+const double p2p_lookup_bounds_s[P2P_LOOKUP_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                        0.25,  0.5,  1,     2.5,  5};
 
 /* The settings a node is built with; none of them can change under a running node. */
 struct p2p_conf {
@@ -258,9 +267,12 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
     uint64_t now = loop_now_ms();
     if (!pi)
         return;
+    pi->last_ms = now;
     switch (r) {
     case PEER_OK:
         p->st.peer_ok++;
+        pi->files_ok++;
+        pi->bytes_ok += bytes;
         pi->failures = 0;
         pi->backoff_until_ms = 0;
         if (ms > 0 && bytes > 0) {
@@ -270,6 +282,8 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
         break;
     case PEER_BAD_DATA:
         p->st.peer_bad++;
+        pi->n_bad++;
+        pi->why = "served data that failed verification";
         pi->banned_until_ms = now + BAN_MS;
         log_warn("peer %s served data that failed verification: banned for %u minutes", pi->label,
                  BAN_MS / 60000);
@@ -277,6 +291,8 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
     case PEER_FAILED:
     default: {
         p->st.peer_failed++;
+        pi->n_failed++;
+        pi->why = "refused, unreachable, an HTTP error or too slow";
         uint64_t b = BACKOFF_MIN_MS << (pi->failures < 5 ? pi->failures : 5);
         pi->failures++;
         pi->backoff_until_ms = now + (b < BACKOFF_MAX_MS ? b : BACKOFF_MAX_MS);
@@ -691,6 +707,16 @@ static void lookup_unlink(struct p2p *p, struct lookup_ctx *x)
         x->next->prev = x->prev;
 }
 
+static void count_lookup(struct p2p *p, uint64_t ms)
+{
+    size_t b = 0;
+    while (b < P2P_LOOKUP_BUCKETS && (double)ms > p2p_lookup_bounds_s[b] * 1000)
+        b++;
+    p->st.lookup_buckets[b]++;
+    p->st.lookups_done++;
+    p->st.lookup_ms_sum += ms;
+}
+
 static void on_lookup(void *ud, const struct dht_lookup_result *res)
 {
     struct lookup_ctx *x = ud;
@@ -700,7 +726,7 @@ static void on_lookup(void *ud, const struct dht_lookup_result *res)
     uint64_t now = loop_now_ms();
     for (size_t i = 0; i < res->n && n < 64; i++) {
         const struct sockaddr *sa = (const struct sockaddr *)&res->peers[i];
-        if (is_self(p, sa) || !peer_usable(p, sa, now))
+        if (!x->all && (is_self(p, sa) || !peer_usable(p, sa, now)))
             continue;
         struct peer_info *pi = peer_get(p, sa, false);
         r[n].sa = res->peers[i];
@@ -708,13 +734,16 @@ static void on_lookup(void *ud, const struct dht_lookup_result *res)
         r[n].speed = pi ? pi->bytes_per_ms : 0;
         n++;
     }
-    qsort(r, n, sizeof r[0], by_rank);
+    if (!x->all)
+        qsort(r, n, sizeof r[0], by_rank);
     struct sockaddr_storage peers[64];
     for (size_t i = 0; i < n; i++)
         peers[i] = r[i].sa;
-    if (n)
-        p->st.lookups_with_peers++;
     bool done = res->done != 0;
+    if (n && !x->all)
+        p->st.lookups_with_peers++;
+    if (done && !x->all)
+        count_lookup(p, now - x->start_ms);
     if (done || n)
         log_debug("dht: lookup %02x%02x%02x%02x: %zu peer(s) of %zu%s (%u queries, %u rounds)",
                   res->key[0], res->key[1], res->key[2], res->key[3], n, res->n,
@@ -726,7 +755,7 @@ static void on_lookup(void *ud, const struct dht_lookup_result *res)
         free(x);
 }
 
-int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud)
+static int find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud, bool all)
 {
     struct lookup_ctx *x = calloc(1, sizeof *x);
     if (!x)
@@ -734,6 +763,8 @@ int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud)
     x->p = p;
     x->cb = cb;
     x->ud = ud;
+    x->all = all;
+    x->start_ms = loop_now_ms();
     x->next = p->lookups;
     if (p->lookups)
         p->lookups->prev = x;
@@ -745,9 +776,22 @@ int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud)
         return h < 0 ? h : -EIO;
     }
     x->handle = h;
-    p->st.lookups++;
-    kick(p);
+    if (!all)
+        p->st.lookups++;
+    /* The node's work runs from the loop, not from here: a lookup that ends at once (a
+     * node alone has nobody to ask) must not call back before p2p_find returns. */
+    loop_timer_start(p->loop, &p->timer, 0);
     return h;
+}
+
+int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud)
+{
+    return find(p, sha256, cb, ud, false);
+}
+
+int p2p_find_all(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud)
+{
+    return find(p, sha256, cb, ud, true);
 }
 
 void p2p_cancel(struct p2p *p, int handle)
@@ -789,11 +833,116 @@ void p2p_reconfigure(struct p2p *p, const struct config *cfg)
         log_warn("reload: dht settings changed; they take effect at the next restart");
 }
 
+struct count_ctx {
+    uint64_t now;
+    unsigned banned, backed_off;
+};
+
+static void count_one(const char *key, void *value, void *ud)
+{
+    struct count_ctx *c = ud;
+    const struct peer_info *pi = value;
+    if (pi->banned_until_ms > c->now)
+        c->banned++;
+    else if (pi->backoff_until_ms > c->now)
+        c->backed_off++;
+}
+
 void p2p_get_stats(const struct p2p *p, struct p2p_stats *st)
 {
     struct dht_stats ds;
+    struct count_ctx c = {.now = loop_now_ms()};
     *st = p->st;
     dht_get_stats(p->dht, &ds);
+    strmap_each(p->peers, count_one, &c);
+    st->banned = c.banned;
+    st->backed_off = c.backed_off;
     st->dht_state = (int)dht_state(p->dht);
     st->nodes = ds.nodes_good + ds.nodes_questionable;
+    st->nodes_good = ds.nodes_good;
+    st->buckets = ds.buckets;
+    st->keys_stored = ds.keys_stored;
+    st->values_stored = ds.values_stored;
+    memcpy(st->id, dht_id(p->dht), sizeof st->id);
+}
+
+/* ---- what the status page reads ---- */
+
+static void view_of(const struct peer_info *pi, struct p2p_peer_view *v)
+{
+    memset(v, 0, sizeof *v);
+    snprintf(v->label, sizeof v->label, "%s", pi->label);
+    v->last_ms = pi->last_ms;
+    v->bytes_per_s = pi->bytes_per_ms * 1000;
+    v->files_ok = pi->files_ok;
+    v->bytes_ok = pi->bytes_ok;
+    v->failures = pi->n_failed;
+    v->bad = pi->n_bad;
+    v->banned_until_ms = pi->banned_until_ms;
+    v->backoff_until_ms = pi->backoff_until_ms;
+    v->why = pi->why ? pi->why : "";
+}
+
+struct views_ctx {
+    struct p2p_peer_view *out;
+    size_t n, max;
+};
+
+/* Keeps the max most recently heard, in that order (insertion into a sorted array). */
+static void view_one(const char *key, void *value, void *ud)
+{
+    struct views_ctx *c = ud;
+    const struct peer_info *pi = value;
+    size_t i = c->n;
+    if (i == c->max) {
+        if (c->max == 0 || c->out[i - 1].last_ms >= pi->last_ms)
+            return;
+        i--; /* drop the oldest */
+    } else {
+        c->n++;
+    }
+    while (i > 0 && c->out[i - 1].last_ms < pi->last_ms) {
+        c->out[i] = c->out[i - 1];
+        i--;
+    }
+    view_of(pi, &c->out[i]);
+}
+
+size_t p2p_peers(struct p2p *p, struct p2p_peer_view *out, size_t max)
+{
+    struct views_ctx c = {out, 0, max};
+    strmap_each(p->peers, view_one, &c);
+    return c.n;
+}
+
+bool p2p_peer_view(struct p2p *p, const struct sockaddr *sa, struct p2p_peer_view *out)
+{
+    struct peer_info *pi = peer_get(p, sa, false);
+    if (pi)
+        view_of(pi, out);
+    return pi != NULL;
+}
+
+size_t p2p_nodes(const struct p2p *p, struct p2p_node *out, size_t max)
+{
+    struct dht_node_info info[64];
+    int n = dht_get_nodes(p->dht, info, max < 64 ? max : 64);
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].addr = info[i].addr;
+        memcpy(out[i].id, info[i].id, sizeof out[i].id);
+        out[i].good = info[i].good == 1;
+        out[i].last_reply_ms = info[i].last_reply_ms;
+    }
+    return n > 0 ? (size_t)n : 0;
+}
+
+const char *p2p_dialect(const struct p2p *p)
+{
+    return p->conf.mode == DHT_MODE_BEP5 ? "bep5" : "apt-dht";
+}
+
+bool p2p_is_self(const struct p2p *p, const struct sockaddr *sa)
+{
+    return is_self(p, sa);
 }

@@ -16,13 +16,45 @@
 
 struct p2p;
 
+/* Upper bounds (seconds) of the lookup-duration histogram's buckets; the last bucket of
+ * lookup_buckets counts the lookups slower than all of them. */
+#define P2P_LOOKUP_BUCKETS 10
+extern const double p2p_lookup_bounds_s[P2P_LOOKUP_BUCKETS];
+
 struct p2p_stats {
     uint64_t lookups, lookups_with_peers;
     uint64_t peer_ok, peer_failed, peer_bad;
-    unsigned banned;
-    int dht_state;     /* enum dht_state */
+    unsigned banned;   /* peers banned now (bad data) */
+    unsigned backed_off; /* peers not asked now after failing */
+    int dht_state;     /* enum dht_state: 0 alone, 1 active, 2 no network, 3 faulted */
     unsigned nodes;    /* good + questionable */
+    unsigned nodes_good, buckets;
     unsigned announced;
+    unsigned keys_stored, values_stored; /* what other nodes stored on this one */
+    uint8_t id[20];    /* this node's id */
+    /* Finished lookups by duration (bucket i: at most p2p_lookup_bounds_s[i]). */
+    uint64_t lookup_buckets[P2P_LOOKUP_BUCKETS + 1];
+    uint64_t lookups_done, lookup_ms_sum;
+};
+
+/* What the daemon has learnt of one peer it fetched from (or tried to). */
+struct p2p_peer_view {
+    char label[64];           /* "ADDR:PORT" of its HTTP side */
+    uint64_t last_ms;         /* loop_now_ms of its last transfer's end; 0 = never */
+    double bytes_per_s;       /* measured speed (moving average); 0 = not measured */
+    uint64_t files_ok, bytes_ok; /* files it served that verified, and their bytes */
+    uint64_t failures, bad;   /* transfers that failed / served bad data */
+    uint64_t banned_until_ms, backoff_until_ms; /* loop_now_ms; 0 or past = not */
+    const char *why;          /* the last problem ("served data that failed
+                                 verification", "refused, unreachable or too slow"), or "" */
+};
+
+/* A node of the DHT routing table. */
+struct p2p_node {
+    struct sockaddr_storage addr;
+    uint8_t id[20];
+    bool good;                /* answered recently; else questionable */
+    uint64_t last_reply_ms;   /* loop_now_ms; 0 = never */
 };
 
 /* Starts the node as cfg says (dht.mode must not be off). http_port is the port peers
@@ -32,7 +64,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
 void p2p_free(struct p2p *p);
 
 /* Looks up peers for the file; cb may be called several times, with done true exactly
- * once, last. Peers are filtered (not ourselves, not banned or backed off) and ordered
+ * once, last, and never before p2p_find returns. Peers are filtered (not ourselves, not banned or backed off) and ordered
  * (same subnet first, then fastest). Returns a handle > 0 or a negative errno. */
 typedef void (*p2p_peers_fn)(void *ud, const struct sockaddr_storage *peers, size_t n, bool done);
 int p2p_find(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud);
@@ -54,5 +86,21 @@ int p2p_peer_url(const struct sockaddr *peer, const uint8_t sha256[32], char *ou
 void p2p_reconfigure(struct p2p *p, const struct config *cfg);
 
 void p2p_get_stats(const struct p2p *p, struct p2p_stats *st);
+
+/* Up to max peers known (most recently heard first); returns how many were copied. */
+size_t p2p_peers(struct p2p *p, struct p2p_peer_view *out, size_t max);
+/* What is known of the peer at sa (its HTTP address); false if nothing. */
+bool p2p_peer_view(struct p2p *p, const struct sockaddr *sa, struct p2p_peer_view *out);
+/* Up to max nodes of the routing table (closest buckets first). */
+size_t p2p_nodes(const struct p2p *p, struct p2p_node *out, size_t max);
+/* The node's dialect name ("apt-dht", "bep5"). */
+const char *p2p_dialect(const struct p2p *p);
+/* True if sa is this host's own HTTP address. */
+bool p2p_is_self(const struct p2p *p, const struct sockaddr *sa);
+
+/* Like p2p_find, for a person asking (the explain page): every holder is reported,
+ * ourselves and banned peers included, in the DHT's order, and the lookup is not counted
+ * in the statistics. Returns a handle > 0 or a negative errno. */
+int p2p_find_all(struct p2p *p, const uint8_t sha256[32], p2p_peers_fn cb, void *ud);
 
 #endif

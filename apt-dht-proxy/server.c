@@ -38,6 +38,7 @@
 #include "apt-dht-proxy/respond.h"
 #include "apt-dht-proxy/router.h"
 #include "apt-dht-proxy/server.h"
+#include "apt-dht-proxy/status.h"
 #include "apt-dht-proxy/url.h"
 #include "apt-dht-proxy/version.h"
 
@@ -73,6 +74,7 @@ struct server {
     bool ix_added;       /* the indexer's eventfd is in the loop */
     struct negcache *neg; /* recent mirror 404s */
     struct req *reqs;    /* every live request, for the index wake-up and shutdown */
+    struct status *status; /* the status pages; NULL = none */
 };
 
 enum req_phase {
@@ -523,6 +525,10 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     const char *why = NULL;
     unsigned st;
     const struct sockaddr *sa = client_of(r);
+    if (s->status && status_route(url)) { /* /~/status, /~/health, /metrics */
+        req_set_phase(r, REQ_ANSWERED);
+        return status_answer(s->status, &r->ans, r->method, url, sa);
+    }
     s->stats.requests++;
     if ((why = method_refusal(r, &st)) != NULL)
         return refuse(r, st, why);
@@ -603,6 +609,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         status = 499; /* cut short (client gone or upstream failed) */
     log_request(r->client, r->method, r->target, status, r->ans.bytes, r->ans.source,
                 loop_now_ms() - r->start_ms);
+    stats_served(&s->stats, status, r->ans.bytes, r->ans.source);
+    if (r->peer && status < 300)
+        s->stats.uploads++;
+    if (s->status)
+        status_note(s->status, c, r->client, r->method, r->target, status, r->ans.bytes);
     if (r->dl && r->watch) {
         dl_unwatch(r->dl, r->watch);
         r->watch = NULL;
@@ -643,6 +654,20 @@ static void on_bytes(void *ud, bool from_peer, size_t n)
         s->stats.bytes_from_peers += n;
     else
         s->stats.bytes_from_mirror += n;
+}
+
+static void on_verify(void *ud, bool from_peer, bool expected, bool ok)
+{
+    struct stats *st = &((struct server *)ud)->stats;
+    int o = from_peer ? STATS_FROM_PEER : STATS_FROM_MIRROR;
+    if (!ok)
+        st->mismatches[o]++;
+    else if (expected)
+        st->verified[o]++;
+    else
+        st->unverifiable++;
+    if (ok && !from_peer)
+        st->last_mirror_ok_s = (int64_t)time(NULL);
 }
 
 static void on_commit(void *ud, const char *key, const char *path, const uint8_t sha256[32])
@@ -774,6 +799,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .on_commit = on_commit,
         .on_peer_result = on_peer_result,
         .on_bytes = on_bytes,
+        .on_verify = on_verify,
         .ud = s,
     };
     if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
@@ -793,6 +819,8 @@ static int audience(void *cls, const struct sockaddr *sa)
     struct server *s = cls;
     if (cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa))
         return 1;
+    if (s->status && status_admits(s->status, sa))
+        return 0;
     return cidr_match_any(s->conf.peers, s->conf.n_peers, sa) ? 0 : -1;
 }
 
@@ -825,6 +853,28 @@ int server_start(struct server *s)
 void server_set_p2p(struct server *s, struct p2p *p2p)
 {
     s->p2p = p2p;
+}
+
+void server_set_status(struct server *s, struct status *st)
+{
+    s->status = st;
+}
+
+void server_view(const struct server *s, struct server_view *v)
+{
+    *v = (struct server_view){
+        .stats = &s->stats,
+        .router = s->router,
+        .fetcher = s->fetcher,
+        .neg = s->neg,
+        .ix = s->ix,
+        .uploads = s->uploads,
+        .max_uploads = s->conf.max_uploads,
+        .peer_budget_ms = s->conf.peer_budget_ms,
+        .port = s->port,
+        .listen_address = s->conf.listen_address,
+        .peers_on = s->p2p != NULL,
+    };
 }
 
 uint16_t server_port(const struct server *s)

@@ -5,6 +5,7 @@
 #ifndef APT_DHT_SERVER_H
 #define APT_DHT_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cache;
@@ -16,6 +17,10 @@ struct loop;
 struct p2p;
 struct server;
 struct stats;
+struct status;
+struct fetcher;
+struct negcache;
+struct router;
 
 /* db and ix may be NULL (no hash knowledge). The server copies what it needs of cfg;
  * cfg must stay valid until server_start returns. Returns 0 or a negative errno. */
@@ -35,6 +40,26 @@ int server_reconfigure(struct server *s, const struct config *cfg);
 
 /* The request counters (stats.h). */
 const struct stats *server_stats(const struct server *s);
+
+/* What the status pages (status.h) read of the server. Valid until the next reload
+ * (the router is swapped whole) or the next return to the loop. */
+struct server_view {
+    const struct stats *stats;
+    const struct router *router;
+    struct fetcher *fetcher;
+    struct negcache *neg;
+    struct indexer *ix;         /* NULL: no hash knowledge */
+    unsigned uploads, max_uploads; /* peer uploads now, and the limit */
+    uint32_t peer_budget_ms;
+    uint16_t port;
+    const char *listen_address; /* NULL: by dht mode */
+    bool peers_on;              /* a DHT is attached */
+};
+void server_view(const struct server *s, struct server_view *v);
+
+/* Hands /~/status..., /~/health and /metrics to st (NULL: they are refused as any other
+ * non-archive path), and lets status_clients connect. */
+void server_set_status(struct server *s, struct status *st);
 
 /* Attaches the DHT (after server_start, once the HTTP port is known). */
 void server_set_p2p(struct server *s, struct p2p *p2p);

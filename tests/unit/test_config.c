@@ -55,6 +55,8 @@ static bool config_equal(const struct config *a, const struct config *b)
         !cidr_equal(a->allowed_clients, a->n_allowed_clients, b->allowed_clients,
                     b->n_allowed_clients) ||
         !cidr_equal(a->peer_clients, a->n_peer_clients, b->peer_clients, b->n_peer_clients) ||
+        !cidr_equal(a->status_clients, a->n_status_clients, b->status_clients,
+                    b->n_status_clients) ||
         !str_equal(a->cache_dir, b->cache_dir) || a->cache_max_size != b->cache_max_size ||
         a->cache_max_object != b->cache_max_object || a->cache_max_index != b->cache_max_index ||
         a->negative_ttl_s != b->negative_ttl_s || !str_equal(a->state_dir, b->state_dir) ||
@@ -105,6 +107,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.idle_timeout_s, 60);
     CU_ASSERT(cidrs_are(c.allowed_clients, c.n_allowed_clients, allowed));
     CU_ASSERT(cidrs_are(c.peer_clients, c.n_peer_clients, peers));
+    CU_ASSERT(cidrs_are(c.status_clients, c.n_status_clients, allowed));
     CU_ASSERT_STRING_EQUAL(c.cache_dir, "/var/cache/apt-dht");
     CU_ASSERT_EQUAL(c.cache_max_size, 10ULL << 30);
     CU_ASSERT_EQUAL(c.cache_max_object, 4ULL << 30);
@@ -188,6 +191,7 @@ static const char full_yaml[] =
     "peer_clients:\n"
     "  - 10.0.0.0/8\n"
     "  - \"fd00::/8\"\n"
+    "status_clients: [192.0.2.0/24]\n"
     "cache:\n"
     "  dir: /srv/cache\n"
     "  max_size: 500M\n"
@@ -218,6 +222,7 @@ static void check_full(const struct config *c)
 {
     static const char *const allowed[] = {"10.1.0.0/16", "2001:db8::/32", "192.0.2.7/32", NULL};
     static const char *const peers[] = {"10.0.0.0/8", "fd00::/8", NULL};
+    static const char *const status[] = {"192.0.2.0/24", NULL};
     CU_ASSERT_STRING_EQUAL(c->listen_address, "::");
     CU_ASSERT_EQUAL(c->listen_port, 8080);
     CU_ASSERT_EQUAL(c->max_connections, 4000);
@@ -226,6 +231,7 @@ static void check_full(const struct config *c)
     CU_ASSERT_EQUAL(c->idle_timeout_s, 30);
     CU_ASSERT(cidrs_are(c->allowed_clients, c->n_allowed_clients, allowed));
     CU_ASSERT(cidrs_are(c->peer_clients, c->n_peer_clients, peers));
+    CU_ASSERT(cidrs_are(c->status_clients, c->n_status_clients, status));
     CU_ASSERT_STRING_EQUAL(c->cache_dir, "/srv/cache");
     CU_ASSERT_EQUAL(c->cache_max_size, 500ULL << 20);
     CU_ASSERT_EQUAL(c->cache_max_object, 2ULL << 30);
