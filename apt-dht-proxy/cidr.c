@@ -99,3 +99,16 @@ bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *
     }
     return false;
 }
+
+int cidr_list_copy(struct cidr **dst, size_t *n_dst, const struct cidr *src, size_t n)
+{
+    struct cidr *p = malloc((n ? n : 1) * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    if (n)
+        memcpy(p, src, n * sizeof *p);
+    free(*dst);
+    *dst = p;
+    *n_dst = n;
+    return 0;
+}

@@ -37,23 +37,13 @@
 #include "apt-dht-proxy/policy.h"
 #include "apt-dht-proxy/respond.h"
 #include "apt-dht-proxy/router.h"
+#include "apt-dht-proxy/server-conf.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/status.h"
 #include "apt-dht-proxy/url.h"
 #include "apt-dht-proxy/version.h"
 
 #define INDEX_WAIT_MS 10000 /* longest a request waits for the indexer */
-
-/* The server's own copy of what it needs from the configuration (server_reconfigure). */
-struct server_conf {
-    struct cidr *allowed, *peers;
-    size_t n_allowed, n_peers;
-    uint32_t peer_budget_ms, max_uploads;
-    uint32_t max_connections, idle_timeout_s; /* libmicrohttpd's, fixed at start */
-    char *listen_address; /* NULL: by dht mode */
-    uint16_t listen_port;
-    bool dht_off;
-};
 
 struct server {
     struct server_conf conf;
@@ -676,90 +666,22 @@ static void on_commit(void *ud, const char *key, const char *path, const uint8_t
     catalogue_added(s->cat, key, path, sha256);
 }
 
-/* ---- configuration ---- */
-
-static int copy_cidrs(struct cidr **dst, size_t *n, const struct cidr *src, size_t n_src)
-{
-    struct cidr *p = malloc((n_src ? n_src : 1) * sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    if (n_src)
-        memcpy(p, src, n_src * sizeof *p);
-    free(*dst);
-    *dst = p;
-    *n = n_src;
-    return 0;
-}
-
-static void conf_done(struct server_conf *c)
-{
-    free(c->allowed);
-    free(c->peers);
-    free(c->listen_address);
-    memset(c, 0, sizeof *c);
-}
-
-/* Copies what the server uses of cfg into c (replacing what it held). */
-static int conf_copy(struct server_conf *c, const struct config *cfg)
-{
-    char *la = cfg->listen_address ? strdup(cfg->listen_address) : NULL;
-    if ((cfg->listen_address && !la) ||
-        copy_cidrs(&c->allowed, &c->n_allowed, cfg->allowed_clients, cfg->n_allowed_clients) < 0 ||
-        copy_cidrs(&c->peers, &c->n_peers, cfg->peer_clients, cfg->n_peer_clients) < 0) {
-        free(la);
-        return -ENOMEM;
-    }
-    free(c->listen_address);
-    c->listen_address = la;
-    c->listen_port = cfg->listen_port;
-    c->dht_off = cfg->dht_mode == DHT_MODE_OFF;
-    c->peer_budget_ms = cfg->peer_budget_ms;
-    c->max_uploads = cfg->peer_max_uploads;
-    c->max_connections = cfg->max_connections;
-    c->idle_timeout_s = cfg->idle_timeout_s;
-    return 0;
-}
-
-static bool str_differs(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
-}
-
-static struct conns_limits limits_of(const struct config *cfg)
-{
-    return (struct conns_limits){cfg->max_connections, cfg->max_per_client,
-                                 cfg->header_timeout_s};
-}
-
 int server_reconfigure(struct server *s, const struct config *cfg)
 {
     struct router *rt = NULL;
-    bool listen_changed = cfg->listen_port != s->conf.listen_port ||
-                          str_differs(cfg->listen_address, s->conf.listen_address) ||
-                          cfg->max_connections != s->conf.max_connections ||
-                          cfg->idle_timeout_s != s->conf.idle_timeout_s;
-    uint32_t keep_max = s->conf.max_connections, keep_idle = s->conf.idle_timeout_s;
+    bool restart = server_conf_needs_restart(&s->conf, cfg);
     if (s->httpd && router_new(&rt, cfg, s->port) < 0)
         return -ENOMEM;
-    char *keep_addr = s->conf.listen_address ? strdup(s->conf.listen_address) : NULL;
-    uint16_t keep_port = s->conf.listen_port;
-    if (conf_copy(&s->conf, cfg) < 0) {
-        free(keep_addr);
+    if (server_conf_copy(&s->conf, cfg, true) < 0) {
         router_free(rt);
         return -ENOMEM;
     }
-    /* the socket stays as it was bound until a restart */
-    free(s->conf.listen_address);
-    s->conf.listen_address = keep_addr;
-    s->conf.listen_port = keep_port;
-    s->conf.max_connections = keep_max;
-    s->conf.idle_timeout_s = keep_idle;
     if (rt) {
         router_free(s->router);
         s->router = rt;
     }
     s->rs.upload_kib_s = cfg->peer_upload_kib_s;
-    struct conns_limits lim = limits_of(cfg);
+    struct conns_limits lim = server_conf_limits(cfg);
     if (s->httpd)
         httpd_set_limits(s->httpd, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
@@ -767,8 +689,8 @@ int server_reconfigure(struct server *s, const struct config *cfg)
     fetcher_set_ceilings(s->fetcher, cfg->cache_max_object, cfg->cache_max_index);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
-             listen_changed ? "; listen address, port, max_connections and idle_timeout need a restart"
-                           : "");
+             restart ? "; listen address, port, max_connections and idle_timeout need a restart"
+                     : "");
     return 0;
 }
 
@@ -802,7 +724,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .on_verify = on_verify,
         .ud = s,
     };
-    if (conf_copy(&s->conf, cfg) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
+    if (server_conf_copy(&s->conf, cfg, false) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
         goto fail;
@@ -833,7 +755,7 @@ int server_start(struct server *s)
         .port = s->conf.listen_port,
         .max_connections = s->conf.max_connections,
         .idle_timeout_s = s->conf.idle_timeout_s,
-        .limits = limits_of(cfg),
+        .limits = server_conf_limits(cfg),
         .stats = &s->stats,
     };
     struct httpd_calls calls = {on_request, on_completed, audience, s};
@@ -919,6 +841,6 @@ void server_free(struct server *s)
     httpd_free(s->httpd); /* every connection closes: on_completed for each request */
     negcache_free(s->neg);
     router_free(s->router);
-    conf_done(&s->conf);
+    server_conf_done(&s->conf);
     free(s);
 }

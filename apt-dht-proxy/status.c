@@ -65,25 +65,12 @@ static void on_beat(struct loop *l, struct loop_timer *t, void *ud)
 
 /* ---- lifecycle ---- */
 
-static int copy_cidrs(struct cidr **dst, size_t *n, const struct cidr *src, size_t n_src)
-{
-    struct cidr *p = malloc((n_src ? n_src : 1) * sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    if (n_src)
-        memcpy(p, src, n_src * sizeof *p);
-    free(*dst);
-    *dst = p;
-    *n = n_src;
-    return 0;
-}
-
 int status_reconfigure(struct status *st, const struct config *cfg)
 {
     struct cidr *c = NULL, *a = NULL;
     size_t nc = 0, na = 0;
-    if (copy_cidrs(&c, &nc, cfg->status_clients, cfg->n_status_clients) < 0 ||
-        copy_cidrs(&a, &na, cfg->allowed_clients, cfg->n_allowed_clients) < 0) {
+    if (cidr_list_copy(&c, &nc, cfg->status_clients, cfg->n_status_clients) < 0 ||
+        cidr_list_copy(&a, &na, cfg->allowed_clients, cfg->n_allowed_clients) < 0) {
         free(c);
         return -ENOMEM;
     }
