@@ -295,7 +295,7 @@ static void write_decision(struct explain *x, struct tbuf *b)
         if (x->peers_eligible)
             tbuf_puts(b, "From peers on the LAN first (the holders above, within "
                          "peers.budget), each verified before a byte goes to apt; then ");
-        tbuf_printf(b, "from the mirrors in order%s%s.",
+        tbuf_printf(b, "%s the mirrors in order%s%s.", x->peers_eligible ? "from" : "From",
                     o->conditional ? ", asking whether the cached copy is still current" : "",
                     o->verify_first ? ", verified before delivery"
                     : o->use_expect ? ", its last byte held back until the hash checks"

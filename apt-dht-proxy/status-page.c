@@ -499,15 +499,26 @@ static void section_verify(const struct status_sum *s, struct tbuf *b)
 
 /* ---- who asked, what failed, what went wrong ---- */
 
+static int by_last_seen(const void *a, const void *b)
+{
+    const struct status_client *x = *(const struct status_client *const *)a;
+    const struct status_client *y = *(const struct status_client *const *)b;
+    return (y->last_ms > x->last_ms) - (y->last_ms < x->last_ms);
+}
+
 static void section_clients(struct status *st, const struct status_sum *s, struct tbuf *b)
 {
+    const struct status_client *seen[STATUS_CLIENTS];
+    size_t n = 0;
+    for (size_t i = 0; i < STATUS_CLIENTS; i++)
+        if (st->seen[i].last_ms)
+            seen[n++] = &st->seen[i];
+    qsort(seen, n, sizeof seen[0], by_last_seen);
     tbuf_puts(b, "<h2>Who asked</h2>\n<table id=\"clients\"><tr><th>Address</th><th>As</th>"
                  "<th>User-Agent</th><th class=\"n\">Requests</th><th class=\"n\">Bytes</th>"
                  "<th>Last seen</th></tr>\n");
-    for (size_t i = 0; i < STATUS_CLIENTS; i++) {
-        const struct status_client *c = &st->seen[i];
-        if (!c->last_ms)
-            continue;
+    for (size_t i = 0; i < n; i++) {
+        const struct status_client *c = seen[i];
         tbuf_puts(b, "<tr class=\"client\">");
         td_text(b, c->addr);
         td_text(b, c->peer ? "peer" : "client");
