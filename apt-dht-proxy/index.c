@@ -14,16 +14,17 @@
  * I/O or decompression error, or a bound passed, discards the stage, so a truncated
  * download or a bomb never leaves half of its knowledge behind.
  *
- * Bounds: zread.h bounds the decompressed size against the compressed one; put() bounds
- * the entries against the input's size (each real entry carries incompressible hash
- * bytes); tick() bounds this thread's CPU time and lets the caller run its own work
+ * Bounds: zread.h bounds the decompressed size against the compressed one; ictx_put()
+ * bounds the entries against the input's size (each real entry carries incompressible hash
+ * bytes); ictx_tick() bounds this thread's CPU time and lets the caller run its own work
  * while the stage is paused.
  *
- * Release files are small (< 1 MiB in practice, capped at INDEX_RELEASE_MAX) and are
- * parsed from memory in two passes: the first finds out whether a SHA256 section exists
- * and whether Acquire-By-Hash is on (either may follow the other), the second writes. */
+ * This file holds the parse context, the field decoders, Packages and Sources, and the
+ * entry points; a Release, read whole into memory (at most INDEX_RELEASE_MAX bytes), is
+ * handed to index-release.c. index-int.h is what the two files share. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/index.h"
+#include "apt-dht-proxy/index-int.h"
 #include "apt-dht-proxy/url.h"
 
 #include <errno.h>
@@ -41,26 +42,8 @@
 #include "apt-dht-proxy/zread.h"
 
 #define INDEX_RELEASE_MAX ((size_t)32 << 20) /* decompressed bytes */
-#define RELEASE_TICK_LINES 4096              /* Release lines between two ticks */
 #define SRC_FILES_MAX 64                     /* files per Sources paragraph (a few in practice) */
 #define SRC_NAME_MAX 256                     /* bytes of a Sources file name, with the NUL */
-
-struct ictx {
-    struct hashdb *db;
-    const char *key; /* the index's own key */
-    size_t root_len; /* ROOT = key[0..root_len) */
-    enum index_kind kind;
-    const struct index_opts *o; /* never NULL */
-    struct hashdb_stage *stage;
-    struct zread *z;       /* streaming input, or NULL for a buffer */
-    uint64_t records_max;  /* entries this input may list */
-    uint64_t cpu_max_ns, cpu_start_ns, cpu_other_ns; /* other: spent in o->tick */
-    uint64_t out, next_tick; /* decompressed bytes read; where the next tick falls */
-    bool have_sha;
-    uint8_t sha[32]; /* the input's SHA-256 when have_sha */
-    char name[INDEX_KEY_MAX]; /* index_origin */
-    struct index_stats st;
-};
 
 /* ---- bounded field decoders ------------------------------------------------------ */
 
@@ -98,7 +81,7 @@ static bool parse_size(const char *s, size_t n, uint64_t *out)
 
 /* A relative archive path: non-empty components, none "." or "..", no control bytes,
  * spaces, DEL or backslashes; with allow_slash false, a single component. */
-static bool path_ok(const char *s, size_t n, bool allow_slash)
+bool index_path_ok(const char *s, size_t n, bool allow_slash)
 {
     size_t comp = 0;
     if (n == 0 || n >= INDEX_KEY_MAX)
@@ -140,8 +123,8 @@ static size_t split_words(const char *s, size_t n, const char **w, size_t *wl, s
 }
 
 /* " HEX SIZE PATH" as in Release and Sources checksum lists. */
-static bool checksum_line(const char *s, size_t n, uint8_t *hash, size_t hash_len,
-                          uint64_t *size, const char **path, size_t *path_len)
+bool index_checksum_line(const char *s, size_t n, uint8_t *hash, size_t hash_len,
+                         uint64_t *size, const char **path, size_t *path_len)
 {
     const char *w[3];
     size_t wl[3];
@@ -154,8 +137,8 @@ static bool checksum_line(const char *s, size_t n, uint8_t *hash, size_t hash_le
 }
 
 /* out = a "/" b ["/" c]; -ENAMETOOLONG past INDEX_KEY_MAX. Parts are shorter than a line. */
-static int join_key(char *out, const char *a, size_t an, const char *b, size_t bn,
-                    const char *c, size_t cn)
+int index_join_key(char *out, const char *a, size_t an, const char *b, size_t bn,
+                   const char *c, size_t cn)
 {
     int k = snprintf(out, INDEX_KEY_MAX, "%.*s/%.*s%s%.*s", (int)an, a, (int)bn, b,
                      cn ? "/" : "", (int)cn, c ? c : "");
@@ -191,7 +174,7 @@ static bool per_arch_release(const char *key, const char *base)
 /* A flat repository ("deb URI ./", made by dpkg-scanpackages or apt-ftparchive): its
  * Release and Packages sit in one directory with no dists/ above them, and that
  * directory is the root its Filename fields are relative to. */
-static bool is_flat(const char *key)
+bool index_is_flat(const char *key)
 {
     return !strstr(key, "/dists/") && !strstr(key, "/pool/");
 }
@@ -200,7 +183,7 @@ enum index_kind index_kind_of(const char *key)
 {
     if (!key || strstr(key, "/by-hash/") || !strchr(key, '/'))
         return INDEX_NONE;
-    bool flat = is_flat(key);
+    bool flat = index_is_flat(key);
     if (!flat && !strstr(key, "/dists/"))
         return INDEX_NONE;
     const char *base = base_name(key);
@@ -247,7 +230,7 @@ static size_t index_dir_len(const char *key)
 
 int index_origin(const char *key, enum index_kind kind, char *out, size_t n)
 {
-    if (!key || n == 0 || !strchr(key, '/') || (!strstr(key, "/dists/") && !is_flat(key)))
+    if (!key || n == 0 || !strchr(key, '/') || (!strstr(key, "/dists/") && !index_is_flat(key)))
         return -EINVAL;
     if (kind == INDEX_NONE)
         kind = index_kind_of(key);
@@ -310,7 +293,7 @@ static void ctx_done(struct ictx *c)
 
 /* The CPU bound, and the caller's turn: its work runs with the stage paused, so the
  * connection is free, and its CPU time is its own. */
-static int tick(struct ictx *c)
+int ictx_tick(struct ictx *c)
 {
     if (cpu_ns() - c->cpu_start_ns - c->cpu_other_ns > c->cpu_max_ns)
         return -ETIME;
@@ -325,7 +308,7 @@ static int tick(struct ictx *c)
     return rc;
 }
 
-static int put(struct ictx *c, const char *key, const struct hashdb_entry *e)
+int ictx_put(struct ictx *c, const char *key, const struct hashdb_entry *e)
 {
     if (c->st.records >= c->records_max)
         return -EOVERFLOW;
@@ -336,7 +319,7 @@ static int put(struct ictx *c, const char *key, const struct hashdb_entry *e)
 }
 
 /* The parse reached its end: the stage becomes the index's content. */
-static int commit(struct ictx *c)
+int ictx_commit(struct ictx *c)
 {
     const uint8_t *sha = c->o->sha256 ? c->o->sha256 : c->have_sha ? c->sha : NULL;
     for (unsigned tries = 0;; tries++) {
@@ -406,7 +389,7 @@ static bool take_path(const struct deb822 *p, bool *have, char *dst, size_t *dst
 {
     char tmp[INDEX_KEY_MAX];
     size_t n = p->value_len < INDEX_KEY_MAX ? drop_dots(p->value, p->value_len, tmp) : 0;
-    bool ok = !*have && n > 0 && path_ok(tmp, n, true);
+    bool ok = !*have && n > 0 && index_path_ok(tmp, n, true);
     if (ok) {
         memcpy(dst, tmp, n);
         *dst_len = n;
@@ -500,11 +483,11 @@ static int pkg_write(struct ictx *c, struct para *h)
     struct pkg *s = (struct pkg *)h;
     char key[INDEX_KEY_MAX];
     if (!s->have_name || !s->have_size || !(s->e.have_sha256 || s->e.have_sha1) ||
-        join_key(key, c->key, c->root_len, s->name, s->name_len, NULL, 0) < 0) {
+        index_join_key(key, c->key, c->root_len, s->name, s->name_len, NULL, 0) < 0) {
         c->st.skipped++;
         return 0;
     }
-    return put(c, key, &s->e);
+    return ictx_put(c, key, &s->e);
 }
 
 static const struct para_kind packages = {
@@ -572,8 +555,9 @@ static void src_cont(struct ictx *c, struct para *h, const struct deb822 *p)
     bool is256 = s->sec == SEC_SHA256;
     if (s->sec == SEC_NONE)
         return;
-    if (!checksum_line(p->value, p->value_len, hash, is256 ? 32 : 20, &size, &name, &name_len) ||
-        !path_ok(name, name_len, false) || name_len >= SRC_NAME_MAX ||
+    if (!index_checksum_line(p->value, p->value_len, hash, is256 ? 32 : 20, &size, &name,
+                             &name_len) ||
+        !index_path_ok(name, name_len, false) || name_len >= SRC_NAME_MAX ||
         !src_add(s, is256, hash, size, name, name_len))
         c->st.skipped++;
 }
@@ -611,10 +595,11 @@ static int src_write(struct ictx *c, struct para *h)
             continue; /* a SHA-1-only name when the paragraph has SHA-256: not trusted */
         memcpy(e.sha256, f->sha256, 32);
         memcpy(e.sha1, f->sha1, 20);
-        if (join_key(key, c->key, c->root_len, s->dir, s->dir_len, f->name, strlen(f->name)) < 0)
+        if (index_join_key(key, c->key, c->root_len, s->dir, s->dir_len, f->name,
+                           strlen(f->name)) < 0)
             c->st.skipped++;
         else
-            rc = put(c, key, &e);
+            rc = ictx_put(c, key, &e);
     }
     return rc;
 }
@@ -623,157 +608,13 @@ static const struct para_kind sources = {
     sizeof(struct src), offsetof(struct src, dir), src_field, src_cont, src_write,
 };
 
-/* ---- Release / InRelease ---------------------------------------------------------- */
-
-static bool line_is(const char *l, size_t n, const char *text)
-{
-    size_t t = strlen(text);
-    while (n > t && (l[n - 1] == ' ' || l[n - 1] == '\t'))
-        n--;
-    return n == t && memcmp(l, text, t) == 0;
-}
-
-/* Finds the signed text of a clearsigned InRelease: after the armor headers' blank line,
- * up to the signature. A plain Release is its own body. 0 or -EBADMSG. */
-static int release_body(const char *buf, size_t len, const char **body, size_t *blen,
-                        bool *armored)
-{
-    struct deb822 p;
-    const char *l;
-    size_t n;
-    deb822_init_mem(&p, buf, len);
-    *body = buf;
-    *blen = len;
-    *armored = false;
-    if (deb822_line(&p, &l, &n) != 1 || !line_is(l, n, "-----BEGIN PGP SIGNED MESSAGE-----"))
-        return 0;
-    *armored = true;
-    int rc;
-    while ((rc = deb822_line(&p, &l, &n)) != 0 && !(rc == 1 && n == 0))
-        ; /* armor headers ("Hash: SHA512") end at an empty line */
-    if (rc == 0)
-        return -EBADMSG;
-    *body = buf + p.mem_pos;
-    while ((rc = deb822_line(&p, &l, &n)) != 0)
-        if (rc == 1 && line_is(l, n, "-----BEGIN PGP SIGNATURE-----")) {
-            *blen = (size_t)(l - *body);
-            return 0;
-        }
-    return -EBADMSG;
-}
-
-struct rel {
-    const char *dir; /* ROOT/dists/SUITE: the Release's own directory */
-    size_t dir_len;
-    bool by_hash, saw256, saw1;
-};
-
-/* Pass 1: which sections exist, and is Acquire-By-Hash on. First paragraph only. */
-static void release_scan(struct rel *r, const char *body, size_t len, bool armored)
-{
-    struct deb822 p;
-    int tok;
-    deb822_init_mem(&p, body, len);
-    p.dash_escaped = armored;
-    while ((tok = deb822_next(&p)) > 0 && tok != DEB822_END) {
-        if (tok != DEB822_FIELD)
-            continue;
-        if (deb822_is(&p, "Acquire-By-Hash"))
-            r->by_hash = p.value_len == 3 && strncasecmp(p.value, "yes", 3) == 0;
-        r->saw256 |= deb822_is(&p, "SHA256");
-        r->saw1 |= deb822_is(&p, "SHA1");
-    }
-}
-
-/* ROOT/dists/SUITE/<dir of path>/by-hash/<ALGO>/<hex> */
-static int by_hash_key(char *out, const struct rel *r, const char *path, size_t path_len,
-                       const char *algo, const char *hex)
-{
-    const char *slash = memrchr(path, '/', path_len);
-    size_t dn = slash ? (size_t)(slash - path) + 1 : 0;
-    int k = snprintf(out, INDEX_KEY_MAX, "%.*s/%.*sby-hash/%s/%s", (int)r->dir_len, r->dir,
-                     (int)dn, path, algo, hex);
-    return (k < 0 || k >= INDEX_KEY_MAX) ? -ENAMETOOLONG : 0;
-}
-
-static int release_line(struct ictx *c, const struct rel *r, const char *s, size_t n)
-{
-    char key[INDEX_KEY_MAX], hex[65];
-    const char *path;
-    size_t path_len, hl = r->saw256 ? 32 : 20;
-    struct hashdb_entry e = {0};
-    uint8_t *hash = r->saw256 ? e.sha256 : e.sha1;
-    if (!checksum_line(s, n, hash, hl, &e.size, &path, &path_len) ||
-        !path_ok(path, path_len, true) ||
-        join_key(key, r->dir, r->dir_len, path, path_len, NULL, 0) < 0) {
-        c->st.skipped++;
-        return 0;
-    }
-    *(r->saw256 ? &e.have_sha256 : &e.have_sha1) = true;
-    int rc = put(c, key, &e);
-    if (rc < 0 || !r->by_hash)
-        return rc;
-    hex_encode(hash, hl, hex);
-    if (by_hash_key(key, r, path, path_len, r->saw256 ? "SHA256" : "SHA1", hex) < 0) {
-        c->st.skipped++;
-        return 0;
-    }
-    return put(c, key, &e);
-}
-
-/* Pass 2: the chosen section's lines become entries. */
-static int release_write(struct ictx *c, const struct rel *r, const char *body, size_t len,
-                         bool armored)
-{
-    struct deb822 p;
-    bool in_sec = false;
-    int tok, rc = 0;
-    size_t lines = 0;
-    deb822_init_mem(&p, body, len);
-    p.dash_escaped = armored;
-    while (rc >= 0 && (tok = deb822_next(&p)) > 0 && tok != DEB822_END) {
-        if (++lines % RELEASE_TICK_LINES == 0 && (rc = tick(c)) < 0)
-            break;
-        if (tok == DEB822_FIELD)
-            in_sec = deb822_is(&p, r->saw256 ? "SHA256" : "SHA1");
-        else if (tok == DEB822_BAD)
-            c->st.skipped++;
-        else if (tok == DEB822_CONT && in_sec)
-            rc = release_line(c, r, p.value, p.value_len);
-    }
-    return rc < 0 ? rc : 0;
-}
-
-static int parse_release(struct ictx *c, const char *buf, size_t len)
-{
-    struct rel r = {.dir = c->key};
-    const char *body;
-    size_t blen;
-    bool armored;
-    const char *slash = strrchr(c->key, '/');
-    r.dir_len = (size_t)(slash - c->key);
-    /* The Release must sit in ROOT/dists/SUITE/, SUITE non-empty; a flat repository's in
-     * its root. */
-    if (r.dir_len <= c->root_len + strlen("/dists/") && !(is_flat(c->key) && r.dir_len == c->root_len))
-        return -EINVAL;
-    int rc = release_body(buf, len, &body, &blen, &armored);
-    if (rc < 0)
-        return rc;
-    release_scan(&r, body, blen, armored);
-    if (!r.saw256 && !r.saw1)
-        return -EBADMSG;
-    if ((rc = release_write(c, &r, body, blen, armored)) < 0)
-        return rc;
-    return commit(c);
-}
-
 /* ---- entry points ----------------------------------------------------------------- */
 
 /* Packages or Sources from a tokenizer, in one stage. */
 static int parse_stream(struct ictx *c, struct deb822 *p)
 {
     int rc = parse_paragraphs(c, c->kind == INDEX_PACKAGES ? &packages : &sources, p);
-    return rc < 0 ? rc : commit(c);
+    return rc < 0 ? rc : ictx_commit(c);
 }
 
 /* The content was parsed to its end before, and nothing was merged for its index since:
@@ -849,7 +690,7 @@ int index_parse_buffer(struct hashdb *db, const char *key, enum index_kind kind,
     if (rc == 0 && parsed_before(&c, &rc)) {
         /* nothing to do */
     } else if (rc == 0 && c.kind == INDEX_RELEASE) {
-        rc = parse_release(&c, buf, len);
+        rc = index_release_parse(&c, buf, len);
     } else if (rc == 0) {
         deb822_init_mem(&p, buf, len);
         rc = parse_stream(&c, &p);
@@ -863,7 +704,7 @@ static ssize_t zread_cb(void *ctx, void *buf, size_t n)
 {
     struct ictx *c = ctx;
     if (c->out >= c->next_tick) {
-        int rc = tick(c);
+        int rc = ictx_tick(c);
         if (rc < 0)
             return rc;
         c->next_tick = c->out + INDEX_TICK_BYTES;
@@ -910,7 +751,7 @@ static int parse_from(struct ictx *c)
     int rc;
     if (c->kind == INDEX_RELEASE) {
         if ((rc = slurp(c->z, &buf, &len)) == 0)
-            rc = parse_release(c, buf, len);
+            rc = index_release_parse(c, buf, len);
         free(buf);
         return rc;
     }
