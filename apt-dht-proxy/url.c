@@ -185,27 +185,15 @@ static int parse_absolute(const char *raw, struct url_target *out)
     return slash ? decode_path(slash, out->path, sizeof out->path) : -EINVAL;
 }
 
-/* The rewrite-mode spellings of an https mirror: "/https/HOST/PATH", and apt-cacher-ng's
- * "/HTTPS///HOST/PATH" so that its users' sources work as they are. Returns where the
- * rest of the target ("/HOST/PATH") starts, or raw itself. */
+/* apt-cacher-ng's rewrite-mode spelling of an https mirror, "/HTTPS///HOST/PATH", so
+ * that its users' sources work as they are (no other target has empty segments).
+ * Returns where the rest ("/HOST/PATH") starts, or raw itself. The other spelling,
+ * "/HOST:443/PATH", is told by its port (parse_origin). */
 static const char *https_prefix(const char *raw, bool *https)
 {
     if (strncasecmp(raw, "/https///", 9) == 0) {
         *https = true;
         return raw + 8;
-    }
-    if (strncasecmp(raw, "/https/", 7) == 0) {
-        const char *host = raw + 7, *end = strchr(host, '/');
-        char h[URL_MAX_HOST + 1];
-        size_t n = end ? (size_t)(end - host) : 0;
-        if (n && n < sizeof h) {
-            memcpy(h, host, n);
-            h[n] = '\0';
-            if (url_host_is_hostname(h)) {
-                *https = true;
-                return raw + 6;
-            }
-        }
     }
     return raw;
 }
@@ -235,6 +223,11 @@ static int parse_origin(const char *raw, struct url_target *out)
     r = parse_authority(first, hlen, https, out->host);
     if (r < 0)
         return r;
+    /* "/HOST:443/PATH": an https mirror in rewrite mode (nobody serves plain http there);
+     * the host keeps its ":443", so the target still names one host in one spelling */
+    size_t ol = strlen(out->host);
+    if (!https && ol > 4 && strcmp(out->host + ol - 4, ":443") == 0)
+        https = true;
     if (https && !url_host_is_hostname(out->host))
         return -EINVAL; /* a backend name is not a host to reach over https */
     memcpy(out->path, rest, strlen(rest) + 1);

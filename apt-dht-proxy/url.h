@@ -36,7 +36,7 @@ enum url_class {
 struct url_target {
     enum url_form form;
     bool https;                 /* an https:// target, or the rewrite spellings
-                                   /https/HOST/PATH and /HTTPS///HOST/PATH */
+                                   /HOST:443/PATH and /HTTPS///HOST/PATH */
     char host[URL_MAX_HOST + 1]; /* lower case; ":port" kept only when not the default */
     char path[URL_MAX_PATH + 1]; /* decoded, begins with '/', safe segments only */
     uint8_t sha256[32];          /* URL_PEER */

@@ -225,8 +225,7 @@ static void test_refusals(void)
  * https, under the same cache key as its http spelling. */
 static void test_https(void)
 {
-    static const char *const forms[] = {"/https/other.example/deb/pool/a.deb",
-                                        "/HTTPS///other.example/deb/pool/a.deb",
+    static const char *const forms[] = {"/HTTPS///other.example/deb/pool/a.deb",
                                         "https://other.example/deb/pool/a.deb"};
     struct router *r = router_from(two_backends, OWN_PORT);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
@@ -239,6 +238,12 @@ static void test_https(void)
         CU_ASSERT_STRING_EQUAL(rt.key, "other.example/deb/pool/a.deb");
         route_done(&rt);
     }
+    /* "/HOST:443/PATH" keeps the port in its key */
+    struct route rt;
+    const char *why;
+    CU_ASSERT_EQUAL_FATAL(resolve(r, "/other.example:443/deb/pool/a.deb", &rt, &why), 0);
+    CU_ASSERT_STRING_EQUAL(rt.urls[0], "https://other.example:443/deb/pool/a.deb");
+    route_done(&rt);
     router_free(r);
 }
 

@@ -34,13 +34,16 @@ static const struct parse_case parse_cases[] = {
     {"/~/sha256/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 0, URL_PEER,
      "", NULL},
     /* an https mirror in rewrite mode: ours and apt-cacher-ng's spelling */
-    {"/https/mirror.example/debian/dists/bookworm/InRelease", 0, URL_ORIGIN, "mirror.example",
+    {"/mirror.example:443/debian/dists/bookworm/InRelease", 0, URL_ORIGIN, "mirror.example:443",
      "/debian/dists/bookworm/InRelease", true},
+    /* the fuzzer's round trip: "https" is a first segment like any other */
+    {"/https/e.example/x.deb", 0, URL_ORIGIN, "https", "/e.example/x.deb"},
+    {"/./https/e.example/x.deb", 0, URL_ORIGIN, "https", "/e.example/x.deb"},
     {"/HTTPS///mirror.example/debian/pool/a.deb", 0, URL_ORIGIN, "mirror.example",
      "/debian/pool/a.deb", true},
     {"/https///mirror.example:443/debian/pool/a.deb", 0, URL_ORIGIN, "mirror.example",
      "/debian/pool/a.deb", true},
-    {"/https/mirror.example:8443/d/pool/a.deb", 0, URL_ORIGIN, "mirror.example:8443",
+    {"/HTTPS///mirror.example:8443/d/pool/a.deb", 0, URL_ORIGIN, "mirror.example:8443",
      "/d/pool/a.deb", true},
     {"/https/debian/pool/a.deb", 0, URL_ORIGIN, "https", "/debian/pool/a.deb"}, /* a backend "https" */
     {"/HTTPS///debian/pool/a.deb", -EINVAL}, /* a backend name over https: no such thing */

@@ -185,6 +185,8 @@ else
     log "promtool not installed (Debian package prometheus): the lint of /metrics is skipped"
 fi
 
+# the liar's answers in all, counted now: b may have tried it too (it is still announced)
+lies=$(grep -c "GET /~/sha256/" "$T/fake.log" || true)
 python3 - "$T" "$PA" "$FAKE_PORT" "$pool_total" "$pool_files" "$big_size" "$lies" \
     "$mirror_after_a" "$mirror_all" "$b_peer_log" "$b_peer_files" "$(log_total a)" "$(log_total b)" \
     "$XSS_PATH" "$XSS_UA" "$XSS_PEER" "$XSS_EXPLAIN" <<'PY' || fail "the pages disagree with the logs"
