@@ -127,7 +127,7 @@ static void dispatch(struct catalogue *cat, const char *key, enum index_kind k, 
     }
     int r = indexer_submit_fd(cat->ix, key, k, fd, sha);
     if (r < 0)
-        log_warn("index %s: not queued: %s", key, strerror(-r));
+        log_warn("index %s: not queued (%s): parsed at the next start", key, strerror(-r));
 }
 
 static void record_cached(struct catalogue *cat, const char *key, uint64_t size,
@@ -251,6 +251,8 @@ static size_t reparse_unfinished(struct catalogue *cat, struct restore_ctx *x)
 {
     struct stat st;
     size_t queued = 0;
+    if (x->n == 0)
+        return 0;
     for (size_t i = 0; i < x->n; i++) {
         int fd = cache_open(cat->cache, x->copies[i].key, &st);
         if (fd >= 0) {

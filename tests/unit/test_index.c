@@ -810,7 +810,7 @@ static void test_bounds(void)
 {
     struct hashdb *db = mem_db();
     struct index_stats st;
-    size_t len, n, fn = 0, cap = 60000 * 80;
+    size_t len, n, fn = 0, cap = 60000 * 140;
     const char *key = BW "/main/binary-amd64/Packages.xz";
     char *text = gen_packages(40000, 9, &len), *flat = malloc(cap);
     unsigned char *xz = xz_bytes(text, len, &n, 0);
