@@ -290,7 +290,7 @@ static void section_chart(struct status *st, const struct status_sum *s, struct 
                     names[k]);
     tbuf_puts(b, "<span class=\"muted\">peak: ");
     tbuf_bytes(b, peak);
-    tbuf_printf(b, " per minute</span></p>\n<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
+    tbuf_printf(b, " per minute</span></p>\n<svg id=\"chart\" " /* inline in HTML: no xmlns needed */
                    "viewBox=\"0 0 %d %d\" preserveAspectRatio=\"none\" role=\"img\" "
                    "aria-label=\"bytes to apt per minute by source, last 24 hours\">",
                 CHART_W, CHART_H + 20);
