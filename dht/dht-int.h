@@ -178,6 +178,16 @@ void dht_rand_bytes(struct dht *dht, uint8_t *out, size_t n);
 /* SHA-1 of a || b into out. Returns 0 or -EIO (libcrypto failed). */
 int dht_sha1(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[20]);
 
+/* ---- round trips (contact.c): RFC 6298's estimator, kept in microseconds ---- */
+struct dht_rtt {
+    uint32_t srtt_us, rttvar_us;    /* SRTT and RTTVAR */
+    uint32_t samples;               /* 0 = never measured */
+};
+/* Takes one round-trip sample (ms; above 60 s counts as 60 s). */
+void dht_rtt_sample(struct dht_rtt *r, uint32_t sample_ms);
+/* SRTT + max(1 ms, 4 * RTTVAR) in ms, rounded up; 0 = never measured. */
+uint32_t dht_rtt_rto_ms(const struct dht_rtt *r);
+
 /* ---- routing table: one per address family ---- */
 #define RT_REPL 8
 #define RT_GOOD_MS (15 * 60 * 1000)

@@ -2,10 +2,15 @@
  *
  * A lookup keeps up to LK_CANDS candidates sorted by XOR distance to its target. It
  * keeps alpha queries active among the K closest candidates still in the running; a
- * query unanswered after the soft timeout takes its candidate out of the running (the
- * lookup widens to the next candidate instead of waiting; a late answer puts it back),
- * and one unanswered after the hard timeout fails it for good. The lookup is done when
- * the K closest candidates in the running have all answered, or none is left. Get
+ * query unanswered by its deadline (the address's measured round trip, contact.c; at
+ * most the soft timeout) takes its candidate out of the running (the lookup widens to
+ * the next candidate instead of waiting; a late answer puts it back), and one
+ * unanswered after the hard timeout fails it for good. Addresses that have failed
+ * (deadlines missed in a row, nothing heard since) are not asked at all: they are left
+ * out of the seeds and of the nodes answers name, and a candidate not yet asked is
+ * given up when its address fails - unless the table holds nobody else, when asking
+ * them is the only way to find out they are back. The lookup is done when the K
+ * closest candidates in the running have all answered, or none is left. Get
  * lookups collect peers from "values" and hand new ones to every waiter; a second
  * dht_lookup() of the same key adds a waiter to the running lookup.
  *
@@ -124,14 +129,20 @@ static int window(const struct dht *dht, const struct lookup *lk,
     return k;
 }
 
+/* The closest nodes of both tables; failed ones only when there is nobody else. */
 static void seed(struct dht *dht, struct lookup *lk)
 {
-    const struct rt_node *n[LK_CANDS / 2];
+    const struct rt_node *n[2][LK_CANDS / 2];
+    int cnt[2], alive = 0;
     for (int f = 0; f < 2; f++) {
-        int cnt = rt_closest(&dht->rt[f], lk->target, dht->now, n, LK_CANDS / 2);
-        for (int i = 0; i < cnt; i++)
-            cand_add(dht, lk, n[i]->id, &n[i]->addr, 1);
+        cnt[f] = rt_closest(&dht->rt[f], lk->target, dht->now, n[f], LK_CANDS / 2);
+        for (int i = 0; i < cnt[f]; i++)
+            alive += !contact_failed(dht, &n[f][i]->addr);
     }
+    for (int f = 0; f < 2; f++)
+        for (int i = 0; i < cnt[f]; i++)
+            if (!alive || !contact_failed(dht, &n[f][i]->addr))
+                cand_add(dht, lk, n[f][i]->id, &n[f][i]->addr, 1);
 }
 
 struct lookup *lookup_start(struct dht *dht, int kind, const uint8_t *target)
@@ -199,17 +210,17 @@ static int send_cand(struct dht *dht, struct lookup *lk, struct cand *c)
         return r;
     p->lk = lk;
     c->state = C_INFLIGHT;
-    c->sent_ms = dht->now;
+    c->deadline_ms = p->deadline_ms;
     lk->queries++;
     return 0;
 }
 
-/* A query past its soft timeout no longer holds a place: its candidate drops out of
- * the K-closest window (so the next one is asked) and out of the alpha count. Should it
+/* A query past its deadline no longer holds a place: its candidate drops out of the
+ * K-closest window (so the next one is asked) and out of the alpha count. Should it
  * answer before the lookup ends, it counts again. */
 static int stale(const struct dht *dht, const struct cand *c)
 {
-    return c->state == C_INFLIGHT && c->sent_ms + dht->cfg.soft_timeout_ms <= dht->now;
+    return c->state == C_INFLIGHT && c->deadline_ms <= dht->now;
 }
 
 /* In the running: neither failed nor past its soft timeout. */
@@ -296,7 +307,8 @@ static void add_nodes(struct dht *dht, struct lookup *lk, const uint8_t *b, size
 {
     for (size_t off = 0; off + each <= len; off += each) {
         dht_sa a;
-        if (dht_peer_from_compact(b + off + DHT_ID_LEN, each - DHT_ID_LEN, &a) == 0)
+        if (dht_peer_from_compact(b + off + DHT_ID_LEN, each - DHT_ID_LEN, &a) == 0 &&
+            !contact_failed(dht, &a))
             cand_add(dht, lk, b + off, &a, depth);
     }
 }
@@ -340,6 +352,14 @@ void lookup_on_timeout(struct dht *dht, struct pending *p)
     if (c)
         c->state = C_FAILED;
     lookup_step(dht, lk);
+}
+
+void lookup_drop_failed(struct dht *dht, const dht_sa *a)
+{
+    for (struct lookup *lk = dht->lookups; lk; lk = lk->next)
+        for (int i = 0; i < lk->nc && !lk->done; i++)
+            if (lk->c[i].state == C_NEW && dht_addr_equal(&lk->c[i].addr, a))
+                lk->c[i].state = C_FAILED;
 }
 
 static void lookup_free(struct dht *dht, struct lookup *lk)
@@ -407,9 +427,9 @@ uint64_t lookup_next_deadline(struct dht *dht, uint64_t next)
         for (int i = 0; i < lk->nc; i++) {
             if (lk->c[i].state != C_INFLIGHT)
                 continue;
-            uint64_t soft = lk->c[i].sent_ms + dht->cfg.soft_timeout_ms;
-            if (soft > dht->now && soft < next)
-                next = soft;
+            uint64_t due = lk->c[i].deadline_ms;
+            if (due > dht->now && due < next)
+                next = due;
         }
         if (!lk->done && lk->nc == 0)
             next = dht->now; /* empty lookups end at the next call */

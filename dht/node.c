@@ -185,6 +185,15 @@ static struct pending *pend_alloc(struct dht *dht, int *slot)
     return &dht->pend[*slot];
 }
 
+/* A probe gets twice the deadline (RFC 6298's back-off after a timeout). */
+static uint32_t query_deadline_ms(const struct dht *dht, int kind, const dht_sa *to)
+{
+    uint32_t d = contact_deadline_ms(dht, to);
+    if (kind == P_PROBE)
+        d = 2 * d < dht->cfg.soft_timeout_ms ? 2 * d : dht->cfg.soft_timeout_ms;
+    return d;
+}
+
 int node_send_query(struct dht *dht, int kind, const dht_sa *to, const uint8_t *id,
                     struct krpc_query *q, struct pending **out)
 {
@@ -213,6 +222,7 @@ int node_send_query(struct dht *dht, int kind, const dht_sa *to, const uint8_t *
     p->gen = gen;
     p->addr = *to;
     p->sent_ms = dht->now;
+    p->deadline_ms = dht->now + query_deadline_ms(dht, kind, to);
     if (id) {
         p->has_id = 1;
         memcpy(p->id, id, DHT_ID_LEN);
@@ -315,7 +325,10 @@ static size_t closest_nodes(struct dht *dht, int fam, const uint8_t *target, uin
     const struct rt_node *n[ANSWER_POOL];
     const dht_sa *addr[ANSWER_POOL];
     uint8_t unv[ANSWER_POOL], chosen[ANSWER_POOL];
-    int cnt = rt_closest(&dht->rt[fam], target, dht->now, n, ANSWER_POOL);
+    int found = rt_closest(&dht->rt[fam], target, dht->now, n, ANSWER_POOL), cnt = 0;
+    for (int i = 0; i < found; i++) /* we name no node we believe dead */
+        if (!contact_failed(dht, &n[i]->addr))
+            n[cnt++] = n[i];
     for (int i = 0; i < cnt; i++) {
         addr[i] = &n[i]->addr;
         unv[i] = dht->cfg.dialect == DHT_DIALECT_BEP5 && !dht_bep42_ok(n[i]->id, &n[i]->addr);
@@ -602,6 +615,7 @@ static void handle_answer(struct dht *dht, const struct krpc_msg *m, const dht_s
     }
     struct pending copy = *p;
     p->kind = P_FREE; /* free before callbacks, which may send */
+    contact_replied(dht, from, dht->now - copy.sent_ms);
     if (m->y == 'e') {
         dht->st.errors_received++;
         if (copy.kind == P_LOOKUP)
@@ -652,6 +666,7 @@ int dht_input(struct dht *dht, const void *buf, size_t len, const struct sockadd
     r = dht_sa_from(&sa, from, fromlen);
     if (r < 0)
         goto fail;
+    contact_heard(dht, &sa); /* whatever it sent, it is there */
     r = -ENOMEM;
     m = malloc(sizeof(*m));
     if (!m)
@@ -728,12 +743,40 @@ int dht_ping(struct dht *dht, const struct sockaddr *sa, socklen_t salen, dht_pi
 
 /* ---- timers ---- */
 
+/* A query's deadline passed unanswered: a first miss is checked on with a probe, a
+ * second one in a row fails the address for every lookup. Bootstrap and user pings
+ * are not probed: the first have their own back-off, the second their own caller. */
+static void deadline_missed(struct dht *dht, int i)
+{
+    struct pending *p = &dht->pend[i];
+    dht_sa a = p->addr;
+    uint8_t id[DHT_ID_LEN];
+    int has_id = p->has_id, kind = p->kind;
+    memcpy(id, p->id, DHT_ID_LEN);
+    p->missed = 1;
+    int n = contact_missed(dht, &a);
+    if (n >= CT_DEAD_MISSES) {
+        lookup_drop_failed(dht, &a);
+    } else if (kind == P_LOOKUP || kind == P_STORE || kind == P_PING) {
+        struct krpc_query q = {.method = KM_PING, .port = -1};
+        node_send_query(dht, P_PROBE, &a, has_id ? id : NULL, &q, NULL); /* may move pend */
+    }
+}
+
 static void expire_pending(struct dht *dht, uint64_t *next)
 {
     for (int i = 0; i < dht->npend; i++) {
         struct pending *p = &dht->pend[i];
         if (p->kind == P_FREE)
             continue;
+        if (!p->missed) {
+            if (p->deadline_ms <= dht->now) {
+                deadline_missed(dht, i);
+                p = &dht->pend[i];
+            } else if (p->deadline_ms < *next) {
+                *next = p->deadline_ms;
+            }
+        }
         uint64_t due = p->sent_ms + dht->cfg.hard_timeout_ms;
         if (due > dht->now) {
             if (due < *next)

@@ -18,8 +18,13 @@
 #define ANSWER_FACTOR 3         /* an answer is at most this many times its query */
 #define NONET_TIMEOUTS 16       /* timeouts in a row, no answer between: no network */
 #define BOOT_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define CT_SETS 64              /* contact table: CT_SETS sets of CT_WAYS addresses */
+#define CT_WAYS 4
+#define CT_DEAD_MISSES 2        /* deadlines missed in a row: the address has failed */
+#define DEADLINE_FLOOR_MS 25    /* the shortest query deadline (contact.c says why) */
 
-enum pend_kind { P_FREE = 0, P_PING, P_USERPING, P_BOOT, P_LOOKUP, P_STORE };
+/* P_PROBE: the ping that checks on an address which just missed a deadline. */
+enum pend_kind { P_FREE = 0, P_PING, P_USERPING, P_BOOT, P_LOOKUP, P_STORE, P_PROBE };
 
 struct pending {
     uint8_t kind;               /* enum pend_kind */
@@ -27,8 +32,10 @@ struct pending {
     uint8_t has_id;
     uint16_t gen;               /* second half of the transaction id */
     uint8_t id[DHT_ID_LEN];     /* expected responder, if has_id */
+    uint8_t missed;             /* its deadline passed unanswered (and was counted) */
     dht_sa addr;
     uint64_t sent_ms;
+    uint64_t deadline_ms;       /* sent_ms + the address's deadline (contact.c) */
     struct lookup *lk;          /* P_LOOKUP; NULL once the lookup is gone */
     struct announce *ann;       /* P_STORE; NULL once unannounced */
     dht_ping_fn cb;             /* P_USERPING */
@@ -46,7 +53,7 @@ struct cand {
     uint8_t crowd;              /* candidates of the lookup in addr's subnet, itself too */
     uint8_t token_len;
     uint8_t token[32];
-    uint64_t sent_ms;
+    uint64_t deadline_ms;       /* C_INFLIGHT: past it, out of the running */
 };
 
 struct waiter {
@@ -92,6 +99,14 @@ struct rl_slot {
     uint64_t black_until_ms;    /* 0 = not blacklisted */
 };
 
+/* One address's round trips and missed deadlines (contact.c). */
+struct contact {
+    dht_sa addr;                /* sa_family 0 = empty slot */
+    struct dht_rtt rtt;
+    uint8_t missed;             /* deadlines missed in a row, nothing heard since */
+    uint64_t used_ms;           /* last looked up: the least recent gives way */
+};
+
 struct dht {
     struct dht_config cfg;
     uint8_t id[DHT_ID_LEN];
@@ -125,6 +140,8 @@ struct dht {
     uint64_t next_expire_ms, next_refresh_ms;
     struct dht_stats st;
     size_t mem;
+    struct dht_rtt rtt;         /* every answer of every address */
+    struct contact ct[CT_SETS * CT_WAYS];
 };
 
 /* node.c */
@@ -133,11 +150,28 @@ int node_send_query(struct dht *dht, int kind, const dht_sa *to, const uint8_t *
 void node_heard(struct dht *dht, const uint8_t *id, const dht_sa *from, int replied);
 void node_update_state(struct dht *dht);
 
+/* contact.c */
+/* The deadline for a query to a, in ms after sending (see contact.c). */
+uint32_t contact_deadline_ms(const struct dht *dht, const dht_sa *a);
+/* An answer came from a, rtt_ms after its query: a round-trip sample; not failed. */
+void contact_replied(struct dht *dht, const dht_sa *a, uint64_t rtt_ms);
+/* A datagram came from a: whatever it missed is forgiven. */
+void contact_heard(struct dht *dht, const dht_sa *a);
+/* A query to a missed its deadline. Returns the misses in a row now. */
+int contact_missed(struct dht *dht, const dht_sa *a);
+/* CT_DEAD_MISSES or more misses in a row, nothing heard since. */
+bool contact_failed(const struct dht *dht, const dht_sa *a);
+/* a's SRTT and RTTVAR (us). Returns 0, or -1 when a was never measured. */
+int contact_rtt(const struct dht *dht, const dht_sa *a, uint32_t *srtt_us,
+                uint32_t *rttvar_us);
+
 /* lookup.c */
 struct lookup *lookup_start(struct dht *dht, int kind, const uint8_t *target);
 void lookup_step(struct dht *dht, struct lookup *lk);
 void lookup_on_reply(struct dht *dht, struct pending *p, const struct krpc_msg *m);
 void lookup_on_timeout(struct dht *dht, struct pending *p);
+/* a has failed: no lookup asks it (candidates not yet asked are given up). */
+void lookup_drop_failed(struct dht *dht, const dht_sa *a);
 void lookup_reap(struct dht *dht);
 void lookup_flush(struct dht *dht);
 void lookup_free_all(struct dht *dht);

@@ -7,7 +7,10 @@
  * address base4 + ((i + 1) << shift) (+ 1 when shifted, so each node of a shift of 8
  * has a /24 of its own); net_set_addr() gives a node any address; a node with a
  * handler instead of a struct dht is a hand-written (hostile) node that answers
- * through net_send_from(); datagrams to addresses of no node go to net->outside. */
+ * through net_send_from(); datagrams to addresses of no node go to net->outside.
+ * One-way latency is lat_min + a random part below lat_span (10 + 0..49 ms unless set
+ * after net_init), plus the extra_ms of both ends; a node counts the datagrams it sent
+ * to dead nodes (sent_dead), which is what a lookup pays for the dead. */
 #ifndef APT_DHT_TEST_NET_H
 #define APT_DHT_TEST_NET_H
 
@@ -40,6 +43,8 @@ struct net_node {
     int has_addr;                   /* addr below replaces the computed address */
     struct sockaddr_storage addr;
     net_handler_fn handler;         /* set: a hand-written node, no dht */
+    uint32_t extra_ms;              /* added to the latency of its datagrams, both ways */
+    uint64_t sent_dead;             /* datagrams it sent to dead nodes */
 };
 
 struct net {
@@ -49,6 +54,8 @@ struct net {
     struct net_pkt **heap;
     size_t nheap, capheap;
     uint64_t delivered, dropped;
+    uint32_t lat_min, lat_span;     /* one-way latency: lat_min + rand % lat_span ms */
+    int cur_from, cur_to;           /* the datagram being delivered now; -1 = none */
     uint32_t base4;                 /* 10.0.0.0 unless set */
     int shift;
     int *custom;                    /* indices of nodes with has_addr */
@@ -174,7 +181,10 @@ static inline int net_enqueue(struct net *net, int from, int dst, const void *bu
     struct net_pkt *p = malloc(sizeof(*p));
     if (!p)
         return -ENOMEM;
-    p->at = net->now + 10 + net_rand(net) % 50; /* 10..59 ms */
+    p->at = net->now + net->lat_min + (net->lat_span ? net_rand(net) % net->lat_span : 0) +
+            net->nodes[from].extra_ms + net->nodes[dst].extra_ms;
+    if (net->nodes[dst].dead)
+        net->nodes[from].sent_dead++;
     p->seq = net->seq++;
     p->from = from;
     p->to = dst;
@@ -241,6 +251,9 @@ static inline int net_init(struct net *net, int n, int v6, uint64_t seed)
     net->rng = seed;
     net->now = 1000;
     net->base4 = 0x0a000000u;
+    net->lat_min = 10;
+    net->lat_span = 50;
+    net->cur_from = net->cur_to = -1;
     for (int i = 0; i < n; i++) {
         net->nodes[i].net = net;
         net->nodes[i].index = i;
@@ -281,8 +294,11 @@ static inline void net_run(struct net *net, uint64_t until, uint64_t tick_ms)
             } else if (dst->dht && !dst->dead) {
                 struct sockaddr_storage from;
                 net_addr(net, p->from, &from);
+                net->cur_from = p->from;
+                net->cur_to = p->to;
                 dht_input(dst->dht, p->data, p->len, (struct sockaddr *)&from, sizeof(from),
                           p->at);
+                net->cur_from = net->cur_to = -1;
                 net->delivered++;
             } else {
                 net->dropped++;
