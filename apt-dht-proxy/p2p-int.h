@@ -48,7 +48,7 @@ struct p2p_conf {
 struct p2p {
     struct loop *loop;
     struct dht *dht;
-    int fd4, fd6, lan4;
+    int fd4, fd6, lan4, lan6; /* the node's sockets; LAN discovery's; -1 = none */
     uint16_t http_port, udp_port;
     bool resolve_only;
     struct p2p_conf conf; /* the dht.* settings it started with (p2p_reconfigure) */

@@ -3,9 +3,9 @@
  * dht/ does no I/O: this file owns its UDP sockets (IPv4, and IPv6 where the host has
  * it), reads datagrams into dht_input, sends what the library asks through sendto, and
  * keeps one loop timer at the library's next deadline. LAN discovery is a multicast
- * socket joined on every multicast-capable interface (a lab network may have no default
- * route, so the group is joined and sent to per interface, never through the routing
- * table). The routing table is saved in the state dir every 10 minutes and at exit.
+ * socket per family joined on every multicast-capable interface (a lab network may have
+ * no default route, so the group is joined and sent to per interface, never through the
+ * routing table). The routing table is saved in the state dir every 10 minutes and at exit.
  *
  * Joining goes through the library's bootstrap providers: the static list of the config
  * (names resolved once, at start), the nodes of the table saved at the last shutdown, and
@@ -53,6 +53,9 @@ static struct p2p_conf conf_of(const struct config *cfg)
 }
 
 static void lan_announce(struct p2p *p);
+static bool is_lan_fd(const struct p2p *p, int fd);
+static void lan_input(struct p2p *p, const uint8_t *buf, size_t n,
+                      const struct sockaddr_storage *from, socklen_t fl);
 
 /* ---- the node's I/O ---- */
 
@@ -100,17 +103,9 @@ static void on_udp(struct loop *l, int fd, uint32_t events, void *ud)
         ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
         if (n < 0)
             break;
-        if (fd == p->lan4) {
-            /* Another node announced itself: answer with our own announcement (at most
-             * every 10 s), so a node that just started - or a resolve-only one, which
-             * answers no query - learns of us now rather than at our next round. */
-            uint64_t now = loop_now_ms();
-            if (dht_lan_input(p->dht, buf, (size_t)n, (struct sockaddr *)&from, fl) > 0 &&
-                now >= p->lan_last_ms + 10000) {
-                p->lan_last_ms = now;
-                lan_announce(p);
-            }
-        } else
+        if (is_lan_fd(p, fd))
+            lan_input(p, buf, (size_t)n, &from, fl);
+        else
             dht_input(p->dht, buf, (size_t)n, (struct sockaddr *)&from, fl, loop_now_ms());
     }
     kick(p);
@@ -156,23 +151,59 @@ static int open_udp(int family, const char *addr, uint16_t port, bool reuse)
 
 /* ---- LAN discovery ---- */
 
-static void join_groups(struct p2p *p)
+/* IPv4 and IPv6 alike: one socket per family bound to DHT_LAN_PORT, the group joined
+ * on every multicast-capable interface, announcements sent on each of them in turn
+ * (hop limit 1: they never leave the link), and what arrives handed to dht_lan_input,
+ * which pings the sender from the node's socket of the same family. The IPv6 group is
+ * BEP 14's site-scoped one rather than a link-scoped ff02:: group: for a link-scoped
+ * destination the kernel picks the interface's fe80:: address as the source (RFC 6724,
+ * rule 2), and a link-local address, meaningless without its zone, can be neither a
+ * DHT contact others are told of nor a peer URL. */
+
+static bool is_lan_fd(const struct p2p *p, int fd)
+{
+    return fd >= 0 && (fd == p->lan4 || fd == p->lan6);
+}
+
+static void join_group4(struct p2p *p, unsigned ifindex)
 {
     struct ip_mreqn m;
     memset(&m, 0, sizeof m);
     inet_pton(AF_INET, DHT_LAN_GROUP4, &m.imr_multiaddr);
+    m.imr_ifindex = (int)ifindex;
+    if (setsockopt(p->lan4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) < 0 &&
+        errno != EADDRINUSE)
+        log_debug("lan: cannot join %s on interface %u: %s", DHT_LAN_GROUP4, ifindex,
+                  strerror(errno));
+}
+
+static void join_group6(struct p2p *p, unsigned ifindex)
+{
+    struct ipv6_mreq m;
+    memset(&m, 0, sizeof m);
+    inet_pton(AF_INET6, DHT_LAN_GROUP6, &m.ipv6mr_multiaddr);
+    m.ipv6mr_interface = ifindex;
+    if (setsockopt(p->lan6, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m) < 0 &&
+        errno != EADDRINUSE)
+        log_debug("lan: cannot join %s on interface %u: %s", DHT_LAN_GROUP6, ifindex,
+                  strerror(errno));
+}
+
+/* Joins the groups on every multicast interface with an address of the family (an
+ * interface listed once per address: a second join says EADDRINUSE, harmlessly). */
+static void join_groups(struct p2p *p)
+{
     for (size_t i = 0; i < p->n_ifs; i++) {
-        if (p->ifs[i].family != AF_INET || !p->ifs[i].multicast)
+        if (!p->ifs[i].multicast)
             continue;
-        m.imr_ifindex = (int)p->ifs[i].ifindex;
-        if (setsockopt(p->lan4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m) < 0 &&
-            errno != EADDRINUSE)
-            log_debug("lan: cannot join the group on interface %u: %s", p->ifs[i].ifindex,
-                      strerror(errno));
+        if (p->ifs[i].family == AF_INET && p->lan4 >= 0)
+            join_group4(p, p->ifs[i].ifindex);
+        else if (p->ifs[i].family == AF_INET6 && p->lan6 >= 0)
+            join_group6(p, p->ifs[i].ifindex);
     }
 }
 
-static void lan_announce(struct p2p *p)
+static void lan_announce4(struct p2p *p)
 {
     char buf[512];
     int n = dht_lan_build(p->dht, DHT_FAMILY_V4, buf, sizeof buf);
@@ -186,6 +217,83 @@ static void lan_announce(struct p2p *p)
         struct ip_mreqn m = {.imr_ifindex = (int)p->ifs[i].ifindex};
         if (setsockopt(p->lan4, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) == 0)
             sendto(p->lan4, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+    }
+}
+
+/* Whether ifs[i] is the first usable IPv6 address of its interface: one that is not
+ * link-local (the source of the announcement, see above). */
+static bool first_v6_source(const struct p2p *p, size_t i)
+{
+    const struct local_if *l = &p->ifs[i];
+    if (l->family != AF_INET6 || !l->multicast || IN6_IS_ADDR_LINKLOCAL(l->addr))
+        return false;
+    for (size_t j = 0; j < i; j++)
+        if (p->ifs[j].family == AF_INET6 && p->ifs[j].ifindex == l->ifindex &&
+            !IN6_IS_ADDR_LINKLOCAL(p->ifs[j].addr))
+            return false;
+    return true;
+}
+
+/* Sends buf to the IPv6 group out of interface ifindex from source address src. */
+static void send_from6(struct p2p *p, const char *buf, size_t n, unsigned ifindex,
+                       const uint8_t src[16])
+{
+    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons(DHT_LAN_PORT)};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct msghdr msg = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov,
+                         .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof ctl.buf};
+    inet_pton(AF_INET6, DHT_LAN_GROUP6, &to.sin6_addr);
+    memset(&ctl, 0, sizeof ctl);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+    struct in6_pktinfo *pi = (struct in6_pktinfo *)(void *)CMSG_DATA(c);
+    memcpy(&pi->ipi6_addr, src, 16);
+    pi->ipi6_ifindex = ifindex;
+    if (sendmsg(p->lan6, &msg, MSG_DONTWAIT) < 0)
+        log_debug("lan: cannot announce on interface %u: %s", ifindex, strerror(errno));
+}
+
+static void lan_announce6(struct p2p *p)
+{
+    char buf[512];
+    int n = dht_lan_build(p->dht, DHT_FAMILY_V6, buf, sizeof buf);
+    if (n <= 0)
+        return;
+    for (size_t i = 0; i < p->n_ifs; i++)
+        if (first_v6_source(p, i))
+            send_from6(p, buf, (size_t)n, p->ifs[i].ifindex, p->ifs[i].addr);
+}
+
+static void lan_announce(struct p2p *p)
+{
+    if (p->lan4 >= 0)
+        lan_announce4(p);
+    if (p->lan6 >= 0)
+        lan_announce6(p);
+}
+
+/* A datagram on a LAN discovery socket. Another node announced itself: answer with our
+ * own announcement (at most every 10 s), so a node that just started - or a
+ * resolve-only one, which answers no query - learns of us now rather than at our next
+ * round. Announcements from link-local sources are ignored (see above). */
+static void lan_input(struct p2p *p, const uint8_t *buf, size_t n,
+                      const struct sockaddr_storage *from, socklen_t fl)
+{
+    uint64_t now = loop_now_ms();
+    if (from->ss_family == AF_INET6 &&
+        IN6_IS_ADDR_LINKLOCAL(&((const struct sockaddr_in6 *)(const void *)from)->sin6_addr))
+        return;
+    if (dht_lan_input(p->dht, buf, n, (const struct sockaddr *)from, fl) > 0 &&
+        now >= p->lan_last_ms + 10000) {
+        p->lan_last_ms = now;
+        lan_announce(p);
     }
 }
 
@@ -204,21 +312,45 @@ static void on_ifs_timer(struct loop *l, struct loop_timer *t, void *ud)
 {
     struct p2p *p = ud;
     p2p_ifs_refresh(p);
-    if (p->lan4 >= 0)
-        join_groups(p); /* interfaces come and go */
+    join_groups(p); /* interfaces come and go */
     loop_timer_start(p->loop, &p->ifs_timer, IFS_EVERY_MS);
 }
 
+/* One family's socket: bound to the port, its own datagrams looped back (another
+ * node of this host hears them; ours are recognised by their cookie), hop limit 1. */
+static int open_lan_fd(struct p2p *p, int family)
+{
+    int one = 1, fd = open_udp(family, NULL, DHT_LAN_PORT, true);
+    if (fd < 0)
+        return fd;
+    if (family == AF_INET) {
+        setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &one, sizeof one);
+        setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &one, sizeof one);
+    } else {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &one, sizeof one);
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &one, sizeof one);
+    }
+    int r = loop_add_fd(p->loop, fd, EPOLLIN, on_udp, p);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* LAN discovery in each family the node has a socket for; either one is enough. */
 static int open_lan(struct p2p *p)
 {
-    int one = 1, ttl = 1;
-    p->lan4 = open_udp(AF_INET, NULL, DHT_LAN_PORT, true);
-    if (p->lan4 < 0)
-        return p->lan4;
-    setsockopt(p->lan4, IPPROTO_IP, IP_MULTICAST_LOOP, &one, sizeof one);
-    setsockopt(p->lan4, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl);
+    int r4 = p->fd4 >= 0 ? open_lan_fd(p, AF_INET) : -EAFNOSUPPORT;
+    int r6 = p->fd6 >= 0 ? open_lan_fd(p, AF_INET6) : -EAFNOSUPPORT;
+    p->lan4 = r4 >= 0 ? r4 : -1;
+    p->lan6 = r6 >= 0 ? r6 : -1;
+    if (r4 < 0 && r6 < 0)
+        return r4 != -EAFNOSUPPORT ? r4 : r6;
+    if (r6 < 0 && p->fd6 >= 0)
+        log_info("lan: no IPv6 discovery: %s", strerror(-r6));
     join_groups(p);
-    return loop_add_fd(p->loop, p->lan4, EPOLLIN, on_udp, p);
+    return 0;
 }
 
 /* ---- bootstrap providers (dht.h): asked by the node while it is alone ---- */
@@ -352,7 +484,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     loop_timer_init(&p->lan_timer, on_lan_timer, p);
     loop_timer_init(&p->save_timer, on_save_timer, p);
     loop_timer_init(&p->ifs_timer, on_ifs_timer, p);
-    p->fd4 = p->fd6 = p->lan4 = -1;
+    p->fd4 = p->fd6 = p->lan4 = p->lan6 = -1;
     p->http_port = http_port;
     p->udp_port = cfg->dht_port ? cfg->dht_port : http_port;
     p->resolve_only = cfg->dht_resolve_only;
@@ -413,8 +545,8 @@ void p2p_free(struct p2p *p)
     loop_timer_stop(p->loop, &p->lan_timer);
     loop_timer_stop(p->loop, &p->save_timer);
     loop_timer_stop(p->loop, &p->ifs_timer);
-    int fds[] = {p->fd4, p->fd6, p->lan4};
-    for (size_t i = 0; i < 3; i++) {
+    int fds[] = {p->fd4, p->fd6, p->lan4, p->lan6};
+    for (size_t i = 0; i < 4; i++) {
         if (fds[i] >= 0) {
             loop_del_fd(p->loop, fds[i]);
             close(fds[i]);

@@ -35,7 +35,8 @@
 #                                 LAB_FIXTURE_DIR overrides the served archive
 #   lab_node_add NAME ADDR        one more member namespace on the bridge
 #   lab_hosts                     the hosts, "h1 h2 ... hN"
-#   lab_ns HOST / lab_addr HOST   namespace name / IPv4 address of a member
+#   lab_ns HOST / lab_addr HOST   namespace name / address of a member
+#   lab_hostport HOST PORT        ADDR:PORT, or [ADDR]:PORT in an IPv6 lab
 #   lab_exec HOST CMD...          run CMD inside HOST's namespace
 #   lab_bg HOST OUTFILE CMD...    start CMD in the background inside HOST, its
 #                                 output appended to OUTFILE; sets LAB_BG_PID
@@ -57,6 +58,14 @@
 #                                 path matches GLOB, from the mirror's log
 #   lab_deb_served_counts         one line per fixture .deb: "COUNT POOL-PATH"
 #   lab_down                      stop everything and remove the lab
+#
+# IPv6 (LAB_IPV6=only, set before lab_up): the same lab without IPv4 on the
+# lab link: every member gets a unique-local address $LAB_NET6<n> (a /64 of
+# fd77::/16 chosen per run, e.g. fd77:1a2b::11 for h1) with no IPv4 address
+# on eth0, and a route for ff00::/8 on eth0 (LAN discovery's IPv6 group);
+# lab_addr gives that address, URLs bracket it, the proxies listen on ::
+# (apt reaches its own proxy at [::1]: with no IPv4 address, getaddrinfo
+# refuses 127.0.0.1) and take peers from fd00::/8. Unset, the lab is IPv4 only, as described above.
 #
 # Variables: LAB_DHT_MODE (apt-dht | bep5 | off, default apt-dht),
 # LAB_DHT_EXTRA (more entries for the dht flow mapping, e.g. "ttl: 600"),
@@ -80,6 +89,7 @@ LAB_PROXY_PORT=9977
 : "${LAB_DHT_EXTRA:=}"
 : "${LAB_LOG_LEVEL:=info}"
 : "${LAB_APT_QUIET:=0}"
+: "${LAB_IPV6:=}"
 
 LAB_ID=""          # namespace prefix of this run, set by lab_up
 LAB_NSES=""        # every namespace created (deleted by lab_down)
@@ -140,7 +150,7 @@ _lab_name() {
     case $1 in [0-9]*) echo "h$1" ;; *) echo "$1" ;; esac
 }
 
-# lab_addr HOST: the member's IPv4 address in the lab.
+# lab_addr HOST: the member's address in the lab (IPv4; IPv6 with LAB_IPV6=only).
 lab_addr() {
     _n=$(_lab_name "$1")
     eval "echo \"\${LAB_ADDR_$(_lab_var "$_n"):-}\""
@@ -148,7 +158,29 @@ lab_addr() {
 
 _lab_var() { printf '%s' "$1" | tr -c 'A-Za-z0-9_' '_'; }
 
-# lab_node_add NAME ADDR: a new member namespace with eth0 = ADDR/24 on the bridge.
+_lab_v6() { [ "$LAB_IPV6" = only ]; }
+
+# lab_hostport HOST PORT: ADDR:PORT of a member, the address bracketed if IPv6.
+lab_hostport() {
+    _hp=$(lab_addr "$1")
+    case $_hp in *:*) echo "[$_hp]:$2" ;; *) echo "$_hp:$2" ;; esac
+}
+
+# _lab_link_addr NS ADDR: eth0's address and the multicast route of the lab.
+_lab_link_addr() {
+    if _lab_v6; then
+        # nodad: the address is usable at once (the lab's addresses are unique)
+        ip -n "$1" -6 addr add "$2/64" dev eth0 nodad || hard_error "address $2 failed"
+        ip -n "$1" -6 route add ff00::/8 dev eth0 || hard_error "multicast route in $1 failed"
+    else
+        ip -n "$1" addr add "$2/24" dev eth0 || hard_error "address $2 failed"
+        # Multicast (LAN discovery) goes out on the lab link; nothing else has a route.
+        ip -n "$1" route add 224.0.0.0/4 dev eth0 || hard_error "multicast route in $1 failed"
+    fi
+}
+
+# lab_node_add NAME ADDR: a new member namespace with eth0 = ADDR/24 (IPv6: /64)
+# on the bridge.
 lab_node_add() {
     _name=$1 _addr=$2
     _ns="$LAB_ID-$_name"
@@ -160,9 +192,7 @@ lab_node_add() {
     ip -n "$LAB_ID-br" link set "v-$_name" master br0 || hard_error "enslaving v-$_name failed"
     ip -n "$LAB_ID-br" link set "v-$_name" multicast on up || hard_error "v-$_name up failed"
     ip -n "$_ns" link set eth0 multicast on up || hard_error "eth0 up in $_ns failed"
-    ip -n "$_ns" addr add "$_addr/24" dev eth0 || hard_error "address $_addr failed"
-    # Multicast (LAN discovery) goes out on the lab link; nothing else has a route.
-    ip -n "$_ns" route add 224.0.0.0/4 dev eth0 || hard_error "multicast route in $_ns failed"
+    _lab_link_addr "$_ns" "$_addr"
     eval "LAB_ADDR_$(_lab_var "$_name")=\$_addr"
     LAB_MEMBERS="$LAB_MEMBERS $_name"
 }
@@ -176,6 +206,9 @@ lab_up() {
     [ -z "${LAB_FIXTURE_DIR:-}" ] || fixture_use "$LAB_FIXTURE_DIR"
     LAB_ID="adht-$$"
     LAB_NET="10.77.$(( $$ % 250 + 1 ))"
+    LAB_NET6="fd77:$(printf %x $(( $$ % 65535 + 1 )))::"
+    _pre=$LAB_NET.
+    _lab_v6 && _pre=$LAB_NET6
     LAB_N=$_count
     mkdir -p "$T/lab"
     on_exit lab_down
@@ -183,25 +216,39 @@ lab_up() {
     ip -n "$LAB_ID-br" link add br0 type bridge forward_delay 0 stp_state 0 mcast_snooping 0 \
         || hard_error "bridge creation failed"
     ip -n "$LAB_ID-br" link set br0 multicast on up || hard_error "bridge up failed"
-    lab_node_add mirror "$LAB_NET.2"
+    lab_node_add mirror "${_pre}2"
     _i=1
     while [ "$_i" -le "$_count" ]; do
-        lab_node_add "h$_i" "$LAB_NET.$((10 + _i))"
+        lab_node_add "h$_i" "$_pre$((10 + _i))"
         _i=$((_i + 1))
     done
-    LAB_MIRROR_ADDR="$LAB_NET.2"
-    LAB_MIRROR_URL="http://$LAB_MIRROR_ADDR:$LAB_MIRROR_PORT"
+    LAB_MIRROR_ADDR="${_pre}2"
+    LAB_MIRROR_URL="http://$(lab_hostport mirror "$LAB_MIRROR_PORT")"
     MIRROR_URL=$LAB_MIRROR_URL
     MIRROR_LOG="$T/lab/mirror.log"
     : > "$MIRROR_LOG"
     rm -f "$T/lab/mirror.port"
-    lab_bg mirror "$T/lab/mirror.stderr" python3 "$LIB_FIXTURE_SRC/mirror.py" \
+    # mirror.py's server is IPv4; for an IPv6 lab it runs with its family switched
+    _mirror="$LIB_FIXTURE_SRC/mirror.py"
+    if _lab_v6; then
+        set -- -c 'import socket, sys
+sys.path.insert(0, sys.argv[1])
+sys.argv = sys.argv[1:]
+import mirror
+mirror.Server.address_family = socket.AF_INET6
+sys.exit(mirror.main())' "$LIB_FIXTURE_SRC" "$@"
+        _mirror=""
+    fi
+    lab_bg mirror "$T/lab/mirror.stderr" python3 ${_mirror:+"$_mirror"} "$@" \
         --root "$FIXTURE_DIR" --bind "$LAB_MIRROR_ADDR" --port "$LAB_MIRROR_PORT" \
-        --port-file "$T/lab/mirror.port" --log "$MIRROR_LOG" "$@"
+        --port-file "$T/lab/mirror.port" --log "$MIRROR_LOG"
     MIRROR_PID=$LAB_BG_PID
     mirror_wait "$T/lab/mirror.port" "$T/lab/mirror.stderr"
-    export LAB_ID LAB_NET LAB_N LAB_MIRROR_ADDR LAB_MIRROR_URL MIRROR_URL MIRROR_LOG MIRROR_PID
-    log "lab $LAB_ID up: mirror $LAB_MIRROR_URL, hosts h1..h$_count in $LAB_NET.0/24"
+    export LAB_ID LAB_NET LAB_NET6 LAB_N LAB_MIRROR_ADDR LAB_MIRROR_URL MIRROR_URL MIRROR_LOG \
+        MIRROR_PID
+    _lnet="$LAB_NET.0/24"
+    _lab_v6 && _lnet="${LAB_NET6}/64, no IPv4"
+    log "lab $LAB_ID up: mirror $LAB_MIRROR_URL, hosts h1..h$_count in $_lnet"
 }
 
 # lab_down: stop every lab process (by PID), then delete the namespaces. Safe
@@ -260,9 +307,7 @@ lab_curl() {
 
 _lab_tcp_open() {
     lab_exec "$1" python3 -c 'import socket, sys
-s = socket.socket()
-s.settimeout(1)
-s.connect((sys.argv[1], int(sys.argv[2])))' "$2" "$3"
+socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' "$2" "$3"
 }
 
 # lab_wait_tcp HOST ADDR PORT [SECONDS]: wait until ADDR:PORT accepts TCP
@@ -272,9 +317,14 @@ lab_wait_tcp() {
 }
 
 # lab_mcast_check FROM TO [GROUP PORT]: send datagrams to the LAN discovery
-# group (default 239.192.152.143:6772) from FROM, and wait up to 5 s for one
-# of them at a member of the group in TO. Returns 0 when one arrived.
+# group (default 239.192.152.143:6772; IPv6 lab: ff15::efc0:988f) from FROM,
+# and wait up to 5 s for one of them at a member of the group in TO. Returns 0
+# when one arrived.
 lab_mcast_check() {
+    if _lab_v6; then
+        _lab_mcast_check6 "$1" "$2" "${3:-ff15::efc0:988f}" "${4:-6772}"
+        return
+    fi
     _group=${3:-239.192.152.143} _port=${4:-6772}
     _nonce="apt-dht-lab-$$-$(date +%s%N)"
     _rfile="$T/lab/mcast.$$"
@@ -318,6 +368,52 @@ for _ in range(20):
     return 0
 }
 
+# _lab_mcast_check6 FROM TO GROUP PORT: lab_mcast_check over IPv6, the group
+# joined and sent to on eth0.
+_lab_mcast_check6() {
+    _nonce="apt-dht-lab-$$-$(date +%s%N)"
+    _rfile="$T/lab/mcast.$$"
+    rm -f "$_rfile"
+    lab_exec "$2" python3 -c 'import socket, struct, sys, time
+group, port, nonce, out = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", port))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+             socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", socket.if_nametoindex("eth0")))
+open(out + ".ready", "w").close()
+deadline = time.time() + 5
+while time.time() < deadline:
+    s.settimeout(max(0.05, deadline - time.time()))
+    try:
+        data, src = s.recvfrom(2048)
+    except socket.timeout:
+        break
+    if data == nonce:
+        with open(out, "w") as f:
+            f.write(src[0] + "\n")
+        sys.exit(0)
+sys.exit(1)' "$3" "$4" "$_nonce" "$_rfile" &
+    _rpid=$!
+    wait_for 5 test -e "$_rfile.ready" || true
+    lab_exec "$1" python3 -c 'import socket, struct, sys, time
+group, port, nonce = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("eth0"))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+for _ in range(20):
+    s.sendto(nonce, (group, port))
+    time.sleep(0.2)' "$3" "$4" "$_nonce" &
+    _spid=$!
+    _mrc=0
+    wait "$_rpid" || _mrc=$?
+    kill "$_spid" 2>/dev/null || true
+    wait "$_spid" 2>/dev/null || true
+    [ "$_mrc" -eq 0 ] && [ -s "$_rfile" ] || return 1
+    rm -f "$_rfile" "$_rfile.ready"
+    return 0
+}
+
 # ---------------------------------------------------------------------------
 # apt-dht-proxy in a host
 
@@ -327,7 +423,7 @@ _lab_hdir() { echo "$T/lab/$(_lab_name "$1")"; }
 lab_proxy_log() { echo "$(_lab_hdir "$1")/proxy.log"; }
 
 # lab_proxy_url HOST: the proxy as the other hosts reach it.
-lab_proxy_url() { echo "http://$(lab_addr "$1"):$LAB_PROXY_PORT"; }
+lab_proxy_url() { echo "http://$(lab_hostport "$1" "$LAB_PROXY_PORT")"; }
 
 # lab_proxy_config HOST [YAML-LINES...]: HOST's config file: listen on all
 # addresses (peers reach port 9977), apt only from loopback, peers from the
@@ -340,12 +436,14 @@ lab_proxy_config() {
     [ -z "$LAB_DHT_EXTRA" ] || _dhtx=", $LAB_DHT_EXTRA"
     _lan=", lan_discovery: true"
     [ "$LAB_DHT_MODE" != off ] || _lan=""
+    _any=0.0.0.0 _peers=10.0.0.0/8 _url=$LAB_MIRROR_URL/debian _apt=127.0.0.0/8
+    _lab_v6 && _any='"::"' _peers='"fd00::/8"' _url="\"$_url\"" _apt='"::1/128"'
     {
         echo "# apt-dht-proxy in one host of the LAN lab"
-        echo "listen: {address: 0.0.0.0, port: $LAB_PROXY_PORT}"
-        echo "allowed_clients: [127.0.0.0/8]"
-        echo "peer_clients: [10.0.0.0/8]"
-        echo "backends: {fixture: [$LAB_MIRROR_URL/debian]}"
+        echo "listen: {address: $_any, port: $LAB_PROXY_PORT}"
+        echo "allowed_clients: [$_apt]"
+        echo "peer_clients: [$_peers]"
+        echo "backends: {fixture: [$_url]}"
         echo "dht: {mode: $LAB_DHT_MODE$_lan$_dhtx}"
         echo "log: {level: $LAB_LOG_LEVEL}"
         for _l in "$@"; do printf '%s\n' "$_l"; done
@@ -439,6 +537,8 @@ lab_apt() {
     _ad=$(_lab_apt_dir "$_h")
     [ -f "$_ad/apt.conf" ] || apt_sandbox "$_ad"
     _local="http://127.0.0.1:$LAB_PROXY_PORT"
+    # without an IPv4 address, getaddrinfo (AI_ADDRCONFIG) refuses 127.0.0.1
+    ! _lab_v6 || _local="http://[::1]:$LAB_PROXY_PORT"
     case $_how in
         backend) apt_sources "$_ad" backend fixture "$_local" ;;
         proxy)   apt_sources "$_ad" proxy "$LAB_MIRROR_URL" "$_local" ;;
@@ -517,7 +617,7 @@ lab_p2p_check() {
 # non-zero when none was found within SECONDS (default 10).
 lab_dht_get() {
     lab_exec "$1" "$(node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
-        --port 0 --bootstrap "$(lab_addr "$3"):$LAB_PROXY_PORT" --timeout "${4:-10}" \
+        --port 0 --bootstrap "$(lab_hostport "$3" "$LAB_PROXY_PORT")" --timeout "${4:-10}" \
         get "$2" 2>&1
 }
 
@@ -529,7 +629,7 @@ lab_dht_get() {
 lab_dht_announce() {
     _boot=""
     for _v in ${LAB_DHT_VIA:-h1}; do
-        _boot="$_boot --bootstrap $(lab_addr "$_v"):$LAB_PROXY_PORT"
+        _boot="$_boot --bootstrap $(lab_hostport "$_v" "$LAB_PROXY_PORT")"
     done
     # shellcheck disable=SC2086
     lab_exec "$1" "$(node_bin)" --mode "$LAB_DHT_MODE" --bind "$(lab_addr "$1")" \
@@ -539,11 +639,11 @@ lab_dht_announce() {
 # lab_wait_announced HOST KEY VIA HOLDER [SECONDS]: wait (default 15 s) until
 # a lookup from HOST through VIA finds HOLDER's proxy for KEY.
 lab_wait_announced() {
-    wait_every 0.5 "${5:-15}" _lab_finds "$1" "$2" "$3" "$(lab_addr "$4"):$LAB_PROXY_PORT"
+    wait_every 0.5 "${5:-15}" _lab_finds "$1" "$2" "$3" "$(lab_hostport "$4" "$LAB_PROXY_PORT")"
 }
 
 # _lab_finds HOST KEY VIA ADDR:PORT: one lookup of KEY lists ADDR:PORT.
-_lab_finds() { lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -q "$4"; }
+_lab_finds() { lab_dht_get "$1" "$2" "$3" 5 2>/dev/null | grep -qF "$4"; }
 
 # lab_proxy_sources HOST [GLOB]: where HOST's proxy got the files it served
 # for request paths matching GLOB (default '*.deb'), from its request log
