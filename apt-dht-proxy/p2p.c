@@ -591,9 +591,10 @@ static void on_lookup(void *ud, const struct dht_lookup_result *res)
     if (done && !x->all)
         count_lookup(p, now - x->start_ms);
     if (done || n)
-        log_debug("dht: lookup %02x%02x%02x%02x: %zu peer(s) of %zu%s (%u queries, %u rounds)",
-                  res->key[0], res->key[1], res->key[2], res->key[3], n, res->n,
-                  done ? ", done" : "", res->queries, res->rounds);
+        log_debug("dht: lookup %02x%02x%02x%02x: %zu peer(s) of %zu%s after %llu ms (%u "
+                  "queries, %u rounds)", res->key[0], res->key[1], res->key[2], res->key[3],
+                  n, res->n, done ? ", done" : "", (unsigned long long)(now - x->start_ms),
+                  res->queries, res->rounds);
     if (done)
         lookup_unlink(p, x);
     x->cb(x->ud, peers, n, done);

@@ -354,6 +354,13 @@ void lookup_on_timeout(struct dht *dht, struct pending *p)
     lookup_step(dht, lk);
 }
 
+void lookup_restamp(struct dht *dht, const struct pending *p)
+{
+    struct cand *c = p->lk->done ? NULL : cand_find(p->lk, p->id);
+    if (c && c->state == C_INFLIGHT)
+        c->deadline_ms = p->deadline_ms;
+}
+
 void lookup_drop_failed(struct dht *dht, const dht_sa *a)
 {
     for (struct lookup *lk = dht->lookups; lk; lk = lk->next)

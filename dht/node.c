@@ -223,6 +223,7 @@ int node_send_query(struct dht *dht, int kind, const dht_sa *to, const uint8_t *
     p->addr = *to;
     p->sent_ms = dht->now;
     p->deadline_ms = dht->now + query_deadline_ms(dht, kind, to);
+    p->clock = dht->clocked ? PC_NOW : PC_STALE;
     if (id) {
         p->has_id = 1;
         memcpy(p->id, id, DHT_ID_LEN);
@@ -615,7 +616,10 @@ static void handle_answer(struct dht *dht, const struct krpc_msg *m, const dht_s
     }
     struct pending copy = *p;
     p->kind = P_FREE; /* free before callbacks, which may send */
-    contact_replied(dht, from, dht->now - copy.sent_ms);
+    if (copy.clock == PC_NOW)
+        contact_replied(dht, from, dht->now - copy.sent_ms);
+    else
+        contact_heard(dht, from);
     if (m->y == 'e') {
         dht->st.errors_received++;
         if (copy.kind == P_LOOKUP)
@@ -651,13 +655,32 @@ static void handle_answer(struct dht *dht, const struct krpc_msg *m, const dht_s
     }
 }
 
-int dht_input(struct dht *dht, const void *buf, size_t len, const struct sockaddr *from,
-              socklen_t fromlen, uint64_t now_ms)
+/* Inside dht_input and dht_periodic the node knows the time; queries sent outside them
+ * (dht_lookup, dht_ping, dht_lan_input, dht_load) carry the time of the last call,
+ * which may be a second old. Those have their send time and deadline set again at the
+ * next call, and give no round-trip sample. */
+static void clock_in(struct dht *dht, uint64_t now_ms)
+{
+    dht->now = now_ms;
+    dht->clocked = 1;
+    for (int i = 0; i < dht->npend; i++) {
+        struct pending *p = &dht->pend[i];
+        if (p->kind == P_FREE || p->clock != PC_STALE)
+            continue;
+        p->clock = PC_FIXED;
+        p->sent_ms = now_ms;
+        p->deadline_ms = now_ms + query_deadline_ms(dht, p->kind, &p->addr);
+        if (p->kind == P_LOOKUP && p->lk)
+            lookup_restamp(dht, p);
+    }
+}
+
+static int input(struct dht *dht, const void *buf, size_t len, const struct sockaddr *from,
+                 socklen_t fromlen)
 {
     struct krpc_msg *m = NULL;
     dht_sa sa;
     int r;
-    dht->now = now_ms;
     dht->st.bytes_in += len;
     if (len > DHT_MAX_PACKET) {
         r = -EMSGSIZE;
@@ -689,6 +712,15 @@ int dht_input(struct dht *dht, const void *buf, size_t len, const struct sockadd
 fail:
     free(m);
     dht->st.packets_dropped++;
+    return r;
+}
+
+int dht_input(struct dht *dht, const void *buf, size_t len, const struct sockaddr *from,
+              socklen_t fromlen, uint64_t now_ms)
+{
+    clock_in(dht, now_ms);
+    int r = input(dht, buf, len, from, fromlen);
+    dht->clocked = 0;
     return r;
 }
 
@@ -858,7 +890,7 @@ static void refresh(struct dht *dht, uint64_t *next)
 int dht_periodic(struct dht *dht, uint64_t now_ms, uint64_t *next_ms)
 {
     uint64_t next = now_ms + 1000;
-    dht->now = now_ms;
+    clock_in(dht, now_ms);
     expire_pending(dht, &next);
     bootstrap(dht, &next);
     if (dht->own_lookup_due) {
@@ -881,5 +913,6 @@ int dht_periodic(struct dht *dht, uint64_t now_ms, uint64_t *next_ms)
     next = lookup_next_deadline(dht, next);
     if (next_ms)
         *next_ms = next;
+    dht->clocked = 0;
     return dht->state == DHT_FAULTED ? -EIO : 0;
 }

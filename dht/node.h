@@ -25,6 +25,10 @@
 
 /* P_PROBE: the ping that checks on an address which just missed a deadline. */
 enum pend_kind { P_FREE = 0, P_PING, P_USERPING, P_BOOT, P_LOOKUP, P_STORE, P_PROBE };
+/* How well a query's send time is known (node.c, clock_in): sent inside a call that
+ * gave the time; sent outside one (the time of the last call, perhaps a second old);
+ * stamped again at the next call. Only the first gives a round-trip sample. */
+enum pend_clock { PC_NOW = 0, PC_STALE, PC_FIXED };
 
 struct pending {
     uint8_t kind;               /* enum pend_kind */
@@ -33,6 +37,7 @@ struct pending {
     uint16_t gen;               /* second half of the transaction id */
     uint8_t id[DHT_ID_LEN];     /* expected responder, if has_id */
     uint8_t missed;             /* its deadline passed unanswered (and was counted) */
+    uint8_t clock;              /* enum pend_clock */
     dht_sa addr;
     uint64_t sent_ms;
     uint64_t deadline_ms;       /* sent_ms + the address's deadline (contact.c) */
@@ -131,6 +136,7 @@ struct dht {
     uint32_t boot_backoff_ms;
     enum dht_state state;
     int ever_active, faulted, own_lookup_due;
+    int clocked;                /* inside dht_input/dht_periodic: now is the time */
     uint64_t last_reply_ms, net_err_ms;
     unsigned timeouts_in_row;
     struct rl_slot rl[RL_SLOTS];
@@ -170,6 +176,8 @@ struct lookup *lookup_start(struct dht *dht, int kind, const uint8_t *target);
 void lookup_step(struct dht *dht, struct lookup *lk);
 void lookup_on_reply(struct dht *dht, struct pending *p, const struct krpc_msg *m);
 void lookup_on_timeout(struct dht *dht, struct pending *p);
+/* p's send time was stamped again (node.c, clock_in): so is its candidate's deadline. */
+void lookup_restamp(struct dht *dht, const struct pending *p);
 /* a has failed: no lookup asks it (candidates not yet asked are given up). */
 void lookup_drop_failed(struct dht *dht, const dht_sa *a);
 void lookup_reap(struct dht *dht);
