@@ -578,13 +578,38 @@ static void count_lookup(struct p2p *p, uint64_t ms)
     p->st.lookup_ms_sum += ms;
 }
 
+/* Copies into out (at most max) the holders whose address is not one the node holds for
+ * dead: a holder's HTTP port is its DHT port, so a holder whose DHT node stopped
+ * answering (dht_addr_failed) is a host gone, and asking it would cost the download a
+ * connection timeout. It is asked again once anything is heard from it. */
+static size_t drop_dead_holders(struct p2p *p, const struct sockaddr_storage *in, size_t n,
+                                struct sockaddr_storage *out, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < max; i++) {
+        socklen_t len = in[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in);
+        if (dht_addr_failed(p->dht, (const struct sockaddr *)&in[i], len) == 1)
+            log_debug("dht: skipping a holder whose node does not answer");
+        else
+            out[k++] = in[i];
+    }
+    return k;
+}
+
 static void on_lookup(void *ud, const struct dht_lookup_result *res)
 {
     struct lookup_ctx *x = ud;
     struct p2p *p = x->p;
     uint64_t now = loop_now_ms();
-    struct sockaddr_storage peers[P2P_ORDER_MAX];
-    size_t n = p2p_peers_order(p, res->peers, res->n, x->all, peers, P2P_ORDER_MAX);
+    struct sockaddr_storage peers[P2P_ORDER_MAX], alive[2 * P2P_ORDER_MAX];
+    const struct sockaddr_storage *in = res->peers;
+    size_t n_in = res->n;
+    if (!x->all) {
+        n_in = drop_dead_holders(p, res->peers, res->n, alive, 2 * P2P_ORDER_MAX);
+        in = alive;
+    }
+    size_t n = p2p_peers_order(p, in, n_in, x->all, peers, P2P_ORDER_MAX);
     bool done = res->done != 0;
     if (n && !x->all)
         p->st.lookups_with_peers++;

@@ -151,6 +151,13 @@ bool contact_failed(const struct dht *dht, const dht_sa *a)
     return c && c->missed >= CT_DEAD_MISSES;
 }
 
+int dht_addr_failed(const struct dht *dht, const struct sockaddr *sa, socklen_t salen)
+{
+    dht_sa a;
+    int r = dht_sa_from(&a, sa, salen);
+    return r < 0 ? r : contact_failed(dht, &a);
+}
+
 int contact_rtt(const struct dht *dht, const dht_sa *a, uint32_t *srtt_us,
                 uint32_t *rttvar_us)
 {

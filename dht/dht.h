@@ -202,6 +202,12 @@ struct dht_stats {
 };
 void dht_get_stats(const struct dht *dht, struct dht_stats *st);
 
+/* Whether the node holds the address for dead: its queries to it missed their
+ * deadlines (twice in a row, each deadline the address's measured round trip, RFC 6298
+ * style, clamped to 25 ms..soft timeout) and no datagram has come from it since.
+ * Lookups do not ask such an address. Returns 1, 0, or -EAFNOSUPPORT. */
+int dht_addr_failed(const struct dht *dht, const struct sockaddr *sa, socklen_t salen);
+
 /* A routing-table entry as reported by dht_get_nodes(). */
 struct dht_node_info {
     uint8_t id[DHT_ID_LEN];

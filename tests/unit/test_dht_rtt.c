@@ -11,6 +11,7 @@
  * the answer that carried it, before the lookup ends. Both dialects. Each case prints
  * its figures; time is the fake clock's, so the figures are exact and repeatable. */
 #include "aptdht-config.h"
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "tests/unit/unit.h"
@@ -254,8 +255,14 @@ static void test_deadline(void)
     CU_ASSERT(!contact_failed(d, &a));
     CU_ASSERT_EQUAL(contact_missed(d, &a), 1);
     CU_ASSERT(!contact_failed(d, &a));
+    CU_ASSERT_EQUAL(dht_addr_failed(d, &a.sa, sizeof(a.in)), 0);
     CU_ASSERT_EQUAL(contact_missed(d, &a), 2);
     CU_ASSERT(contact_failed(d, &a));
+    CU_ASSERT_EQUAL(dht_addr_failed(d, &a.sa, sizeof(a.in)), 1);
+    CU_ASSERT_EQUAL(dht_addr_failed(d, &b.sa, sizeof(b.in)), 0);
+    struct sockaddr bad = {.sa_family = AF_UNIX};
+    CU_ASSERT_EQUAL(dht_addr_failed(d, &bad, sizeof(bad)), -EAFNOSUPPORT);
+    CU_ASSERT_EQUAL(dht_addr_failed(d, &a.sa, 4), -EAFNOSUPPORT); /* too short */
     const char junk[] = "not krpc";
     dht_input(d, junk, sizeof(junk), &a.sa, sizeof(a.in), 2000); /* any datagram */
     CU_ASSERT(!contact_failed(d, &a));
