@@ -362,6 +362,16 @@ static const char *state_name(enum dht_state s)
     return (unsigned)s < 4 ? n[s] : "?";
 }
 
+/* " srtt 0.4 ms rttvar 0.1 ms deadline 25 ms[ failed]" and the newline. */
+static void dump_rtt(const struct dht *dht, const dht_sa *a, FILE *f)
+{
+    uint32_t srtt, var;
+    if (contact_rtt(dht, a, &srtt, &var) == 0)
+        fprintf(f, " srtt %.1f ms rttvar %.1f ms", srtt / 1000.0, var / 1000.0);
+    fprintf(f, " deadline %u ms%s\n", contact_deadline_ms(dht, a),
+            contact_failed(dht, a) ? " failed" : "");
+}
+
 int dht_dump(const struct dht *dht, FILE *f)
 {
     char idhex[41], ip[INET6_ADDRSTRLEN];
@@ -379,6 +389,8 @@ int dht_dump(const struct dht *dht, FILE *f)
             (unsigned long long)st.queries_sent, (unsigned long long)st.queries_received,
             (unsigned long long)st.replies_received, (unsigned long long)st.timeouts,
             (unsigned long long)st.packets_dropped);
+    fprintf(f, "round trip of all answers: srtt %.1f ms rttvar %.1f ms (%u samples)\n",
+            dht->rtt.srtt_us / 1000.0, dht->rtt.rttvar_us / 1000.0, dht->rtt.samples);
     fprintf(f, "bootstrap %d address(es), providers", dht->nboot);
     for (int i = 0; i < dht->nprov; i++)
         fprintf(f, " %s", dht->prov[i].name ? dht->prov[i].name : "?");
@@ -396,8 +408,9 @@ int dht_dump(const struct dht *dht, FILE *f)
                 static const char *const sn[] = {"good", "questionable", "bad"};
                 hex(n->id, DHT_ID_LEN, idhex);
                 addr_text(&n->addr, ip, sizeof(ip), &port);
-                fprintf(f, "  %s %s%s%s:%u %s\n", idhex, fam ? "[" : "", ip, fam ? "]" : "",
+                fprintf(f, "  %s %s%s%s:%u %s", idhex, fam ? "[" : "", ip, fam ? "]" : "",
                         port, sn[rt_status(n, dht->now)]);
+                dump_rtt(dht, &n->addr, f);
             }
         }
     }

@@ -247,6 +247,12 @@ static void test_deadline(void)
     CU_ASSERT_EQUAL(contact_deadline_ms(d, &a), 800);
     contact_replied(d, &a, 100); /* RTO 300 */
     CU_ASSERT_EQUAL(contact_deadline_ms(d, &a), 300);
+    char dump[4096] = {0};
+    FILE *f = fmemopen(dump, sizeof(dump) - 1, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    dht_dump(d, f);
+    fclose(f);
+    CU_ASSERT(strstr(dump, "round trip of all answers: srtt 100.0 ms rttvar 50.0 ms") != NULL);
     CU_ASSERT_EQUAL(contact_deadline_ms(d, &b), 300); /* the node's estimate */
     contact_replied(d, &b, 0);
     CU_ASSERT_EQUAL(contact_deadline_ms(d, &b), DEADLINE_FLOOR_MS);
