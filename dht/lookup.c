@@ -210,6 +210,8 @@ static int send_cand(struct dht *dht, struct lookup *lk, struct cand *c)
         return r;
     p->lk = lk;
     c->state = C_INFLIGHT;
+    c->asked_failed = contact_failed(dht, &c->addr);
+    c->sent_ms = p->sent_ms;
     c->deadline_ms = p->deadline_ms;
     lk->queries++;
     return 0;
@@ -223,7 +225,21 @@ static int stale(const struct dht *dht, const struct cand *c)
     return c->state == C_INFLIGHT && c->deadline_ms <= dht->now;
 }
 
-/* In the running: neither failed nor past its soft timeout. */
+/* A late query with nobody else left to ask is waited for until its hard timeout, unless
+ * its address has failed meanwhile (its probe went unanswered too): then only until the
+ * soft timeout, the latest an answer is expected on any network, so a lookup among
+ * nodes that all vanished ends in well under a second rather than at the hard timeout,
+ * and one slow holder that is all there is still gets the time to answer. A query to
+ * an address that had failed already (asked because nobody else was left) is given up
+ * at its deadline. */
+static int given_up(const struct dht *dht, const struct cand *c)
+{
+    if (c->asked_failed)
+        return c->deadline_ms <= dht->now;
+    return contact_failed(dht, &c->addr) && c->sent_ms + dht->cfg.soft_timeout_ms <= dht->now;
+}
+
+/* In the running: neither failed nor past its deadline. */
 static int running(const struct dht *dht, const struct cand *c)
 {
     return c->state != C_FAILED && !stale(dht, c);
@@ -235,8 +251,9 @@ void lookup_step(struct dht *dht, struct lookup *lk)
         return;
     unsigned active = 0, inflight = 0;
     for (int i = 0; i < lk->nc; i++) {
-        inflight += lk->c[i].state == C_INFLIGHT;
-        active += lk->c[i].state == C_INFLIGHT && !stale(dht, &lk->c[i]);
+        const struct cand *c = &lk->c[i];
+        inflight += c->state == C_INFLIGHT && !given_up(dht, c);
+        active += c->state == C_INFLIGHT && !stale(dht, c);
     }
     uint8_t in[LK_CANDS];
     int live, all, failed;
@@ -263,7 +280,7 @@ void lookup_step(struct dht *dht, struct lookup *lk)
             live++;
         }
     } while (failed);
-    /* With nobody in the running but late queries out, wait for their hard timeout. */
+    /* With nobody in the running but late queries out, wait for them (given_up). */
     if (all && (live > 0 || inflight == 0))
         finish(dht, lk);
 }
@@ -357,8 +374,10 @@ void lookup_on_timeout(struct dht *dht, struct pending *p)
 void lookup_restamp(struct dht *dht, const struct pending *p)
 {
     struct cand *c = p->lk->done ? NULL : cand_find(p->lk, p->id);
-    if (c && c->state == C_INFLIGHT)
+    if (c && c->state == C_INFLIGHT) {
+        c->sent_ms = p->sent_ms;
         c->deadline_ms = p->deadline_ms;
+    }
 }
 
 void lookup_drop_failed(struct dht *dht, const dht_sa *a)
@@ -435,8 +454,11 @@ uint64_t lookup_next_deadline(struct dht *dht, uint64_t next)
             if (lk->c[i].state != C_INFLIGHT)
                 continue;
             uint64_t due = lk->c[i].deadline_ms;
+            uint64_t soft = lk->c[i].sent_ms + dht->cfg.soft_timeout_ms;
             if (due > dht->now && due < next)
                 next = due;
+            if (soft > dht->now && soft < next)
+                next = soft; /* given_up() may change then */
         }
         if (!lk->done && lk->nc == 0)
             next = dht->now; /* empty lookups end at the next call */

@@ -56,8 +56,10 @@ struct cand {
     uint8_t depth;              /* 1 = from our table, n+1 = named by a depth-n node */
     uint8_t unverified;         /* bep5: the id fails BEP 42 for addr */
     uint8_t crowd;              /* candidates of the lookup in addr's subnet, itself too */
+    uint8_t asked_failed;       /* C_INFLIGHT: its address had failed when it was asked */
     uint8_t token_len;
     uint8_t token[32];
+    uint64_t sent_ms;           /* C_INFLIGHT: when its query left */
     uint64_t deadline_ms;       /* C_INFLIGHT: past it, out of the running */
 };
 

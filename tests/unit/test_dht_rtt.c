@@ -281,6 +281,41 @@ static void test_deadline(void)
     dht_free(d);
 }
 
+/* Everyone else vanishes: a lookup ends once the silent ones have missed their
+ * deadline and its probe and the soft timeout (800 ms) has passed, not at the hard
+ * timeout (4 s); the next one asks them again, because there is nobody else (to find
+ * out whether they are back), but waits only for their deadline. */
+static void all_gone(enum dht_dialect d)
+{
+    struct net net;
+    uint8_t key[DHT_ID_LEN];
+    memset(key, 0x77, sizeof(key));
+    build(&net, 8, 8, d, 51 + (uint64_t)d);
+    for (int i = 0; i < 7; i++)
+        net.nodes[i].dead = 1;
+    struct probe a, b;
+    lookup(&net, 7, key, 0, &a);
+    net_run(&net, net.now + 100, 1);
+    lookup(&net, 7, key, 0, &b);
+    printf("\n%s, all 7 others gone: the lookup ends after %llu ms, the next after %llu ms\n",
+           d == DHT_DIALECT_BEP5 ? "bep5" : "apt-dht", (unsigned long long)(a.done_ms - a.start_ms),
+           (unsigned long long)(b.done_ms - b.start_ms));
+    CU_ASSERT(a.done && b.done && !a.found && !b.found);
+    CU_ASSERT(a.done_ms - a.start_ms <= 900);
+    CU_ASSERT(b.done_ms - b.start_ms <= 100);
+    net_done(&net);
+}
+
+static void test_gone_apt(void)
+{
+    all_gone(DHT_DIALECT_APT);
+}
+
+static void test_gone_bep5(void)
+{
+    all_gone(DHT_DIALECT_BEP5);
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
@@ -290,6 +325,8 @@ int main(void)
         {"a third dead (bep5)", test_dead_bep5},
         {"late reply still used (apt-dht)", test_late_apt},
         {"late reply still used (bep5)", test_late_bep5},
+        {"everyone gone (apt-dht)", test_gone_apt},
+        {"everyone gone (bep5)", test_gone_bep5},
         {NULL, NULL},
     };
     return unit_run("dht_rtt", cases);
