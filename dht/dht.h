@@ -80,7 +80,10 @@ struct dht_config {
     int resolve_only;             /* answer no query, store nothing for others, BEP 43 ro;
                                      lookups and announcements still work */
     unsigned alpha;               /* parallel queries per lookup, 1..16; 0 = 3 */
-    uint32_t soft_timeout_ms;     /* query not answered by then: widen the lookup; 0 = 800 */
+    uint32_t soft_timeout_ms;     /* the longest deadline of a query; 0 = 800. A query's
+                                     deadline is its address's measured round trip
+                                     (SRTT + 4 RTTVAR, RFC 6298), at least 25 ms; not
+                                     answered by then, the lookup widens past it */
     uint32_t hard_timeout_ms;     /* query not answered by then: failed; 0 = 4000 */
     uint32_t value_ttl_s;         /* lifetime of stored values; 0 = 1800 bep5, 7200 apt-dht */
     uint32_t max_values_per_key;  /* 0 = 256 */
