@@ -155,10 +155,13 @@ static int open_udp(int family, const char *addr, uint16_t port, bool reuse)
  * on every multicast-capable interface, announcements sent on each of them in turn
  * (hop limit 1: they never leave the link), and what arrives handed to dht_lan_input,
  * which pings the sender from the node's socket of the same family. The IPv6 group is
- * BEP 14's site-scoped one rather than a link-scoped ff02:: group: for a link-scoped
- * destination the kernel picks the interface's fe80:: address as the source (RFC 6724,
- * rule 2), and a link-local address, meaningless without its zone, can be neither a
- * DHT contact others are told of nor a peer URL. */
+ * BEP 14's site-scoped ff15::efc0:988f (hop limit 1 keeps it on the link) rather than
+ * a link-scoped ff02:: group: to a link-scoped group, a sender that does not choose its
+ * source (apt-dht-node does not) goes out from its fe80:: address (RFC 6724, rule 2),
+ * and a link-local address, meaningless without its zone, can be neither a DHT contact
+ * others are told of nor a peer URL. The daemon names its source anyway (IPV6_PKTINFO:
+ * the interface's first address that is not link-local) and ignores link-local
+ * announcers. */
 
 static bool is_lan_fd(const struct p2p *p, int fd)
 {
