@@ -43,7 +43,7 @@
 struct hashdb {
     sqlite3 *db;
     sqlite3_stmt *get, *put, *forget, *forget_src, *begin, *commit, *rollback;
-    sqlite3_stmt *cput, *cget, *cdel;
+    sqlite3_stmt *cput, *cget, *cdel, *cmove;
     sqlite3_stmt *iget, *iset, *iname, *iid, *irec;
     unsigned stages; /* stage tables made so far: names stay unique per connection */
     int wal_pages;   /* WAL size after this connection's last commit, in pages */
@@ -173,6 +173,7 @@ static int prepare_all(struct hashdb *h)
                                         "VALUES (?1, ?2, ?3)"},
         {offsetof(struct hashdb, cget), "SELECT size, sha256 FROM cached WHERE key = ?1"},
         {offsetof(struct hashdb, cdel), "DELETE FROM cached WHERE key = ?1"},
+        {offsetof(struct hashdb, cmove), "UPDATE OR REPLACE cached SET key = ?2 WHERE key = ?1"},
         {offsetof(struct hashdb, iget), "SELECT sha256, rc, records FROM indices WHERE name = ?1"},
         {offsetof(struct hashdb, iset), "INSERT INTO indices (name, sha256, rc) VALUES (?1, ?2, ?3) "
                                         "ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256, "
@@ -271,6 +272,7 @@ void hashdb_free(struct hashdb *h)
     sqlite3_finalize(h->cput);
     sqlite3_finalize(h->cget);
     sqlite3_finalize(h->cdel);
+    sqlite3_finalize(h->cmove);
     sqlite3_finalize(h->iget);
     sqlite3_finalize(h->iset);
     sqlite3_finalize(h->iname);
@@ -468,6 +470,17 @@ int hashdb_cached_del(struct hashdb *h, const char *key)
 {
     int rc = run_text(h, h->cdel, key);
     return rc < 0 ? rc : 0;
+}
+
+int hashdb_cached_move(struct hashdb *h, const char *from, const char *to)
+{
+    if (!from || !*from || !to || !*to || strlen(to) > HASHDB_KEY_MAX)
+        return -EINVAL;
+    sqlite3_stmt *st = h->cmove;
+    int rc = sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+    return step_done(st, rc == SQLITE_OK ? 0 : err_of(rc));
 }
 
 /* ---- stages ---- */

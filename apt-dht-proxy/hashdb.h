@@ -124,6 +124,8 @@ int hashdb_wal_pages(const struct hashdb *db);
 int hashdb_cached_put(struct hashdb *db, const char *key, uint64_t size, const uint8_t sha256[32]);
 int hashdb_cached_get(struct hashdb *db, const char *key, uint64_t *size, uint8_t sha256[32]);
 int hashdb_cached_del(struct hashdb *db, const char *key);
+/* The record of from becomes to's (replacing to's); 0 whether or not from was there. */
+int hashdb_cached_move(struct hashdb *db, const char *from, const char *to);
 
 /* Batches: many puts between begin and commit are one transaction (fast for a Packages file). */
 int hashdb_begin(struct hashdb *db);

@@ -24,6 +24,7 @@
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/rekey.h"
 #include "apt-dht-proxy/sdnotify.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
@@ -234,6 +235,8 @@ static int open_stores(struct app *a, long *files)
     int r;
     if ((r = make_dir(a->cfg->state_dir)) < 0)
         return r;
+    if (rekey_cache(a->cfg) < 0) /* a cache keyed by first mirrors: see rekey.h */
+        log_warn("cache: not every file moved to its backend's key; the rest is fetched again");
     if ((r = cache_new(&a->cache, a->cfg->cache_dir, a->cfg->cache_max_size)) < 0) {
         log_error("cache dir %s: %s", a->cfg->cache_dir, strerror(-r));
         return r;
