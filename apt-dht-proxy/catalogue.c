@@ -19,6 +19,8 @@
 #include "aptdht-config.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -158,6 +160,56 @@ void catalogue_added(struct catalogue *cat, const char *key, const char *path,
         return;
     }
     dispatch(cat, key, k, fd, (uint64_t)st.st_size, sha256);
+}
+
+/* Whether the hash index names this content as the last complete parse of key's index. */
+static bool parsed_content(struct catalogue *cat, const char *key, enum index_kind k,
+                           const uint8_t sha256[32])
+{
+    char origin[INDEX_KEY_MAX];
+    struct hashdb_index ix;
+    return index_origin(key, k, origin, sizeof origin) == 0 &&
+           hashdb_index_get(cat->db, origin, &ix) == 0 && ix.have_sha256 &&
+           memcmp(ix.sha256, sha256, 32) == 0;
+}
+
+/* A file put at key from outside (import): an entry now, to be checked before it is served. */
+static bool adopt_from_disk(struct catalogue *cat, const char *key, const uint8_t sha256[32])
+{
+    struct stat st;
+    int fd = cache_open(cat->cache, key, &st);
+    if (fd < 0)
+        return false;
+    close(fd);
+    cache_set_sha256(cat->cache, key, sha256); /* a record: cache_check hashes it first */
+    log_info("cache: %s found on disk (imported): checked before it is served", key);
+    return true;
+}
+
+bool catalogue_adopt(struct catalogue *cat, const char *key, const uint8_t sha256[32])
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int r = cache_link_sha256(cat->cache, sha256, key);
+    bool linked = r == 0;
+    if (r < 0 && !(r == -ENOENT && adopt_from_disk(cat, key, sha256)))
+        return false;
+    if (linked)
+        log_debug("cache: %s has the content of another entry: one file for both", key);
+    snprintf(path, sizeof path, "%s/%s", cache_dir(cat->cache), key);
+    if (cat->db && stat(path, &st) == 0)
+        record_cached(cat, key, (uint64_t)st.st_size, sha256);
+    if (!linked && cat->p2p && url_classify(key) == URL_IMMUTABLE)
+        p2p_announce(cat->p2p, sha256);
+    enum index_kind k = kind_of(key);
+    if (k == INDEX_NONE || !cat->db || parsed_content(cat, key, k, sha256))
+        return true;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        dispatch(cat, key, k, fd, (uint64_t)st.st_size, sha256);
+    else if (fd >= 0)
+        close(fd);
+    return true;
 }
 
 /* ---- start-up ---- */

@@ -8,6 +8,7 @@
 #ifndef APT_DHT_CATALOGUE_H
 #define APT_DHT_CATALOGUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,14 @@ void catalogue_free(struct catalogue *cat);
 /* A verified download was committed as key; path is its file, sha256 its content's. */
 void catalogue_added(struct catalogue *cat, const char *key, const char *path,
                      const uint8_t sha256[32]);
+
+/* A request for key missed, and its content is known to be sha256: makes key a cache
+ * entry if the cache holds that content under another key (one file for both, see
+ * cache_link_sha256), or if a complete file was put at key from outside the daemon
+ * (`apt-dht-proxy import`: it is checked against sha256 before it is served). Records it
+ * as catalogue_added does; an index is parsed unless the hash index already has this
+ * content of it. True when key is an entry now. */
+bool catalogue_adopt(struct catalogue *cat, const char *key, const uint8_t sha256[32]);
 
 /* Start-up: every cached file whose recorded size still matches gets its SHA-256 back,
  * and the shareable ones are announced; cached indices whose last parse did not finish
