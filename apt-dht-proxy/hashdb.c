@@ -61,6 +61,7 @@ struct hashdb_stage {
 };
 
 static void stage_destroy(struct hashdb_stage *st);
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
@@ -470,6 +471,33 @@ int hashdb_cached_del(struct hashdb *h, const char *key)
 {
     int rc = run_text(h, h->cdel, key);
     return rc < 0 ? rc : 0;
+}
+
+int hashdb_each_entry(struct hashdb *h, const char *glob,
+                      int (*fn)(void *ud, const char *key, const struct hashdb_entry *e), void *ud)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h->db, "SELECT key, size, sha256, sha1 FROM files WHERE key GLOB ?1", &st);
+    if (rc < 0)
+        return rc;
+    int n = 0, s = sqlite3_bind_text(st, 1, glob, -1, SQLITE_STATIC);
+    while (s == SQLITE_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        s = SQLITE_OK;
+        struct hashdb_entry e = {.size = UINT64_MAX};
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+            e.size = (uint64_t)sqlite3_column_int64(st, 1);
+        if (!key || blob_col(st, 2, e.sha256, 32, &e.have_sha256) < 0 ||
+            blob_col(st, 3, e.sha1, 20, &e.have_sha1) < 0)
+            continue;
+        if ((rc = fn(ud, key, &e)) < 0)
+            break;
+        n++;
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = err_of(s);
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : n;
 }
 
 int hashdb_cached_move(struct hashdb *h, const char *from, const char *to)

@@ -124,6 +124,11 @@ int hashdb_wal_pages(const struct hashdb *db);
 int hashdb_cached_put(struct hashdb *db, const char *key, uint64_t size, const uint8_t sha256[32]);
 int hashdb_cached_get(struct hashdb *db, const char *key, uint64_t *size, uint8_t sha256[32]);
 int hashdb_cached_del(struct hashdb *db, const char *key);
+/* Calls fn for every entry whose key matches the GLOB pattern (SQLite's GLOB), until fn
+ * returns a negative errno (which is returned). The count of entries, or a negative errno. */
+int hashdb_each_entry(struct hashdb *db, const char *glob,
+                      int (*fn)(void *ud, const char *key, const struct hashdb_entry *e), void *ud);
+
 /* The record of from becomes to's (replacing to's); 0 whether or not from was there. */
 int hashdb_cached_move(struct hashdb *db, const char *from, const char *to);
 

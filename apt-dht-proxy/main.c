@@ -20,6 +20,7 @@
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/import.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
@@ -41,6 +42,7 @@ struct options {
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
     bool verify; /* the `verify` command: check the cache and exit */
+    const char *import_dir; /* the `import DIR` command: add DIR's .debs and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
 };
 
@@ -63,6 +65,7 @@ static void usage(FILE *f)
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
             "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] verify\n"
+            "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] import DIR\n"
             "       apt-dht-proxy status [-c FILE] [-p PORT] [--json]   (ask the running daemon)\n"
             "  -c, --config FILE   YAML config (default: " DEFAULT_CONFIG " if it exists,\n"
             "                      else built-in defaults)\n"
@@ -72,7 +75,9 @@ static void usage(FILE *f)
             "  -f, --foreground    stay in the foreground and log to stderr\n"
             "  -v, --verbose       log at debug level\n"
             "  verify              check every cached file against the hash index, drop and\n"
-            "                      report those that fail (exit 1 if any did)\n");
+            "                      report those that fail (exit 1 if any did)\n"
+            "  import DIR          add DIR's .deb files (e.g. /var/cache/apt/archives) that the\n"
+            "                      hash index knows, verified; count the rest by reason\n");
 }
 
 /* Returns 0 to go on, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -111,6 +116,12 @@ static int parse_args(int argc, char **argv, struct options *o)
     if (optind < argc && strcmp(argv[optind], "verify") == 0) {
         o->verify = true;
         optind++;
+    } else if (optind < argc && strcmp(argv[optind], "import") == 0) {
+        if (++optind == argc || !argv[optind][0]) {
+            fprintf(stderr, "apt-dht-proxy: import needs a directory (e.g. /var/cache/apt/archives)\n");
+            return -1;
+        }
+        o->import_dir = argv[optind++];
     }
     if (optind < argc) {
         fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
@@ -389,6 +400,17 @@ static int run(struct app *a)
     return r;
 }
 
+/* `import DIR`: exit 0 when the directory was gone through (skips are counted, not
+ * errors), 2 when it or the stores could not be used. */
+static int run_import(struct app *a)
+{
+    struct import_counts n;
+    int r = import_dir(a->cfg, a->opt.import_dir, stdout, &n);
+    config_done(a->cfg);
+    free(a->cfg);
+    return r < 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct app a = {.opt.ready_fd = -1};
@@ -409,6 +431,8 @@ int main(int argc, char **argv)
         free(a.cfg);
         return failed < 0 ? 2 : failed > 0 ? 1 : 0;
     }
+    if (a.opt.import_dir)
+        return run_import(&a);
     raise_nofile();
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {
