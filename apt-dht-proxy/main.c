@@ -191,6 +191,8 @@ static void on_reload(struct loop *l, int signo, void *ud)
     }
     log_setup(cfg->log_level, !a->opt.foreground);
     cache_set_max_size(a->cache, cfg->cache_max_size);
+    if (catalogue_set_expiry(a->cat, a->loop, cfg->keep_unreferenced_s) < 0)
+        log_warn("reload: cache.keep_unreferenced not applied");
     if (strcmp(cfg->cache_dir, a->cfg->cache_dir) != 0 ||
         strcmp(cfg->state_dir, a->cfg->state_dir) != 0)
         log_warn("reload: cache.dir and state_dir need a restart");
@@ -271,6 +273,8 @@ static int start_services(struct app *a)
     if ((r = loop_new(&a->loop)) < 0 || (r = cache_start_checker(a->cache, a->loop)) < 0 ||
         (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
         (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
+        return r;
+    if ((r = catalogue_set_expiry(a->cat, a->loop, a->cfg->keep_unreferenced_s)) < 0)
         return r;
     if ((r = server_start(a->server)) < 0) {
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));

@@ -545,6 +545,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
         return refuse(r, MHD_HTTP_FORBIDDEN, "client not in allowed_clients");
     if ((st = router_resolve(s->router, &t, &r->route, &why)) != 0)
         return refuse(r, st, why);
+    if (s->cat) /* apt asked for an index: its suite is in use (expiry by reference) */
+        catalogue_index_asked(s->cat, r->route.key);
     return drive(r);
 }
 
