@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define HASHDB_SCHEMA_VERSION 4
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
@@ -775,6 +776,23 @@ int hashdb_checkpoint(struct hashdb *h)
 int hashdb_wal_pages(const struct hashdb *h)
 {
     return h->wal_pages;
+}
+
+int hashdb_disk_use(struct hashdb *h, uint64_t *db_bytes, uint64_t *wal_bytes)
+{
+    char wal[4096];
+    struct stat st;
+    const char *path = sqlite3_db_filename(h->db, "main");
+    *db_bytes = *wal_bytes = 0;
+    if (!path || !*path)
+        return -ENOENT; /* in memory */
+    if (stat(path, &st) < 0)
+        return -errno;
+    *db_bytes = (uint64_t)st.st_size;
+    int n = snprintf(wal, sizeof wal, "%s-wal", path);
+    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0)
+        *wal_bytes = (uint64_t)st.st_size;
+    return 0;
 }
 
 /* ---- expiry by reference ---- */

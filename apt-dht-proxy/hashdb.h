@@ -132,6 +132,10 @@ int hashdb_each_entry(struct hashdb *db, const char *glob,
 /* The record of from becomes to's (replacing to's); 0 whether or not from was there. */
 int hashdb_cached_move(struct hashdb *db, const char *from, const char *to);
 
+/* The database file's size and its WAL's, in bytes (the state the daemon keeps besides
+ * the cache). 0, or a negative errno (-ENOENT for an in-memory database). */
+int hashdb_disk_use(struct hashdb *db, uint64_t *db_bytes, uint64_t *wal_bytes);
+
 /* ---- expiry by reference ----
  *
  * An index is seen when it is parsed or when apt asks for it (hashdb_index_seen); an

@@ -5,7 +5,10 @@
 # changes: apt-dht-hello leaves its Packages; the new InRelease and Packages.xz go
 # through the proxy. Within seconds the daemon removes hello's .deb and the superseded
 # by-hash Packages.xz (no index seen lists them) and logs the space freed; every .deb
-# still listed, the source package and the InRelease stay.
+# still listed, the source package and the InRelease stay. The state stays bounded and
+# is reported: the hash index has no row left of hello's .deb (neither a record of the
+# cached file nor the old Packages' entry), its WAL is checkpointed, and /metrics and
+# status.json give the state's size beside the cache's.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib.sh"
@@ -84,6 +87,14 @@ tcurl -f -o "$T/Packages.xz" "$B/main/binary-amd64/Packages.xz" || fail "the new
 cmp -s "$T/Packages.xz" "$FIXTURE_ROOT/dists/bookworm/main/binary-amd64/Packages.xz" \
     || fail "the proxy served another Packages.xz"
 
+# A sweep between the two fetches saw hello still listed (by the old Packages) at the
+# latest sighting: it goes keep_unreferenced after that. The suite is seen again later
+# (a new InRelease: its Date changes), as apt's daily updates would.
+sleep 4
+sed -i 's/^Date: .*/Date: Fri, 04 Dec 2026 00:00:00 +0000/' "$FIXTURE_ROOT/dists/bookworm/InRelease"
+touch "$FIXTURE_ROOT/dists/bookworm/InRelease"
+tcurl -f -o "$T/InRelease2" "$B/InRelease" || fail "the InRelease again"
+grep -q "^Date: Fri, 04 Dec" "$T/InRelease2" || fail "the proxy served the InRelease before"
 wait_for 20 sh -c "[ ! -e '$hello' ]" || fail "apt-dht-hello's .deb was not removed"
 wait_for 10 sh -c "[ ! -e '$old_byhash' ]" || fail "the superseded by-hash Packages was not removed"
 check_eq $((n - 1)) "$(debs)" "cached .debs after the change"
@@ -92,4 +103,23 @@ check_eq $((n - 1)) "$(debs)" "cached .debs after the change"
 grep "expiry: " "$PROXY_LOG" | tail -n 3
 grep -q "expiry: [0-9]* files that no index seen in 3 s lists removed, [0-9]* KiB freed" "$PROXY_LOG" \
     || fail "the expiry was not logged with the space freed"
+
+key="fixture/${hello#"$K"/}"
+rows=$(python3 - "$PROXY_STATE/hashes.db" "$key" <<'EOP'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=10)
+n = sum(c.execute("SELECT count(*) FROM %s WHERE key = ?" % t, (sys.argv[2],)).fetchone()[0]
+        for t in ("files", "cached"))
+print(n)
+EOP
+)
+check_eq 0 "$rows" "rows of the expired .deb in the hash index"
+tcurl -f -o "$T/metrics" "$PROXY_URL/metrics" || fail "/metrics"
+state=$(sed -n 's/^apt_dht_state_bytes \([0-9]*\)$/\1/p' "$T/metrics")
+wal=$(sed -n 's/^apt_dht_state_wal_bytes \([0-9]*\)$/\1/p' "$T/metrics")
+cache=$(sed -n 's/^apt_dht_cache_bytes \([0-9]*\)$/\1/p' "$T/metrics")
+log "state $state bytes (WAL $wal) for a cache of $cache bytes"
+[ -n "$state" ] && [ "$state" -gt 0 ] || fail "no apt_dht_state_bytes in /metrics"
+[ "$wal" -le 4194304 ] || fail "the WAL is $wal bytes: not checkpointed"
+tcurl -f "$PROXY_URL/~/status.json" | grep -q '"state_bytes":[1-9]' || fail "no state_bytes in status.json"
 proxy_stop
