@@ -66,7 +66,8 @@ static int visit(const char *path, const struct stat *st, int flag, struct FTW *
     struct walk *w = walk_ctx;
     char to[URL_MAX_KEY];
     (void)st;
-    if (ftw->level == 1 && flag == FTW_D && strcmp(path + ftw->base, ".tmp") == 0)
+    /* only a backend's mirror host, as a top directory, holds files to move */
+    if (ftw->level == 1 && flag == FTW_D && !router_is_mirror_host(w->router, path + ftw->base))
         return FTW_SKIP_SUBTREE;
     if (flag != FTW_F)
         return FTW_CONTINUE;

@@ -357,6 +357,15 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
     return 0;
 }
 
+bool router_is_mirror_host(const struct router *r, const char *host)
+{
+    for (size_t i = 0; i < r->n_backends; i++)
+        for (size_t j = 0; j < r->backends[i].n; j++)
+            if (strcmp(r->backends[i].mirrors[j].host, host) == 0)
+                return true;
+    return false;
+}
+
 int router_rekey(const struct router *r, const char *old_key, char *out, size_t n)
 {
     char probe[URL_MAX_TARGET + 8];

@@ -10,6 +10,7 @@
 #ifndef APT_DHT_ROUTER_H
 #define APT_DHT_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "apt-dht-proxy/url.h"
@@ -43,6 +44,9 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
 /* The by-hash sibling of an index route: same root and mirrors, path
  * DIR/by-hash/SHA256/HEX. 0 or -ENAMETOOLONG / -ENOMEM / -EINVAL. */
 int route_by_hash(const struct route *from, const uint8_t sha256[32], struct route *out);
+
+/* True if host ("HOST[:PORT]", as in a key's first segment) is a mirror of some backend. */
+bool router_is_mirror_host(const struct router *r, const char *host);
 
 /* The key a file cached as old_key (a host's key: "HOST/PATH") has under this router: a
  * file of a mirror of some backend belongs under the backend's name. Writes it into out

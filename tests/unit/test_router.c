@@ -512,6 +512,10 @@ static void test_rekey(void)
     char small[8];
     CU_ASSERT_EQUAL(router_rekey(r, "mirror.example/debian" HELLO, small, sizeof small),
                     -ENAMETOOLONG);
+    CU_ASSERT(router_is_mirror_host(r, "backup.mirror.example:8080"));
+    CU_ASSERT(router_is_mirror_host(r, "security.mirror.example"));
+    CU_ASSERT_FALSE(router_is_mirror_host(r, "debian"));
+    CU_ASSERT_FALSE(router_is_mirror_host(r, "other.example"));
     router_free(r);
 }
 
