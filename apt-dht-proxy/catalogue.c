@@ -222,7 +222,8 @@ bool catalogue_adopt(struct catalogue *cat, const char *key, const uint8_t sha25
     struct stat st;
     int r = cache_link_sha256(cat->cache, sha256, key);
     bool linked = r == 0;
-    if (r < 0 && !(r == -ENOENT && adopt_from_disk(cat, key, sha256)))
+    /* -EEXIST from link(2): a file the cache does not know is at key (an import) */
+    if (r < 0 && !((r == -ENOENT || r == -EEXIST) && adopt_from_disk(cat, key, sha256)))
         return false;
     if (linked)
         log_debug("cache: %s has the content of another entry: one file for both", key);

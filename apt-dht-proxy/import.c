@@ -6,7 +6,12 @@
  * read) is hashed and compared with the candidates of its name; the first key whose size
  * and SHA-256 match becomes an entry by rename(2), so the cache's invariant holds: every
  * entry is complete and verified. One file is imported under one key; the others the
- * daemon links to it when they are asked for (cache_link_sha256). */
+ * daemon links to it when they are asked for (cache_link_sha256).
+ *
+ * Then a daemon running on this host is told: a HEAD request for each added file on
+ * 127.0.0.1:listen.port makes it adopt the file at once (catalogue_adopt: its SHA-256
+ * checked, then announced to the LAN). Without an answer there, the daemon finds the
+ * files at its first request or its next start. */
 #define _GNU_SOURCE
 #include "aptdht-config.h"
 #include <dirent.h>
@@ -18,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/hasher.h"
@@ -41,6 +47,8 @@ struct importer {
     struct hashdb *db;
     struct stat owner; /* of the cache dir: new files and directories are given to it */
     struct import_counts *n;
+    char **added; /* keys added, for the running daemon */
+    size_t n_added, cap_added;
 };
 
 static void cand_free(void *v)
@@ -158,6 +166,69 @@ static const struct cand *match(const struct cand *c, const char *tmp, size_t **
     return NULL;
 }
 
+static void remember(struct importer *im, const char *key)
+{
+    if (im->n_added == im->cap_added) {
+        size_t cap = im->cap_added ? 2 * im->cap_added : 64;
+        char **p = realloc(im->added, cap * sizeof *p);
+        if (!p)
+            return; /* the daemon finds it at its first request instead */
+        im->added = p;
+        im->cap_added = cap;
+    }
+    if ((im->added[im->n_added] = strdup(key)) != NULL)
+        im->n_added++;
+}
+
+static size_t no_body(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+/* HEAD of key on the daemon, in the backend-name (or rewrite) form; true on a 200. */
+static bool head_one(CURL *e, uint16_t port, const char *key)
+{
+    char enc[URL_MAX_KEY * 3 + 1], url[URL_MAX_KEY * 3 + 64];
+    long code = 0;
+    if (url_encode_path(key, enc, sizeof enc) < 0)
+        return false;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/%s", port, enc);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (curl_easy_perform(e) != CURLE_OK)
+        return false;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    return code == 200;
+}
+
+/* Tells a daemon on this host of the files added; the count it took, -1 when none answered. */
+static long tell_daemon(const struct importer *im)
+{
+    long took = 0;
+    CURL *e = im->n_added && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? curl_easy_init() : NULL;
+    if (!e)
+        return 0;
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 2L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L); /* the daemon hashes the file first */
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, no_body);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "apt-dht-proxy import");
+    for (size_t i = 0; i < im->n_added; i++) {
+        if (head_one(e, im->cfg->listen_port, im->added[i])) {
+            took++;
+        } else if (i == 0) {
+            took = -1; /* no daemon here (or not on loopback) */
+            break;
+        }
+    }
+    curl_easy_cleanup(e);
+    curl_global_cleanup();
+    return took;
+}
+
 /* Imports one file of the directory; counts it under one reason. */
 static void import_one(struct importer *im, int dirfd, const char *name)
 {
@@ -196,6 +267,7 @@ static void import_one(struct importer *im, int dirfd, const char *name)
                      m->key, strerror(-r));
         log_info("import: %s -> %s", name, m->key);
         im->n->added++;
+        remember(im, m->key);
         return;
     } else if (why == &im->n->corrupt || why == &im->n->wrong_size) {
         log_warn("import: %s: %s: skipped", name,
@@ -247,6 +319,13 @@ int import_dir(const struct config *cfg, const char *dir, FILE *out, struct impo
             import_one(&im, dirfd(d), de->d_name);
     if (r == 0) {
         hashdb_checkpoint(im.db);
+        long took = tell_daemon(&im);
+        if (took >= 0 && im.n_added)
+            log_info("import: the daemon on port %u took %ld of the %zu files added", cfg->listen_port,
+                     took, im.n_added);
+        else if (im.n_added)
+            log_info("import: no daemon answered on 127.0.0.1:%u: it takes the files at their "
+                     "first request or its next start", cfg->listen_port);
         fprintf(out, "import: %s: %zu added, %zu already cached, %zu unknown (no index lists "
                      "the name), %zu of the wrong size, %zu corrupt (SHA-256 differs), %zu not "
                      ".deb, %zu unreadable\n",
@@ -256,6 +335,9 @@ int import_dir(const struct config *cfg, const char *dir, FILE *out, struct impo
     if (d)
         closedir(d);
     strmap_free(im.by_name, cand_free);
+    for (size_t i = 0; i < im.n_added; i++)
+        free(im.added[i]);
+    free(im.added);
     hashdb_free(im.db);
     return r;
 }

@@ -9,10 +9,11 @@
  *
  * It works on the cache directly, whether or not the daemon runs: the command can run
  * as root and read a directory the daemon's user cannot, and the hashing of gigabytes
- * does not compete with serving. A running daemon adopts an imported file at its first
- * request (checking its SHA-256 before serving it, and announcing it); a daemon started
- * later finds it in its scan with its record. New files and directories are given to
- * the owner of the cache directory. */
+ * does not compete with serving. A daemon running on this host is then sent a HEAD for
+ * each added file, which makes it adopt the file (checking its SHA-256, then announcing
+ * it to the LAN); one that does not answer on 127.0.0.1 adopts it at its first request,
+ * and a daemon started later finds it in its scan with its record. New files and
+ * directories are given to the owner of the cache directory. */
 #ifndef APT_DHT_IMPORT_H
 #define APT_DHT_IMPORT_H
 

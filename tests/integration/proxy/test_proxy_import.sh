@@ -3,7 +3,8 @@
 # it), then a directory like /var/cache/apt/archives is imported while the daemon runs:
 # good .debs (one with apt's "%3a" epoch spelling), a corrupt one (same size, one byte
 # changed), one cut short, one no index lists, and a file that is no .deb. Each is
-# counted under its reason; the good ones are served to apt from the cache (the mirror
+# counted under its reason; the daemon is told of the good ones at once (a HEAD for each
+# makes it check and adopt them), and they are served to apt from the cache (the mirror
 # sees no request for them), the corrupt one is fetched from the mirror. ("partial/" and
 # "lock" are the two entries that are no .deb.) Bad input: no
 # directory, a missing directory, and no hash index are clear errors (exit 2).
@@ -59,6 +60,10 @@ cp "$D/$(ls "$D" | grep '%3a')" "$D/unknown_9.9_all.deb"
 echo lock > "$D/lock"
 
 imp "$D" > "$T/import.out" 2>&1 || fail "import failed: $(cat "$T/import.out")"
+# the running daemon was told: it took (checked and adopted) each added file at once
+grep -q "the daemon on port $PROXY_PORT took $good of the $good files added" "$T/import.out" \
+    || fail "the daemon was not told: $(cat "$T/import.out")"
+check_eq "$good" "$(grep -c 'found on disk (imported)' "$PROXY_LOG")" "files the daemon adopted"
 cat "$T/import.out"
 line=$(grep '^import: ' "$T/import.out" | tail -n 1)
 echo "$line" | grep -q " $good added, 0 already cached, 1 unknown (no index lists the name), 1 of the wrong size, 1 corrupt (SHA-256 differs), 2 not .deb, 0 unreadable" \
@@ -75,5 +80,17 @@ mkdir -p "$C/debs"; chmod a+rwx "$C/debs"
 (cd "$C/debs" && apt_run "$C" download $(fixture_packages)) || fail "apt download"
 check_all_debs "$C/debs"
 check_eq 3 "$(mirror_requests '*/pool/*.deb')" ".deb requests at the mirror after the import"
-grep -q "found on disk (imported)" "$PROXY_LOG" || fail "the daemon did not adopt the imported files"
+
+# with the daemon stopped: one file gone from the cache is imported again, and the next
+# daemon serves it (found by its scan, with its record) without asking the mirror
+proxy_stop
+gone=$(find "$PROXY_CACHE/fixture/pool" -name 'apt-dht-tools_*.deb')
+[ -n "$gone" ] || fail "apt-dht-tools is not cached"
+rm -f "$gone"
+imp "$D" > "$T/import3.out" 2>&1 || fail "import with the daemon stopped failed"
+grep -q " 1 added, $((good - 1)) already cached" "$T/import3.out" || fail "third import: $(cat "$T/import3.out")"
+grep -q "no daemon answered" "$T/import3.out" || fail "no word of the stopped daemon"
+proxy_start
+check_eq 200 "$(http_status "$PROXY_URL/fixture/${gone#"$PROXY_CACHE/fixture/"}")" "the re-imported file"
+check_eq 3 "$(mirror_requests '*/pool/*.deb')" ".deb requests at the mirror after the restart"
 proxy_stop
