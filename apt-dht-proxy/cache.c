@@ -549,6 +549,14 @@ int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st
     return cache_open(c, key, st);
 }
 
+bool cache_has_sha256(const struct cache *c, const uint8_t sha256[32])
+{
+    char hex[65];
+    hex_encode(sha256, 32, hex);
+    const struct sha_ref *ref = strmap_get(c->by_sha, hex);
+    return ref && ref->e;
+}
+
 int cache_link_sha256(struct cache *c, const uint8_t sha256[32], const char *key)
 {
     char hex[65], from[PATH_MAX], to[PATH_MAX];

@@ -94,6 +94,9 @@ int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st
  * link(2)'s negative errno (then key is a miss, as before). */
 int cache_link_sha256(struct cache *c, const uint8_t sha256[32], const char *key);
 
+/* True if some entry has this content (the test cache_link_sha256 makes, changing nothing). */
+bool cache_has_sha256(const struct cache *c, const uint8_t sha256[32]);
+
 /* Calls fn for every entry. sha256 is NULL when unknown. fn must not change the cache. */
 void cache_each(struct cache *c,
                 void (*fn)(void *ud, const char *key, uint64_t size, bool immutable,

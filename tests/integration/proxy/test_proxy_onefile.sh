@@ -4,7 +4,8 @@
 # offers), then a second apt through the second backend asks for the indices by name
 # (Acquire::By-Hash "no") and for every package: whatever the cache already holds under
 # the first backend's keys is served from there (the mirror sees no request for it) and
-# stored once (the new keys are hard links: the cache's disk use does not grow).
+# stored once (the new keys are hard links: the cache's disk use does not grow). The
+# explain page, asked first, says so without making the link.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../../.." && pwd)}"
 . "$top_srcdir/tests/integration/lib.sh"
@@ -32,6 +33,13 @@ idx1=$(mirror_requests '*/by-hash/*')
 [ "$idx1" -gt 0 ] || fail "the first client fetched no index by hash"
 du1=$(du -sb "$PROXY_CACHE" | cut -f1)
 log "first backend: $pool1 pool files, $idx1 indices by hash from the mirror; cache $du1 bytes"
+
+# explain, which changes nothing, says what the request would find
+bh=$(cd "$PROXY_CACHE/fixture" && find dists -path '*binary-amd64/by-hash/SHA256/*' | head -n 1)
+tcurl -f -o "$T/explain.html" "$PROXY_URL/~/status/explain?u=/other/$bh" || fail "explain"
+grep -q 'data-cached="1">yes, under another name with the expected SHA-256' "$T/explain.html" \
+    || fail "explain does not see the copy under the first backend"
+[ ! -e "$PROXY_CACHE/other/$bh" ] || fail "explain made the link"
 
 B="$T/b"
 apt_sandbox "$B"
