@@ -603,10 +603,22 @@ int cache_remove(struct cache *c, const char *key)
 
 #define CHECK_RETRY_S 60 /* after a check could not run (EMFILE...), serve unchecked this long */
 
-/* An entry that is not what it should be: logged, removed, to be fetched again. */
+static void unhash_same_file(const char *key, void *value, void *ud)
+{
+    struct entry *e = value, *bad = ud;
+    (void)key;
+    if (e != bad && strcmp(e->ino, bad->ino) == 0)
+        e->hashed = false;
+}
+
+/* An entry that is not what it should be: logged, removed, to be fetched again. The
+ * other names of its file (links) are hashed again before they are next served. */
 static void damaged(struct cache *c, struct entry *e, const char *why)
 {
+    struct ino_ref *ref = strmap_get(c->by_ino, e->ino);
     log_warn("cache: %s %s; dropped, it will be fetched again", e->key, why);
+    if (ref && ref->n > 1)
+        strmap_each(c->map, unhash_same_file, e);
     remove_entry(c, e);
 }
 

@@ -239,6 +239,44 @@ static void test_link_sha256(void)
     rm_dir();
 }
 
+/* Bytes that rot under one name of a linked file are found under the other too: the
+ * check that drops one name has the others hashed again. */
+static void test_link_damage(void)
+{
+    struct cache *c;
+    uint8_t h[32];
+    char tmp[PATH_MAX], pa[PATH_MAX + 64];
+    const char *ka = "one/pool/a.deb", *kb = "two/pool/a.deb";
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    int fd = cache_tmp_create(c, tmp, sizeof tmp);
+    CU_ASSERT_EQUAL(write(fd, "good bytes", 10), 10);
+    close(fd);
+    CU_ASSERT_EQUAL_FATAL(cache_commit(c, tmp, ka, 0, true, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cache_check(c, ka, NULL, NULL, NULL, NULL), 0);
+    cache_free(c);
+    /* the digest of "good bytes", as a record would give it */
+    EVP_Digest("good bytes", 10, h, NULL, EVP_sha256(), NULL);
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    CU_ASSERT_EQUAL(cache_scan(c), 1);
+    cache_set_sha256(c, ka, h);
+    CU_ASSERT_EQUAL_FATAL(cache_link_sha256(c, h, kb), 0);
+    CU_ASSERT_FALSE(cache_hashed(c, kb)); /* the source was not hashed in this process */
+    CU_ASSERT_EQUAL(cache_check(c, kb, NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT(cache_hashed(c, kb));
+    snprintf(pa, sizeof pa, "%s/%s", dir, ka);
+    fd = open(pa, O_WRONLY);
+    CU_ASSERT_EQUAL(write(fd, "BAD", 3), 3); /* the same inode: both names rot */
+    close(fd);
+    CU_ASSERT_EQUAL(cache_check(c, ka, NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_hashed(c, kb));
+    CU_ASSERT_EQUAL(cache_check(c, kb, NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_EQUAL(cache_count(c), 0);
+    CU_ASSERT_EQUAL(cache_used(c), 0);
+    cache_free(c);
+    rm_dir();
+}
+
 /* Room for downloads is reserved as their bytes arrive: a reservation evicts only what
  * it needs, one that cannot fit evicts nothing, and reserved bytes count against
  * max_size for every later eviction until released. */
@@ -498,6 +536,7 @@ int main(void)
         {"check: after a restart", test_check_after_restart},
         {"check: on the checker thread", test_check_on_thread},
         {"one file per content: links", test_link_sha256},
+        {"one file per content: damage under one name", test_link_damage},
         {NULL, NULL},
     };
     return unit_run("cache", cases);
