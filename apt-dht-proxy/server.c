@@ -219,10 +219,12 @@ static bool is_release_name(const char *key)
 }
 
 /* A miss whose content is known may be a cache entry under another key, or a file
- * imported from outside: catalogue_adopt makes it this key's entry. */
+ * imported from outside: catalogue_adopt makes it this key's entry. Asked before a
+ * download is joined only (a request that waits on one is past that decision). */
 static bool adopt(struct req *r, const struct hashdb_entry *e)
 {
-    return e->have_sha256 && r->s->cat && catalogue_adopt(r->s->cat, r->route.key, e->sha256);
+    return !r->dl && e->have_sha256 && r->s->cat &&
+           catalogue_adopt(r->s->cat, r->route.key, e->sha256);
 }
 
 /* Gathers what the policy needs; *e receives the hash index entry. */
