@@ -807,6 +807,7 @@ void server_view(const struct server *s, struct server_view *v)
         .port = s->port,
         .listen_address = s->conf.listen_address,
         .peers_on = s->p2p != NULL,
+        .cat = s->cat,
     };
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -281,6 +282,8 @@ void status_sum(struct status *st, struct status_sum *s)
     }
     if (st->db)
         hashdb_disk_use(st->db, &s->state_db, &s->state_wal);
+    if (s->sv.cat)
+        catalogue_expiry_stats(s->sv.cat, &s->expired_files, &s->expired_bytes);
     s->downloads = fetcher_each(s->sv.fetcher, count_dl, NULL, 0);
     s->health_status = status_health(st, s->health, sizeof s->health);
 }

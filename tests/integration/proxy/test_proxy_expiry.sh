@@ -121,5 +121,7 @@ cache=$(sed -n 's/^apt_dht_cache_bytes \([0-9]*\)$/\1/p' "$T/metrics")
 log "state $state bytes (WAL $wal) for a cache of $cache bytes"
 [ -n "$state" ] && [ "$state" -gt 0 ] || fail "no apt_dht_state_bytes in /metrics"
 [ "$wal" -le 4194304 ] || fail "the WAL is $wal bytes: not checkpointed"
+expired=$(sed -n 's/^apt_dht_cache_expired_files_total \([0-9]*\)$/\1/p' "$T/metrics")
+[ -n "$expired" ] && [ "$expired" -ge 2 ] || fail "apt_dht_cache_expired_files_total: '$expired'"
 tcurl -f "$PROXY_URL/~/status.json" | grep -q '"state_bytes":[1-9]' || fail "no state_bytes in status.json"
 proxy_stop
