@@ -102,17 +102,18 @@ static const struct cand *lookup_name(const struct importer *im, const char *nam
 static int copy_in(const struct importer *im, int src, char *tmp, size_t n)
 {
     char buf[65536];
-    ssize_t r;
+    ssize_t r = 0;
     snprintf(tmp, n, "%s/.tmp/import-XXXXXX", im->cfg->cache_dir);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    while ((r = read(src, buf, sizeof buf)) > 0)
-        if (write(fd, buf, (size_t)r) != r) {
-            r = -1;
-            break;
-        }
-    int err = r < 0 ? -errno : 0;
+    int err = 0;
+    while (err == 0 && (r = read(src, buf, sizeof buf)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 || write(fd, buf, (size_t)r) != r) /* a regular file: a short write is ENOSPC */
+            err = errno ? -errno : -EIO;
+    }
     if (err == 0 && fchmod(fd, 0644) < 0)
         err = -errno;
     if (err == 0 && geteuid() == 0 && fchown(fd, im->owner.st_uid, im->owner.st_gid) < 0)
