@@ -14,7 +14,13 @@
  * fails is dropped, so the next decision fetches it again.
  *
  * Downloads in progress reserve room as their bytes arrive (cache_reserve): eviction
- * happens for bytes that exist, never for what a response header announced. */
+ * happens for bytes that exist, never for what a response header announced.
+ *
+ * One content is stored once: a key that misses but whose content (SHA-256) is under
+ * another key gets a hard link to that file (cache_link_sha256), so by-name and by-hash
+ * copies of an index, or one .deb under two backends, are one file. The size accounting
+ * counts each file (device and inode) once, however many keys name it: room is freed
+ * when its last key goes. */
 #define _GNU_SOURCE
 #include "aptdht-config.h"
 #include <dirent.h>
@@ -43,6 +49,7 @@ struct entry {
     char sha_hex[65];      /* key of by_sha when have_sha256 */
     struct check_job *job; /* its hash is being computed; NULL = none */
     int64_t unchecked_until; /* seconds (wall clock): no new check before (it failed) */
+    char ino[40];            /* "DEV:INO" of its file, the key of by_ino */
     char key[];
 };
 
@@ -69,12 +76,19 @@ struct sha_ref {
     char hex[65];
 };
 
+/* One file on disk and how many entries name it (hard links made by cache_link_sha256). */
+struct ino_ref {
+    unsigned n;
+    char name[40];
+};
+
 struct cache {
     char *dir;
     uint64_t max_size; /* bytes */
     uint64_t used;     /* bytes in entries */
     struct strmap *map; /* key -> struct entry */
     struct strmap *by_sha; /* hex SHA-256 -> struct sha_ref (entries whose hash is known) */
+    struct strmap *by_ino; /* "DEV:INO" -> struct ino_ref: keys that name one file */
     void (*on_drop)(void *ud, const char *key, const uint8_t *sha256);
     void *drop_ud;
     struct entry *head, *tail;
@@ -90,7 +104,8 @@ int cache_new(struct cache **out, const char *dir, uint64_t max_size)
     char tmp[PATH_MAX];
     struct cache *c = calloc(1, sizeof *c);
     int r = -ENOMEM;
-    if (!c || !(c->dir = strdup(dir)) || strmap_new(&c->map) < 0 || strmap_new(&c->by_sha) < 0)
+    if (!c || !(c->dir = strdup(dir)) || strmap_new(&c->map) < 0 || strmap_new(&c->by_sha) < 0 ||
+        strmap_new(&c->by_ino) < 0)
         goto fail;
     c->max_size = max_size;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -119,6 +134,7 @@ void cache_free(struct cache *c)
     while (c->jobs)
         job_free(c, c->jobs);
     strmap_free(c->by_sha, free);
+    strmap_free(c->by_ino, free);
     strmap_free(c->map, free);
     free(c->dir);
     free(c);
@@ -212,6 +228,35 @@ static bool sha_unref(struct cache *c, struct entry *e)
     return false;
 }
 
+/* Drops one name of a file; true if it was the last (its bytes leave the disk). */
+static bool ino_unref(struct cache *c, const char *ino)
+{
+    struct ino_ref *ref = strmap_get(c->by_ino, ino);
+    if (!ref || --ref->n > 0)
+        return ref == NULL;
+    strmap_del(c->by_ino, ref->name);
+    free(ref);
+    return true;
+}
+
+/* One more name of a file; true if it is the first (its bytes count). Without memory for
+ * the record the file counts on its own (as it would without links). */
+static bool ino_ref(struct cache *c, const char *ino)
+{
+    struct ino_ref *ref = strmap_get(c->by_ino, ino);
+    if (ref) {
+        ref->n++;
+        return false;
+    }
+    if (!(ref = calloc(1, sizeof *ref)))
+        return true;
+    ref->n = 1;
+    snprintf(ref->name, sizeof ref->name, "%s", ino);
+    if (strmap_put(c->by_ino, ref->name, ref, NULL) < 0)
+        free(ref);
+    return true;
+}
+
 static void drop_entry(struct cache *c, struct entry *e)
 {
     if (e->job)
@@ -220,7 +265,8 @@ static void drop_entry(struct cache *c, struct entry *e)
     strmap_del(c->map, e->key);
     bool had = e->have_sha256;
     bool last = sha_unref(c, e);
-    c->used -= e->size;
+    if (ino_unref(c, e->ino))
+        c->used -= e->size;
     if (c->on_drop) /* the hash only when no other entry still holds that content */
         c->on_drop(c->drop_ud, e->key, had && last ? e->sha256 : NULL);
     free(e);
@@ -290,9 +336,16 @@ void cache_each(struct cache *c,
     strmap_each(c->map, each_one, &x);
 }
 
-static int add_entry(struct cache *c, const char *key, uint64_t size, bool immutable,
+static void ino_name(const struct stat *st, char *out, size_t n)
+{
+    snprintf(out, n, "%llx:%llx", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino);
+}
+
+/* st is the file's stat (its size, device and inode). */
+static int add_entry(struct cache *c, const char *key, const struct stat *st, bool immutable,
                      int64_t last_use)
 {
+    uint64_t size = (uint64_t)st->st_size;
     struct entry *old = strmap_get(c->map, key);
     if (old)
         drop_entry(c, old);
@@ -309,7 +362,9 @@ static int add_entry(struct cache *c, const char *key, uint64_t size, bool immut
         return -ENOMEM;
     }
     lru_push_front(c, e);
-    c->used += size;
+    ino_name(st, e->ino, sizeof e->ino);
+    if (ino_ref(c, e->ino))
+        c->used += size;
     return 0;
 }
 
@@ -382,8 +437,7 @@ int cache_open(struct cache *c, const char *key, struct stat *st)
         return -ENOENT;
     }
     if (!e) {
-        add_entry(c, key, (uint64_t)st->st_size, url_classify(key) == URL_IMMUTABLE,
-                  (int64_t)time(NULL));
+        add_entry(c, key, st, url_classify(key) == URL_IMMUTABLE, (int64_t)time(NULL));
     } else {
         lru_unlink(c, e);
         lru_push_front(c, e);
@@ -440,7 +494,7 @@ int cache_commit(struct cache *c, const char *tmp_path, const char *key, time_t 
         r = -errno;
         goto fail;
     }
-    r = add_entry(c, key, (uint64_t)st.st_size, immutable, (int64_t)time(NULL));
+    r = add_entry(c, key, &st, immutable, (int64_t)time(NULL));
     struct entry *e = strmap_get(c->map, key);
     if (e && sha256) {
         set_sha(c, e, sha256);
@@ -495,6 +549,45 @@ int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st
     return cache_open(c, key, st);
 }
 
+bool cache_has_sha256(const struct cache *c, const uint8_t sha256[32])
+{
+    char hex[65];
+    hex_encode(sha256, 32, hex);
+    const struct sha_ref *ref = strmap_get(c->by_sha, hex);
+    return ref && ref->e;
+}
+
+int cache_link_sha256(struct cache *c, const uint8_t sha256[32], const char *key)
+{
+    char hex[65], from[PATH_MAX], to[PATH_MAX];
+    struct stat st;
+    hex_encode(sha256, 32, hex);
+    struct sha_ref *ref = strmap_get(c->by_sha, hex);
+    struct entry *src = ref ? ref->e : NULL;
+    if (!src)
+        return -ENOENT;
+    if (strmap_get(c->map, key))
+        return -EEXIST;
+    int r = key_path(c, src->key, from, sizeof from);
+    if (r < 0 || (r = key_path(c, key, to, sizeof to)) < 0 || (r = make_parents(c, key)) < 0)
+        return r;
+    if (link(from, to) < 0)
+        return -errno; /* EEXIST: a file the cache does not know is in the way */
+    if (stat(to, &st) < 0 || (uint64_t)st.st_size != src->size) {
+        unlink(to); /* the source changed behind our back: not the content we meant */
+        return -ENOENT;
+    }
+    bool hashed = src->hashed;
+    if ((r = add_entry(c, key, &st, url_classify(key) == URL_IMMUTABLE, (int64_t)time(NULL))) < 0) {
+        unlink(to);
+        return r;
+    }
+    struct entry *e = strmap_get(c->map, key);
+    set_sha(c, e, sha256);
+    e->hashed = hashed; /* the same bytes: hashed if the source's were */
+    return 0;
+}
+
 int cache_remove(struct cache *c, const char *key)
 {
     char path[PATH_MAX];
@@ -510,10 +603,22 @@ int cache_remove(struct cache *c, const char *key)
 
 #define CHECK_RETRY_S 60 /* after a check could not run (EMFILE...), serve unchecked this long */
 
-/* An entry that is not what it should be: logged, removed, to be fetched again. */
+static void unhash_same_file(const char *key, void *value, void *ud)
+{
+    struct entry *e = value, *bad = ud;
+    (void)key;
+    if (e != bad && strcmp(e->ino, bad->ino) == 0)
+        e->hashed = false;
+}
+
+/* An entry that is not what it should be: logged, removed, to be fetched again. The
+ * other names of its file (links) are hashed again before they are next served. */
 static void damaged(struct cache *c, struct entry *e, const char *why)
 {
+    struct ino_ref *ref = strmap_get(c->by_ino, e->ino);
     log_warn("cache: %s %s; dropped, it will be fetched again", e->key, why);
+    if (ref && ref->n > 1)
+        strmap_each(c->map, unhash_same_file, e);
     remove_entry(c, e);
 }
 
@@ -711,8 +816,7 @@ void cache_wait_cancel(struct cache_wait *w)
 
 struct scan_item {
     char *key;
-    uint64_t size;
-    int64_t atime;
+    struct stat st;
 };
 
 struct scan_state {
@@ -752,8 +856,7 @@ static int scan_visit(const char *path, const struct stat *st, int flag, struct 
         s->err = -ENOMEM;
         return 1;
     }
-    s->items[s->n].size = (uint64_t)st->st_size;
-    s->items[s->n].atime = (int64_t)st->st_atime;
+    s->items[s->n].st = *st;
     s->n++;
     return 0;
 }
@@ -761,7 +864,7 @@ static int scan_visit(const char *path, const struct stat *st, int flag, struct 
 static int by_atime(const void *a, const void *b)
 {
     const struct scan_item *x = a, *y = b;
-    return (x->atime > y->atime) - (x->atime < y->atime);
+    return (x->st.st_atime > y->st.st_atime) - (x->st.st_atime < y->st.st_atime);
 }
 
 static int empty_tmp(struct cache *c)
@@ -797,8 +900,9 @@ static int scan_files(struct cache *c)
         qsort(s.items, s.n, sizeof *s.items, by_atime);
     for (size_t i = 0; i < s.n; i++) {
         if (!s.err)
-            s.err = add_entry(c, s.items[i].key, s.items[i].size,
-                              url_classify(s.items[i].key) == URL_IMMUTABLE, s.items[i].atime);
+            s.err = add_entry(c, s.items[i].key, &s.items[i].st,
+                              url_classify(s.items[i].key) == URL_IMMUTABLE,
+                              (int64_t)s.items[i].st.st_atime);
         free(s.items[i].key);
     }
     free(s.items);

@@ -88,6 +88,15 @@ void cache_set_sha256(struct cache *c, const char *key, const uint8_t sha256[32]
 int cache_open_sha256(struct cache *c, const uint8_t sha256[32], struct stat *st, char *key_out,
                       size_t keylen);
 
+/* Makes key an entry with the content some entry already has (its SHA-256 is sha256): a
+ * hard link to that file, counted once in cache_used. The new entry is hashed if the
+ * source was. 0, -ENOENT (no entry has that content), -EEXIST (key is an entry), or
+ * link(2)'s negative errno (then key is a miss, as before). */
+int cache_link_sha256(struct cache *c, const uint8_t sha256[32], const char *key);
+
+/* True if some entry has this content (the test cache_link_sha256 makes, changing nothing). */
+bool cache_has_sha256(const struct cache *c, const uint8_t sha256[32]);
+
 /* Calls fn for every entry. sha256 is NULL when unknown. fn must not change the cache. */
 void cache_each(struct cache *c,
                 void (*fn)(void *ud, const char *key, uint64_t size, bool immutable,

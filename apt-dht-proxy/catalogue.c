@@ -15,19 +15,30 @@
  * directory's Packages or Sources whatever its name) the newest cached copy is compared
  * with what the database says it last parsed to its end (hashdb_index_get); a copy whose
  * SHA-256 it does not name is queued. A parse commits its entries and that record in one
- * transaction, so there is no moment at which one is there without the other. */
+ * transaction, so there is no moment at which one is there without the other.
+ *
+ * Expiry by reference runs from a timer here: it takes the result of the indexer's last
+ * sweep (the files no index seen within keep_unreferenced lists), removes those still
+ * cached with the content the sweep saw, and asks for the next sweep. The sightings it
+ * relies on come from parses and from catalogue_index_asked (apt's requests for
+ * indices, sent at most once a minute per index). */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/strmap.h"
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/url.h"
 
@@ -36,11 +47,25 @@
  * larger one (a 31 MB InRelease stalled every client 5.9 s) is the indexer's. */
 #define CATALOGUE_LOOP_RELEASE_MAX (512 * 1024)
 
+#define CATALOGUE_SEEN_EVERY_S 60 /* a sighting of one index is recorded at most this often */
+#define CATALOGUE_SEEN_MAX 4096   /* indices remembered for that; the map is emptied past it */
+
+/* When a sighting of one index was last sent. */
+struct seen {
+    int64_t at_s; /* unix seconds */
+    char name[];
+};
+
 struct catalogue {
     struct cache *cache;
     struct hashdb *db;    /* NULL: no hash knowledge */
     struct indexer *ix;   /* NULL: indices are not parsed, records written here */
     struct p2p *p2p;      /* NULL: not sharing */
+    struct strmap *seen;  /* index name -> struct seen */
+    struct loop *loop;    /* set by catalogue_set_expiry */
+    struct loop_timer expiry;
+    uint32_t keep_s;      /* cache.keep_unreferenced; 0 = no expiry */
+    uint64_t expired_files, expired_bytes;
 };
 
 /* A file left the cache: forget its hash and stop announcing it. */
@@ -63,6 +88,10 @@ int catalogue_new(struct catalogue **out, struct cache *c, struct hashdb *db,
     cat->cache = c;
     cat->db = db;
     cat->ix = ix;
+    if (strmap_new(&cat->seen) < 0) {
+        free(cat);
+        return -ENOMEM;
+    }
     cache_on_drop(c, on_drop, cat);
     *out = cat;
     return 0;
@@ -78,6 +107,9 @@ void catalogue_free(struct catalogue *cat)
     if (!cat)
         return;
     cache_on_drop(cat->cache, NULL, NULL);
+    if (cat->loop)
+        loop_timer_stop(cat->loop, &cat->expiry);
+    strmap_free(cat->seen, free);
     free(cat);
 }
 
@@ -158,6 +190,157 @@ void catalogue_added(struct catalogue *cat, const char *key, const char *path,
         return;
     }
     dispatch(cat, key, k, fd, (uint64_t)st.st_size, sha256);
+}
+
+/* Whether the hash index names this content as the last complete parse of key's index. */
+static bool parsed_content(struct catalogue *cat, const char *key, enum index_kind k,
+                           const uint8_t sha256[32])
+{
+    char origin[INDEX_KEY_MAX];
+    struct hashdb_index ix;
+    return index_origin(key, k, origin, sizeof origin) == 0 &&
+           hashdb_index_get(cat->db, origin, &ix) == 0 && ix.have_sha256 &&
+           memcmp(ix.sha256, sha256, 32) == 0;
+}
+
+/* A file put at key from outside (import): an entry now, to be checked before it is served. */
+static bool adopt_from_disk(struct catalogue *cat, const char *key, const uint8_t sha256[32])
+{
+    struct stat st;
+    int fd = cache_open(cat->cache, key, &st);
+    if (fd < 0)
+        return false;
+    close(fd);
+    cache_set_sha256(cat->cache, key, sha256); /* a record: cache_check hashes it first */
+    log_info("cache: %s found on disk (imported): checked before it is served", key);
+    return true;
+}
+
+bool catalogue_adopt(struct catalogue *cat, const char *key, const uint8_t sha256[32])
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int r = cache_link_sha256(cat->cache, sha256, key);
+    bool linked = r == 0;
+    /* -EEXIST from link(2): a file the cache does not know is at key (an import) */
+    if (r < 0 && !((r == -ENOENT || r == -EEXIST) && adopt_from_disk(cat, key, sha256)))
+        return false;
+    if (linked)
+        log_debug("cache: %s has the content of another entry: one file for both", key);
+    snprintf(path, sizeof path, "%s/%s", cache_dir(cat->cache), key);
+    if (cat->db && stat(path, &st) == 0)
+        record_cached(cat, key, (uint64_t)st.st_size, sha256);
+    if (!linked && cat->p2p && url_classify(key) == URL_IMMUTABLE)
+        p2p_announce(cat->p2p, sha256);
+    enum index_kind k = kind_of(key);
+    if (k == INDEX_NONE || !cat->db || parsed_content(cat, key, k, sha256))
+        return true;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        dispatch(cat, key, k, fd, (uint64_t)st.st_size, sha256);
+    else if (fd >= 0)
+        close(fd);
+    return true;
+}
+
+/* ---- expiry by reference ---- */
+
+void catalogue_index_asked(struct catalogue *cat, const char *key)
+{
+    char origin[INDEX_KEY_MAX];
+    enum index_kind k = kind_of(key);
+    int64_t now = (int64_t)time(NULL);
+    if (k == INDEX_NONE || !cat->db || !cat->seen || index_origin(key, k, origin, sizeof origin) < 0)
+        return;
+    struct seen *sn = strmap_get(cat->seen, origin);
+    if (sn && now - sn->at_s < CATALOGUE_SEEN_EVERY_S)
+        return;
+    if (!sn) {
+        if (strmap_count(cat->seen) >= CATALOGUE_SEEN_MAX) {
+            strmap_free(cat->seen, free); /* forgetting only costs a write more */
+            cat->seen = NULL;
+            if (strmap_new(&cat->seen) < 0)
+                return;
+        }
+        size_t n = strlen(origin);
+        if (!(sn = malloc(sizeof *sn + n + 1)))
+            return;
+        memcpy(sn->name, origin, n + 1);
+        if (strmap_put(cat->seen, sn->name, sn, NULL) < 0) {
+            free(sn);
+            return;
+        }
+    }
+    sn->at_s = now;
+    int r = cat->ix ? indexer_index_seen(cat->ix, origin, now) : hashdb_index_seen(cat->db, origin, now);
+    if (r < 0)
+        log_debug("index %s: its sighting not recorded: %s", origin, strerror(-r));
+}
+
+/* Removes what the sweep found, where the cache still has that content under the key. */
+static void remove_expired(struct catalogue *cat, struct indexer_expired *list,
+                           const struct hashdb_sweep_stats *st)
+{
+    uint64_t before = cache_used(cat->cache);
+    size_t n = 0;
+    uint8_t h[32];
+    for (struct indexer_expired *e = list; e; e = e->next) {
+        if (!cache_has(cat->cache, e->key) ||
+            (cache_sha256(cat->cache, e->key, h) && memcmp(h, e->sha256, 32) != 0))
+            continue; /* gone already, or stored again since with other content */
+        log_debug("expiry: %s is listed by no index seen: removed", e->key);
+        if (cache_remove(cat->cache, e->key) == 0)
+            n++;
+    }
+    uint64_t after = cache_used(cat->cache), freed = before > after ? before - after : 0;
+    cat->expired_files += n;
+    cat->expired_bytes += freed;
+    if (n || st->indices_forgotten)
+        log_info("expiry: %zu files that no index seen in %u s lists removed, %llu KiB freed; "
+                 "%zu indices of suites unseen as long forgotten",
+                 n, cat->keep_s, (unsigned long long)(freed >> 10), st->indices_forgotten);
+}
+
+static uint64_t expiry_period_ms(uint32_t keep_s)
+{
+    uint32_t p = keep_s / 8;
+    return (uint64_t)(p < 1 ? 1 : p > 3600 ? 3600 : p) * 1000u;
+}
+
+static void on_expiry(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct catalogue *cat = ud;
+    struct indexer_expired *list;
+    struct hashdb_sweep_stats st;
+    if (indexer_sweep_result(cat->ix, &list, &st)) {
+        remove_expired(cat, list, &st);
+        indexer_expired_free(list);
+    }
+    if (!indexer_sweeping(cat->ix) && indexer_sweep(cat->ix, cat->keep_s) < 0)
+        log_debug("expiry: the sweep was not queued");
+    loop_timer_start(l, t, expiry_period_ms(cat->keep_s));
+}
+
+int catalogue_set_expiry(struct catalogue *cat, struct loop *l, uint32_t keep_s)
+{
+    if (!cat->ix)
+        return keep_s ? -EINVAL : 0; /* the sweep is the indexer's */
+    if (!cat->loop) {
+        cat->loop = l;
+        loop_timer_init(&cat->expiry, on_expiry, cat);
+    }
+    cat->keep_s = keep_s;
+    if (keep_s == 0) {
+        loop_timer_stop(l, &cat->expiry);
+        return 0;
+    }
+    return loop_timer_start(l, &cat->expiry, expiry_period_ms(keep_s));
+}
+
+void catalogue_expiry_stats(const struct catalogue *cat, uint64_t *files, uint64_t *bytes)
+{
+    *files = cat->expired_files;
+    *bytes = cat->expired_bytes;
 }
 
 /* ---- start-up ---- */

@@ -119,6 +119,7 @@ int config_init_defaults(struct config *cfg)
     cfg->cache_max_object = (uint64_t)4 << 30;
     cfg->cache_max_index = (uint64_t)256 << 20;
     cfg->negative_ttl_s = 60;
+    cfg->keep_unreferenced_s = 4 * 86400;
     cfg->connect_timeout_s = 10;
     cfg->stall_timeout_s = 30;
     cfg->dht_mode = DHT_MODE_APTDHT;
@@ -391,6 +392,7 @@ static const struct key keys[] = {
     {"cache.max_object", K_SIZE, F(cache_max_object), 0, 0, 0},
     {"cache.max_index", K_SIZE, F(cache_max_index), 0, 0, 0},
     {"cache.negative_ttl", K_NUMBER, F(negative_ttl_s), 0, 0, 86400},
+    {"cache.keep_unreferenced", K_NUMBER, F(keep_unreferenced_s), 0, 0, 365 * 86400},
     {"state_dir", K_PATH, F(state_dir), 0, 0, 0},
     {"upstream", K_SECTION, 0, 0, 0, 0},
     {"upstream.connect_timeout", K_NUMBER, F(connect_timeout_s), 0, 1, 3600},

@@ -46,6 +46,8 @@ struct config {
     uint64_t cache_max_index;   /* cache.max_index: bytes, the same for volatile files
                                    (InRelease, indices by name); default 256 MiB */
     uint32_t negative_ttl_s;    /* cache.negative_ttl: seconds a mirror 404 is remembered; default 60 */
+    uint32_t keep_unreferenced_s; /* cache.keep_unreferenced: seconds a file no index seen
+                                     lists stays; default 4 days, 0 = forever */
 
     char *state_dir;            /* default "/var/lib/apt-dht" */
 

@@ -33,18 +33,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#define HASHDB_SCHEMA_VERSION 3
+#define HASHDB_SCHEMA_VERSION 4
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
 #define HASHDB_WAL_LIMIT (4 << 20) /* bytes a WAL is cut back to after a checkpoint */
-#define HASHDB_PRIME_SQL "PRAGMA user_version = 3" /* a write of one page, see above */
+#define HASHDB_PRIME_SQL "PRAGMA user_version = 4" /* a write of one page, see above */
 #define HASHDB_SPARE_STAGES 2 /* a bulk parse and a Release merged from its tick */
 
 struct hashdb {
     sqlite3 *db;
     sqlite3_stmt *get, *put, *forget, *forget_src, *begin, *commit, *rollback;
-    sqlite3_stmt *cput, *cget, *cdel;
-    sqlite3_stmt *iget, *iset, *iname, *iid, *irec;
+    sqlite3_stmt *cput, *cget, *cdel, *cmove;
+    sqlite3_stmt *iget, *iset, *iname, *iid, *irec, *iseen;
     unsigned stages; /* stage tables made so far: names stay unique per connection */
     int wal_pages;   /* WAL size after this connection's last commit, in pages */
     /* Emptied stages kept for the next parse: a CREATE or DROP of a TEMP table changes
@@ -61,6 +62,7 @@ struct hashdb_stage {
 };
 
 static void stage_destroy(struct hashdb_stage *st);
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS files ("
@@ -93,6 +95,17 @@ static const char schema_v3_sql[] =
     " rc INTEGER NOT NULL DEFAULT 0,"     /* 0, or the negative errno it was rejected with */
     " records INTEGER NOT NULL DEFAULT 0" /* entries the last accepted version listed */
     ");";
+
+/* Version 4: when each index was last seen (parsed, or asked for by apt) and when each
+ * cached file was last listed by an index seen, for expiry by reference (hashdb_sweep).
+ * An upgraded database counts everything as seen at the upgrade, so that nothing
+ * expires before the indices have had keep_unreferenced to be seen again. */
+#define HASHDB_NOW_SQL "CAST(strftime('%s', 'now') AS INTEGER)"
+static const char schema_v4_sql[] =
+    "ALTER TABLE indices ADD COLUMN seen_s INTEGER NOT NULL DEFAULT 0;" /* unix seconds */
+    "ALTER TABLE cached ADD COLUMN listed_s INTEGER NOT NULL DEFAULT 0;" /* unix seconds */
+    "UPDATE indices SET seen_s = " HASHDB_NOW_SQL ";"
+    "UPDATE cached SET listed_s = " HASHDB_NOW_SQL ";";
 
 static int err_of(int rc)
 {
@@ -139,8 +152,12 @@ static int migrate(sqlite3 *db)
         rc = err_of(rc);
         goto fail;
     }
-    if (v < 3 && ((rc = sqlite3_exec(db, schema_v3_sql, NULL, NULL, NULL)) != SQLITE_OK ||
-                  (rc = sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL)) != SQLITE_OK)) {
+    if (v < 3 && (rc = sqlite3_exec(db, schema_v3_sql, NULL, NULL, NULL)) != SQLITE_OK) {
+        rc = err_of(rc);
+        goto fail;
+    }
+    if (v < 4 && ((rc = sqlite3_exec(db, schema_v4_sql, NULL, NULL, NULL)) != SQLITE_OK ||
+                  (rc = sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL)) != SQLITE_OK)) {
         rc = err_of(rc);
         goto fail;
     }
@@ -169,16 +186,19 @@ static int prepare_all(struct hashdb *h)
         {offsetof(struct hashdb, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct hashdb, commit), "COMMIT"},
         {offsetof(struct hashdb, rollback), "ROLLBACK"},
-        {offsetof(struct hashdb, cput), "INSERT OR REPLACE INTO cached (key, size, sha256) "
-                                        "VALUES (?1, ?2, ?3)"},
+        {offsetof(struct hashdb, cput), "INSERT OR REPLACE INTO cached (key, size, sha256, listed_s) "
+                                        "VALUES (?1, ?2, ?3, " HASHDB_NOW_SQL ")"},
         {offsetof(struct hashdb, cget), "SELECT size, sha256 FROM cached WHERE key = ?1"},
         {offsetof(struct hashdb, cdel), "DELETE FROM cached WHERE key = ?1"},
+        {offsetof(struct hashdb, cmove), "UPDATE OR REPLACE cached SET key = ?2 WHERE key = ?1"},
         {offsetof(struct hashdb, iget), "SELECT sha256, rc, records FROM indices WHERE name = ?1"},
-        {offsetof(struct hashdb, iset), "INSERT INTO indices (name, sha256, rc) VALUES (?1, ?2, ?3) "
+        {offsetof(struct hashdb, iset), "INSERT INTO indices (name, sha256, rc, seen_s) "
+                                        "VALUES (?1, ?2, ?3, " HASHDB_NOW_SQL ") "
                                         "ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256, "
-                                        "rc = excluded.rc"},
-        {offsetof(struct hashdb, iname), "INSERT INTO indices (name) VALUES (?1) "
-                                         "ON CONFLICT (name) DO NOTHING"},
+                                        "rc = excluded.rc, seen_s = excluded.seen_s"},
+        {offsetof(struct hashdb, iname), "INSERT INTO indices (name, seen_s) VALUES (?1, "
+                                         HASHDB_NOW_SQL ") ON CONFLICT (name) DO NOTHING"},
+        {offsetof(struct hashdb, iseen), "UPDATE indices SET seen_s = max(seen_s, ?2) WHERE name = ?1"},
         {offsetof(struct hashdb, iid), "SELECT id FROM indices WHERE name = ?1"},
         {offsetof(struct hashdb, irec), "UPDATE indices SET records = ?2 WHERE id = ?1"},
     };
@@ -271,11 +291,13 @@ void hashdb_free(struct hashdb *h)
     sqlite3_finalize(h->cput);
     sqlite3_finalize(h->cget);
     sqlite3_finalize(h->cdel);
+    sqlite3_finalize(h->cmove);
     sqlite3_finalize(h->iget);
     sqlite3_finalize(h->iset);
     sqlite3_finalize(h->iname);
     sqlite3_finalize(h->iid);
     sqlite3_finalize(h->irec);
+    sqlite3_finalize(h->iseen);
     sqlite3_close(h->db);
     free(h);
 }
@@ -468,6 +490,44 @@ int hashdb_cached_del(struct hashdb *h, const char *key)
 {
     int rc = run_text(h, h->cdel, key);
     return rc < 0 ? rc : 0;
+}
+
+int hashdb_each_entry(struct hashdb *h, const char *glob,
+                      int (*fn)(void *ud, const char *key, const struct hashdb_entry *e), void *ud)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h->db, "SELECT key, size, sha256, sha1 FROM files WHERE key GLOB ?1", &st);
+    if (rc < 0)
+        return rc;
+    int n = 0, s = sqlite3_bind_text(st, 1, glob, -1, SQLITE_STATIC);
+    while (s == SQLITE_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        s = SQLITE_OK;
+        struct hashdb_entry e = {.size = UINT64_MAX};
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+            e.size = (uint64_t)sqlite3_column_int64(st, 1);
+        if (!key || blob_col(st, 2, e.sha256, 32, &e.have_sha256) < 0 ||
+            blob_col(st, 3, e.sha1, 20, &e.have_sha1) < 0)
+            continue;
+        if ((rc = fn(ud, key, &e)) < 0)
+            break;
+        n++;
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = err_of(s);
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : n;
+}
+
+int hashdb_cached_move(struct hashdb *h, const char *from, const char *to)
+{
+    if (!from || !*from || !to || !*to || strlen(to) > HASHDB_KEY_MAX)
+        return -EINVAL;
+    sqlite3_stmt *st = h->cmove;
+    int rc = sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+    return step_done(st, rc == SQLITE_OK ? 0 : err_of(rc));
 }
 
 /* ---- stages ---- */
@@ -716,4 +776,159 @@ int hashdb_checkpoint(struct hashdb *h)
 int hashdb_wal_pages(const struct hashdb *h)
 {
     return h->wal_pages;
+}
+
+int hashdb_disk_use(struct hashdb *h, uint64_t *db_bytes, uint64_t *wal_bytes)
+{
+    char wal[4096];
+    struct stat st;
+    const char *path = sqlite3_db_filename(h->db, "main");
+    *db_bytes = *wal_bytes = 0;
+    if (!path || !*path)
+        return -ENOENT; /* in memory */
+    if (stat(path, &st) < 0)
+        return -errno;
+    *db_bytes = (uint64_t)st.st_size;
+    int n = snprintf(wal, sizeof wal, "%s-wal", path);
+    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0)
+        *wal_bytes = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* ---- expiry by reference ---- */
+
+int hashdb_index_seen(struct hashdb *h, const char *name, int64_t now_s)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    sqlite3_stmt *st = h->iseen;
+    int rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, now_s);
+    return step_done(st, rc == SQLITE_OK ? 0 : err_of(rc));
+}
+
+/* The suite an index belongs to: "ROOT/dists/SUITE", or a flat repository's directory. */
+static int suite_len(const char *name)
+{
+    const char *d = strstr(name, "/dists/"), *end;
+    if (d)
+        end = strchr(d + 7, '/');
+    else
+        end = strrchr(name, '/');
+    return (int)(end ? (size_t)(end - name) : strlen(name));
+}
+
+static const char sweep_tables_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS sweep_idx (id INTEGER PRIMARY KEY, suite TEXT NOT NULL,"
+    " seen INTEGER NOT NULL);"
+    "CREATE TEMP TABLE IF NOT EXISTS sweep_eff (id INTEGER PRIMARY KEY, seen INTEGER NOT NULL);"
+    "DELETE FROM temp.sweep_idx; DELETE FROM temp.sweep_eff;";
+
+/* Fills temp.sweep_eff: each index's last sighting is its suite's latest (a suite whose
+ * InRelease apt asks for daily has current Packages, though apt fetches them only when
+ * they change). *ref is the latest sighting of all. */
+static int sweep_seen(struct hashdb *h, int64_t *ref)
+{
+    sqlite3_stmt *rd = NULL, *wr = NULL, *q = NULL;
+    int rc = run_sql(h->db, sweep_tables_sql);
+    if (rc == 0)
+        rc = prepare(h->db, "SELECT id, name, seen_s FROM main.indices", &rd);
+    if (rc == 0)
+        rc = prepare(h->db, "INSERT INTO temp.sweep_idx VALUES (?1, ?2, ?3)", &wr);
+    int s = rc == 0 ? SQLITE_ROW : SQLITE_ERROR;
+    while (rc == 0 && (s = sqlite3_step(rd)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(rd, 1);
+        sqlite3_bind_int64(wr, 1, sqlite3_column_int64(rd, 0));
+        sqlite3_bind_text(wr, 2, name ? name : "", name ? suite_len(name) : 0, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(wr, 3, sqlite3_column_int64(rd, 2));
+        rc = step_done(wr, 0);
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = err_of(s);
+    if (rc == 0)
+        rc = run_sql(h->db, "INSERT INTO temp.sweep_eff SELECT i.id, g.m FROM temp.sweep_idx AS i "
+                            "JOIN (SELECT suite, max(seen) AS m FROM temp.sweep_idx GROUP BY suite) "
+                            "AS g ON g.suite = i.suite");
+    if (rc == 0 && (rc = prepare(h->db, "SELECT coalesce(max(seen), 0) FROM temp.sweep_eff", &q)) == 0) {
+        rc = sqlite3_step(q) == SQLITE_ROW ? 0 : -EIO;
+        *ref = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* listed_s of each cached file: the latest sighting of an index that lists it (or that it
+ * is, or whose signature it is: InRelease, Release, Release.gpg). */
+static const char sweep_listed_sql[] =
+    "UPDATE main.cached SET listed_s = x.seen FROM (SELECT f.key AS key, e.seen AS seen "
+    " FROM main.files AS f JOIN temp.sweep_eff AS e ON e.id = f.src) AS x "
+    " WHERE x.key = cached.key AND x.seen > cached.listed_s;"
+    "UPDATE main.cached SET listed_s = x.seen FROM (SELECT i.name AS key, e.seen AS seen "
+    " FROM main.indices AS i JOIN temp.sweep_eff AS e ON e.id = i.id) AS x "
+    " WHERE (x.key = cached.key OR (cached.key GLOB '*/Release.gpg' AND "
+    " x.key = substr(cached.key, 1, length(cached.key) - 4))) AND x.seen > cached.listed_s;";
+
+/* Hands fn the cached files last listed before cutoff. */
+static int sweep_unlisted(struct hashdb *h, int64_t cutoff,
+                          int (*fn)(void *ud, const char *key, uint64_t size, const uint8_t sha256[32]),
+                          void *ud, size_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(h->db, "SELECT key, size, sha256 FROM main.cached WHERE listed_s < ?1", &st);
+    int s = rc == 0 ? sqlite3_bind_int64(st, 1, cutoff) : SQLITE_ERROR;
+    while (rc == 0 && s == SQLITE_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        s = SQLITE_OK;
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        const void *sha = sqlite3_column_blob(st, 2);
+        if (!key || !sha || sqlite3_column_bytes(st, 2) != 32)
+            continue;
+        if ((rc = fn(ud, key, (uint64_t)sqlite3_column_int64(st, 1), sha)) == 0)
+            (*n)++;
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = err_of(s);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The indices of suites unseen since before cutoff, and their entries, go. */
+static int sweep_forget(struct hashdb *h, int64_t cutoff, size_t *n)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM main.files WHERE src IN (SELECT id FROM temp.sweep_eff WHERE seen < %lld)",
+             (long long)cutoff);
+    int rc = run_sql(h->db, sql);
+    if (rc < 0)
+        return rc;
+    snprintf(sql, sizeof sql,
+             "DELETE FROM main.indices WHERE id IN (SELECT id FROM temp.sweep_eff WHERE seen < %lld)",
+             (long long)cutoff);
+    if ((rc = run_sql(h->db, sql)) == 0)
+        *n = (size_t)sqlite3_changes(h->db);
+    return rc;
+}
+
+int hashdb_sweep(struct hashdb *h, int64_t keep_s,
+                 int (*fn)(void *ud, const char *key, uint64_t size, const uint8_t sha256[32]),
+                 void *ud, struct hashdb_sweep_stats *out)
+{
+    int64_t ref = 0;
+    memset(out, 0, sizeof *out);
+    int rc = sweep_seen(h, &ref);
+    if (rc < 0 || ref <= keep_s)
+        return rc; /* no index seen yet: nothing is known to be unlisted */
+    out->ref_s = ref;
+    if ((rc = hashdb_begin(h)) < 0)
+        return rc;
+    if ((rc = run_sql(h->db, sweep_listed_sql)) == 0 &&
+        (rc = sweep_unlisted(h, ref - keep_s, fn, ud, &out->unlisted)) == 0 &&
+        (rc = sweep_forget(h, ref - keep_s, &out->indices_forgotten)) == 0 &&
+        (rc = hashdb_commit(h)) == 0)
+        return 0;
+    hashdb_rollback(h);
+    return rc;
 }

@@ -124,6 +124,40 @@ int hashdb_wal_pages(const struct hashdb *db);
 int hashdb_cached_put(struct hashdb *db, const char *key, uint64_t size, const uint8_t sha256[32]);
 int hashdb_cached_get(struct hashdb *db, const char *key, uint64_t *size, uint8_t sha256[32]);
 int hashdb_cached_del(struct hashdb *db, const char *key);
+/* Calls fn for every entry whose key matches the GLOB pattern (SQLite's GLOB), until fn
+ * returns a negative errno (which is returned). The count of entries, or a negative errno. */
+int hashdb_each_entry(struct hashdb *db, const char *glob,
+                      int (*fn)(void *ud, const char *key, const struct hashdb_entry *e), void *ud);
+
+/* The record of from becomes to's (replacing to's); 0 whether or not from was there. */
+int hashdb_cached_move(struct hashdb *db, const char *from, const char *to);
+
+/* The database file's size and its WAL's, in bytes (the state the daemon keeps besides
+ * the cache). 0, or a negative errno (-ENOENT for an in-memory database). */
+int hashdb_disk_use(struct hashdb *db, uint64_t *db_bytes, uint64_t *wal_bytes);
+
+/* ---- expiry by reference ----
+ *
+ * An index is seen when it is parsed or when apt asks for it (hashdb_index_seen); an
+ * index counts as seen when any index of its suite ("ROOT/dists/SUITE", or a flat
+ * repository's directory) is. A cached file is listed when an index seen lists it (or it
+ * is an index, or a Release's signature). hashdb_sweep brings each cached file's last
+ * listing up to date, hands fn every cached file last listed more than keep_s before the
+ * latest sighting of any index (not before now: a proxy nobody used for a month expires
+ * nothing), and forgets the indices (and their entries) of suites unseen as long. The
+ * caller removes the files (the cache is the loop's), whose records go with them. */
+struct hashdb_sweep_stats {
+    int64_t ref_s;            /* the latest sighting of an index (unix seconds); 0 = none */
+    size_t unlisted;          /* files handed to fn */
+    size_t indices_forgotten; /* indices of suites unseen for keep_s, with their entries */
+};
+/* Records that apt asked for index name (its lasting name, index_origin) at now_s. */
+int hashdb_index_seen(struct hashdb *db, const char *name, int64_t now_s);
+/* One sweep, in one write transaction (for the writer's connection). fn may return a
+ * negative errno to stop (the sweep is rolled back). 0 or a negative errno. */
+int hashdb_sweep(struct hashdb *db, int64_t keep_s,
+                 int (*fn)(void *ud, const char *key, uint64_t size, const uint8_t sha256[32]),
+                 void *ud, struct hashdb_sweep_stats *out);
 
 /* Batches: many puts between begin and commit are one transaction (fast for a Packages file). */
 int hashdb_begin(struct hashdb *db);

@@ -148,6 +148,27 @@ int indexer_submit_fd(struct indexer *ix, const char *key, enum index_kind kind,
 int indexer_cached_put(struct indexer *ix, const char *key, uint64_t size,
                        const uint8_t sha256[32]);
 int indexer_cached_del(struct indexer *ix, const char *key);
+/* apt asked for the index whose lasting name (index_origin) is name, at now_s (unix
+ * seconds): queued like a record, for expiry by reference (hashdb_index_seen). */
+int indexer_index_seen(struct indexer *ix, const char *name, int64_t now_s);
+
+/* Expiry by reference: asks the worker for one hashdb_sweep with keep_s (> 0), run when
+ * nothing else waits. 0, -EINVAL, -ESHUTDOWN. */
+int indexer_sweep(struct indexer *ix, int64_t keep_s);
+/* A cached file the last sweep found unlisted (its record's size and SHA-256). */
+struct indexer_expired {
+    struct indexer_expired *next;
+    uint64_t size;
+    uint8_t sha256[32];
+    char key[];
+};
+/* True once per finished sweep: *list (the caller frees it with indexer_expired_free;
+ * NULL = none) and *st are its result. */
+bool indexer_sweep_result(struct indexer *ix, struct indexer_expired **list,
+                          struct hashdb_sweep_stats *st);
+/* True while a sweep is asked for or running. */
+bool indexer_sweeping(struct indexer *ix);
+void indexer_expired_free(struct indexer_expired *list);
 
 /* An eventfd that becomes readable after each finished parse (read it to reset), so the
  * event loop can wake requests that wait for the hash knowledge of a queued index. */

@@ -12,6 +12,9 @@
  * head of its queue and is tried again INDEXER_RETRY_MS later.
  * running[] names the parses under way (a bulk one, and an urgent one run from its tick),
  * so pending and drain count them and a newer version of a key can tell it must queue.
+ * Records are also the sightings of indices (apt asked for one). A sweep (expiry by
+ * reference, hashdb_sweep) is the lowest work: it runs when nothing else waits, and
+ * its list of unlisted files waits for the loop to take it (indexer_sweep_result).
  * The worker blocks every signal: the daemon receives signals through a signalfd in the
  * loop, which only works if no other thread can take them. */
 #include "aptdht-config.h"
@@ -38,6 +41,7 @@
                                 * HASHDB_WRITER_BUSY_MS) */
 #define INDEXER_KEY_MAX 8192   /* bytes of a record's key, as hashdb takes */
 #define INDEXER_WAL_PAGES 1000 /* WAL size past which a batch of records checkpoints */
+#define INDEXER_SWEEP_MAX 100000 /* unlisted files handed over per sweep; the rest next time */
 
 struct ix_job {
     struct ix_job *next;
@@ -48,9 +52,15 @@ struct ix_job {
     uint8_t sha256[32];
 };
 
+enum rec_op {
+    REC_PUT,  /* hashdb_cached_put */
+    REC_DEL,  /* hashdb_cached_del */
+    REC_SEEN, /* hashdb_index_seen: key is an index's name, size the time (unix seconds) */
+};
+
 struct ix_rec {
     struct ix_rec *next;
-    bool del; /* hashdb_cached_del, else _put */
+    enum rec_op op;
     uint64_t size;
     uint8_t sha256[32];
     char key[]; /* NUL-terminated */
@@ -79,6 +89,10 @@ struct indexer {
     pthread_t thread;
     struct hashdb *db;
     int event_fd; /* eventfd: counts finished parses, read by the event loop */
+    int64_t sweep_keep_s;  /* the sweep asked for: its keep_unreferenced */
+    bool sweep_wanted, sweeping, swept;
+    struct indexer_expired *expired; /* the last sweep's result, for the loop */
+    struct hashdb_sweep_stats sweep_stats;
 };
 
 static uint64_t mono_ms(void)
@@ -205,8 +219,9 @@ static int apply_records(struct hashdb *db, const struct ix_rec *r)
 {
     int rc = hashdb_begin(db);
     for (; rc == 0 && r; r = r->next)
-        rc = r->del ? hashdb_cached_del(db, r->key)
-                    : hashdb_cached_put(db, r->key, r->size, r->sha256);
+        rc = r->op == REC_DEL    ? hashdb_cached_del(db, r->key)
+             : r->op == REC_SEEN ? hashdb_index_seen(db, r->key, (int64_t)r->size)
+                                 : hashdb_cached_put(db, r->key, r->size, r->sha256);
     if (rc == 0 && (rc = hashdb_commit(db)) == 0)
         return 0;
     hashdb_rollback(db);
@@ -323,10 +338,69 @@ static int urgent_tick(void *ud)
     return rc;
 }
 
+static void expired_free(struct indexer_expired *x)
+{
+    while (x) {
+        struct indexer_expired *next = x->next;
+        free(x);
+        x = next;
+    }
+}
+
+struct sweep_ctx {
+    struct indexer_expired *head;
+    size_t n;
+};
+
+static int collect_expired(void *ud, const char *key, uint64_t size, const uint8_t sha256[32])
+{
+    struct sweep_ctx *x = ud;
+    size_t kl = strlen(key);
+    if (x->n >= INDEXER_SWEEP_MAX)
+        return 0;
+    struct indexer_expired *e = malloc(sizeof *e + kl + 1);
+    if (!e)
+        return -ENOMEM;
+    e->size = size;
+    memcpy(e->sha256, sha256, 32);
+    memcpy(e->key, key, kl + 1);
+    e->next = x->head;
+    x->head = e;
+    x->n++;
+    return 0;
+}
+
+/* With mu held; the sweep runs without it. */
+static void run_sweep(struct indexer *ix)
+{
+    struct sweep_ctx x = {0};
+    struct hashdb_sweep_stats st;
+    int64_t keep = ix->sweep_keep_s;
+    ix->sweep_wanted = false;
+    ix->sweeping = true;
+    pthread_mutex_unlock(&ix->mu);
+    int rc = hashdb_sweep(ix->db, keep, collect_expired, &x, &st);
+    if (rc < 0) {
+        log_warn("hash database: expiry sweep: %s; tried again later", strerror(-rc));
+        expired_free(x.head);
+        x.head = NULL;
+        memset(&st, 0, sizeof st);
+    }
+    pthread_mutex_lock(&ix->mu);
+    checkpoint(ix);
+    expired_free(ix->expired); /* a result the loop never took is stale now */
+    ix->expired = x.head;
+    ix->sweep_stats = st;
+    ix->sweeping = false;
+    ix->swept = true;
+    pthread_cond_broadcast(&ix->idle);
+}
+
 /* Sleeps until there is work: a parse, records due, or records due later (a timed wait). */
 static void wait_for_work(struct indexer *ix)
 {
-    while (!ix->stop && ix->urgent.n == 0 && ix->bulk.n == 0 && !records_due(ix)) {
+    while (!ix->stop && ix->urgent.n == 0 && ix->bulk.n == 0 && !records_due(ix) &&
+           !ix->sweep_wanted) {
         if (ix->recs.n == 0) {
             pthread_cond_wait(&ix->wake, &ix->mu);
             continue;
@@ -364,6 +438,8 @@ static void *worker(void *arg)
             write_records(ix);
         else if ((j = jobq_pop(&ix->urgent)) || (j = jobq_pop(&ix->bulk)))
             run_job(ix, j, 0);
+        else if (ix->sweep_wanted)
+            run_sweep(ix);
     }
     flush_records(ix);
     pthread_mutex_unlock(&ix->mu);
@@ -458,7 +534,7 @@ int indexer_submit(struct indexer *ix, const char *key, enum index_kind kind,
     return indexer_submit_fd(ix, key, kind, fd, sha256);
 }
 
-static int queue_record(struct indexer *ix, const char *key, bool del, uint64_t size,
+static int queue_record(struct indexer *ix, const char *key, enum rec_op op, uint64_t size,
                         const uint8_t *sha256)
 {
     size_t n = key ? strlen(key) : 0;
@@ -467,7 +543,7 @@ static int queue_record(struct indexer *ix, const char *key, bool del, uint64_t 
     struct ix_rec *r = malloc(sizeof *r + n + 1);
     if (!r)
         return -ENOMEM;
-    r->del = del;
+    r->op = op;
     r->size = size;
     if (sha256)
         memcpy(r->sha256, sha256, 32);
@@ -487,12 +563,60 @@ static int queue_record(struct indexer *ix, const char *key, bool del, uint64_t 
 int indexer_cached_put(struct indexer *ix, const char *key, uint64_t size,
                        const uint8_t sha256[32])
 {
-    return sha256 ? queue_record(ix, key, false, size, sha256) : -EINVAL;
+    return sha256 ? queue_record(ix, key, REC_PUT, size, sha256) : -EINVAL;
 }
 
 int indexer_cached_del(struct indexer *ix, const char *key)
 {
-    return queue_record(ix, key, true, 0, NULL);
+    return queue_record(ix, key, REC_DEL, 0, NULL);
+}
+
+int indexer_index_seen(struct indexer *ix, const char *name, int64_t now_s)
+{
+    return now_s > 0 ? queue_record(ix, name, REC_SEEN, (uint64_t)now_s, NULL) : -EINVAL;
+}
+
+int indexer_sweep(struct indexer *ix, int64_t keep_s)
+{
+    if (!ix || keep_s <= 0)
+        return -EINVAL;
+    pthread_mutex_lock(&ix->mu);
+    int rc = ix->stop ? -ESHUTDOWN : 0;
+    if (rc == 0) {
+        ix->sweep_keep_s = keep_s;
+        ix->sweep_wanted = true;
+        pthread_cond_signal(&ix->wake);
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return rc;
+}
+
+bool indexer_sweep_result(struct indexer *ix, struct indexer_expired **list,
+                          struct hashdb_sweep_stats *st)
+{
+    pthread_mutex_lock(&ix->mu);
+    bool done = ix->swept;
+    *list = done ? ix->expired : NULL;
+    if (done) {
+        *st = ix->sweep_stats;
+        ix->expired = NULL;
+        ix->swept = false;
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return done;
+}
+
+bool indexer_sweeping(struct indexer *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    bool busy = ix->sweep_wanted || ix->sweeping;
+    pthread_mutex_unlock(&ix->mu);
+    return busy;
+}
+
+void indexer_expired_free(struct indexer_expired *list)
+{
+    expired_free(list);
 }
 
 int indexer_event_fd(const struct indexer *ix)
@@ -548,6 +672,7 @@ void indexer_free(struct indexer *ix)
     while ((j = jobq_pop(&ix->urgent)) || (j = jobq_pop(&ix->bulk)))
         job_free(j);
     recs_free(ix->recs.head);
+    expired_free(ix->expired);
     hashdb_free(ix->db);
     if (ix->event_fd >= 0)
         close(ix->event_fd);

@@ -20,10 +20,12 @@
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/import.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
 #include "apt-dht-proxy/p2p.h"
+#include "apt-dht-proxy/rekey.h"
 #include "apt-dht-proxy/sdnotify.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/stats.h"
@@ -40,6 +42,7 @@ struct options {
     const char *cache_dir, *state_dir;
     bool foreground, verbose;
     bool verify; /* the `verify` command: check the cache and exit */
+    const char *import_dir; /* the `import DIR` command: add DIR's .debs and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
 };
 
@@ -62,6 +65,7 @@ static void usage(FILE *f)
             "usage: apt-dht-proxy [-c FILE] [-p PORT] [--cache-dir DIR] [--state-dir DIR] [-f] [-v]\n"
             "                     [--version] [--help]\n"
             "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] verify\n"
+            "       apt-dht-proxy [-c FILE] [--cache-dir DIR] [--state-dir DIR] import DIR\n"
             "       apt-dht-proxy status [-c FILE] [-p PORT] [--json]   (ask the running daemon)\n"
             "  -c, --config FILE   YAML config (default: " DEFAULT_CONFIG " if it exists,\n"
             "                      else built-in defaults)\n"
@@ -71,7 +75,9 @@ static void usage(FILE *f)
             "  -f, --foreground    stay in the foreground and log to stderr\n"
             "  -v, --verbose       log at debug level\n"
             "  verify              check every cached file against the hash index, drop and\n"
-            "                      report those that fail (exit 1 if any did)\n");
+            "                      report those that fail (exit 1 if any did)\n"
+            "  import DIR          add DIR's .deb files (e.g. /var/cache/apt/archives) that the\n"
+            "                      hash index knows, verified; count the rest by reason\n");
 }
 
 /* Returns 0 to go on, 1 to exit 0 (help/version), -1 to exit 2 (usage error). */
@@ -110,6 +116,12 @@ static int parse_args(int argc, char **argv, struct options *o)
     if (optind < argc && strcmp(argv[optind], "verify") == 0) {
         o->verify = true;
         optind++;
+    } else if (optind < argc && strcmp(argv[optind], "import") == 0) {
+        if (++optind == argc || !argv[optind][0]) {
+            fprintf(stderr, "apt-dht-proxy: import needs a directory (e.g. /var/cache/apt/archives)\n");
+            return -1;
+        }
+        o->import_dir = argv[optind++];
     }
     if (optind < argc) {
         fprintf(stderr, "apt-dht-proxy: unexpected argument '%s'\n", argv[optind]);
@@ -179,6 +191,8 @@ static void on_reload(struct loop *l, int signo, void *ud)
     }
     log_setup(cfg->log_level, !a->opt.foreground);
     cache_set_max_size(a->cache, cfg->cache_max_size);
+    if (catalogue_set_expiry(a->cat, a->loop, cfg->keep_unreferenced_s) < 0)
+        log_warn("reload: cache.keep_unreferenced not applied");
     if (strcmp(cfg->cache_dir, a->cfg->cache_dir) != 0 ||
         strcmp(cfg->state_dir, a->cfg->state_dir) != 0)
         log_warn("reload: cache.dir and state_dir need a restart");
@@ -234,6 +248,8 @@ static int open_stores(struct app *a, long *files)
     int r;
     if ((r = make_dir(a->cfg->state_dir)) < 0)
         return r;
+    if (rekey_cache(a->cfg) < 0) /* a cache keyed by first mirrors: see rekey.h */
+        log_warn("cache: not every file moved to its backend's key; the rest is fetched again");
     if ((r = cache_new(&a->cache, a->cfg->cache_dir, a->cfg->cache_max_size)) < 0) {
         log_error("cache dir %s: %s", a->cfg->cache_dir, strerror(-r));
         return r;
@@ -257,6 +273,8 @@ static int start_services(struct app *a)
     if ((r = loop_new(&a->loop)) < 0 || (r = cache_start_checker(a->cache, a->loop)) < 0 ||
         (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
         (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
+        return r;
+    if ((r = catalogue_set_expiry(a->cat, a->loop, a->cfg->keep_unreferenced_s)) < 0)
         return r;
     if ((r = server_start(a->server)) < 0) {
         log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
@@ -386,6 +404,17 @@ static int run(struct app *a)
     return r;
 }
 
+/* `import DIR`: exit 0 when the directory was gone through (skips are counted, not
+ * errors), 2 when it or the stores could not be used. */
+static int run_import(struct app *a)
+{
+    struct import_counts n;
+    int r = import_dir(a->cfg, a->opt.import_dir, stdout, &n);
+    config_done(a->cfg);
+    free(a->cfg);
+    return r < 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct app a = {.opt.ready_fd = -1};
@@ -406,6 +435,8 @@ int main(int argc, char **argv)
         free(a.cfg);
         return failed < 0 ? 2 : failed > 0 ? 1 : 0;
     }
+    if (a.opt.import_dir)
+        return run_import(&a);
     raise_nofile();
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {

@@ -145,6 +145,14 @@ static void cache_metrics(const struct status_sum *s, struct tbuf *b)
         s->evictions);
     one(b, "apt_dht_cache_disk_free_bytes", "gauge",
         "Free bytes on the cache's file system (for unprivileged users).", s->disk_free);
+    one(b, "apt_dht_state_bytes", "gauge", "Bytes of the hash index and its WAL (state_dir).",
+        s->state_db + s->state_wal);
+    one(b, "apt_dht_state_wal_bytes", "gauge", "Bytes of the hash index's WAL.", s->state_wal);
+    one(b, "apt_dht_cache_expired_files_total", "counter",
+        "Files removed because no index seen within cache.keep_unreferenced lists them.",
+        s->expired_files);
+    one(b, "apt_dht_cache_expired_bytes_total", "counter", "Bytes those removals freed.",
+        s->expired_bytes);
     one(b, "apt_dht_healthy", "gauge", "1 when /~/health answers 200.", s->health_status == 200);
     family(b, "apt_dht_log_messages_total", "counter", "Warnings and errors logged.");
     sample(b, "apt_dht_log_messages_total", "level=\"error\"", log_count(LOG_LEVEL_ERROR));

@@ -4,7 +4,14 @@
  * or rewrite form for a host+path that one of a backend's mirrors serves is routed to that
  * backend, so every form shares its cache entries and its failover list. A request for any
  * other host goes to that host alone. Only archive-shaped paths are routed: the proxy is
- * never an open proxy. */
+ * never an open proxy.
+ *
+ * Cache keys: a backend's files are keyed by the backend's name ("NAME/PATH"), so
+ * reordering, adding or replacing its mirrors keeps every cached file; a host of its own
+ * is keyed "HOST[:PORT]/PATH". A host spelt like a backend name is keyed "HOST:80/PATH"
+ * (a port that the canonical host never carries), so the two never share a key. Caches
+ * from before backend-name keys (keyed by the first mirror's host and prefix) are moved
+ * at start-up (rekey.c), with router_rekey naming each file's new key. */
 #include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -195,19 +202,26 @@ static int route_names(struct route *rt, const char *root, const char *path)
 
 static int route_backend(struct route *rt, const struct backend *b, const char *rel)
 {
-    char root[URL_MAX_HOST + URL_MAX_PATH + 2];
-    snprintf(root, sizeof root, "%s%s", b->mirrors[0].host, b->mirrors[0].prefix);
-    int r = route_names(rt, root, rel);
+    int r = route_names(rt, b->name, rel);
     for (size_t i = 0; r == 0 && i < b->n; i++)
         r = add_url(rt, b->mirrors[i].base, rel);
     return r;
 }
 
-static int route_host(struct route *rt, const char *host, const char *path, bool https)
+/* The key root of a host of its own: the host, or "HOST:80" when a backend has its name. */
+static void host_root(const struct router *r, const char *host, char *out, size_t n)
 {
-    char base[URL_MAX_HOST + 16];
+    bool clash = strchr(host, ':') == NULL && find_backend(r, host) != NULL;
+    snprintf(out, n, clash ? "%s:80" : "%s", host);
+}
+
+static int route_host(const struct router *rr, struct route *rt, const char *host,
+                      const char *path, bool https)
+{
+    char base[URL_MAX_HOST + 16], root[URL_MAX_HOST + 4];
     snprintf(base, sizeof base, "%s://%s", https ? "https" : "http", host);
-    int r = route_names(rt, host, path);
+    host_root(rr, host, root, sizeof root);
+    int r = route_names(rt, root, path);
     return r < 0 ? r : add_url(rt, base, path);
 }
 
@@ -333,7 +347,7 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
         *why = "not a Debian archive path; this proxy serves only dists/, pool/ and index files";
         return 403;
     }
-    int e = b ? route_backend(out, b, rel) : route_host(out, t->host, t->path, t->https);
+    int e = b ? route_backend(out, b, rel) : route_host(r, out, t->host, t->path, t->https);
     if (e < 0) {
         route_done(out);
         *why = e == -ENOMEM ? "out of memory" : "request path too long";
@@ -341,6 +355,32 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
     }
     out->cls = url_classify(out->key);
     return 0;
+}
+
+bool router_is_mirror_host(const struct router *r, const char *host)
+{
+    for (size_t i = 0; i < r->n_backends; i++)
+        for (size_t j = 0; j < r->backends[i].n; j++)
+            if (strcmp(r->backends[i].mirrors[j].host, host) == 0)
+                return true;
+    return false;
+}
+
+int router_rekey(const struct router *r, const char *old_key, char *out, size_t n)
+{
+    char probe[URL_MAX_TARGET + 8];
+    struct url_target t;
+    const char *rel;
+    int w = snprintf(probe, sizeof probe, "http://%s", old_key);
+    if (w < 0 || (size_t)w >= sizeof probe || url_parse(probe, &t) != 0 || t.form != URL_ABSOLUTE)
+        return 0;
+    const struct backend *b = backend_for(r, t.host, t.path, &rel);
+    if (!b || !url_is_archive_path(rel))
+        return 0;
+    w = snprintf(out, n, "%s%s", b->name, rel);
+    if (w < 0 || (size_t)w >= n || (size_t)w + 1 > URL_MAX_KEY)
+        return -ENAMETOOLONG;
+    return strcmp(out, old_key) != 0;
 }
 
 /* ---- derived routes ---- */

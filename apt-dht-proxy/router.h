@@ -10,6 +10,7 @@
 #ifndef APT_DHT_ROUTER_H
 #define APT_DHT_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "apt-dht-proxy/url.h"
@@ -22,7 +23,7 @@ struct router;
 /* Where a request's file comes from and goes to. Every string is heap-allocated and owned
  * by the route (route_done frees them), so a route costs what its paths cost. */
 struct route {
-    char *key;                   /* cache key: "HOST/PATH" of the backend's first mirror */
+    char *key;                   /* cache key: "BACKEND/PATH", or "HOST/PATH" (router.c) */
     char *path;                  /* the path as the mirror knows it (for by-hash) */
     char *urls[ROUTE_MAX_URLS];  /* upstream URLs in the order to try */
     size_t n_urls;
@@ -43,6 +44,15 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
 /* The by-hash sibling of an index route: same root and mirrors, path
  * DIR/by-hash/SHA256/HEX. 0 or -ENAMETOOLONG / -ENOMEM / -EINVAL. */
 int route_by_hash(const struct route *from, const uint8_t sha256[32], struct route *out);
+
+/* True if host ("HOST[:PORT]", as in a key's first segment) is a mirror of some backend. */
+bool router_is_mirror_host(const struct router *r, const char *host);
+
+/* The key a file cached as old_key (a host's key: "HOST/PATH") has under this router: a
+ * file of a mirror of some backend belongs under the backend's name. Writes it into out
+ * (n bytes) and returns 1 when it differs, 0 when old_key stays (no backend serves it, or
+ * it is not a key a request makes), -ENAMETOOLONG. */
+int router_rekey(const struct router *r, const char *old_key, char *out, size_t n);
 
 /* Frees what the route owns and zeroes it; accepts a zeroed route. */
 void route_done(struct route *rt);

@@ -218,6 +218,15 @@ static bool is_release_name(const char *key)
            strcmp(b, "Release.gpg") == 0;
 }
 
+/* A miss whose content is known may be a cache entry under another key, or a file
+ * imported from outside: catalogue_adopt makes it this key's entry. Asked before a
+ * download is joined only (a request that waits on one is past that decision). */
+static bool adopt(struct req *r, const struct hashdb_entry *e)
+{
+    return !r->dl && e->have_sha256 && r->s->cat &&
+           catalogue_adopt(r->s->cat, r->route.key, e->sha256);
+}
+
 /* Gathers what the policy needs; *e receives the hash index entry. */
 static void gather(struct req *r, struct policy_in *in, struct hashdb_entry *e)
 {
@@ -228,7 +237,7 @@ static void gather(struct req *r, struct policy_in *in, struct hashdb_entry *e)
     in->release_name = is_release_name(r->route.key);
     in->have_expect = lookup_expect(s, &r->route, e);
     in->expect_sha256 = in->have_expect && e->have_sha256;
-    in->cached = !r->cache_vanished && cache_has(s->cache, r->route.key);
+    in->cached = !r->cache_vanished && (cache_has(s->cache, r->route.key) || adopt(r, e));
     in->cached_matches = in->cached && in->expect_sha256 &&
                          cache_sha256(s->cache, r->route.key, got) &&
                          memcmp(got, e->sha256, 32) == 0;
@@ -538,6 +547,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
         return refuse(r, MHD_HTTP_FORBIDDEN, "client not in allowed_clients");
     if ((st = router_resolve(s->router, &t, &r->route, &why)) != 0)
         return refuse(r, st, why);
+    if (s->cat) /* apt asked for an index: its suite is in use (expiry by reference) */
+        catalogue_index_asked(s->cat, r->route.key);
     return drive(r);
 }
 
@@ -796,6 +807,7 @@ void server_view(const struct server *s, struct server_view *v)
         .port = s->port,
         .listen_address = s->conf.listen_address,
         .peers_on = s->p2p != NULL,
+        .cat = s->cat,
     };
 }
 

@@ -54,6 +54,7 @@ struct server_view {
     uint16_t port;
     const char *listen_address; /* NULL: by dht mode */
     bool peers_on;              /* a DHT is attached */
+    const struct catalogue *cat; /* expiry's counters */
 };
 void server_view(const struct server *s, struct server_view *v);
 

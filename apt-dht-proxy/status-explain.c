@@ -48,6 +48,7 @@ struct explain {
     struct route route;
     struct hashdb_entry e;
     bool have_expect, by_hash_name, cached, cached_sha, cached_matches, neg_hit, in_flight;
+    bool linkable; /* not cached, but its content is under another key (catalogue_adopt) */
     bool peers_eligible, lookup_ran;
     uint8_t cached_sha256[32];
     struct policy_out decision;
@@ -112,7 +113,13 @@ static void gather(struct explain *x, const struct server_view *sv)
         x->have_expect = x->by_hash_name = true;
     }
     x->cached = cache_has(st->cache, x->route.key);
-    x->cached_sha = x->cached && cache_sha256(st->cache, x->route.key, x->cached_sha256);
+    x->linkable = !x->cached && x->have_expect && x->e.have_sha256 &&
+                  cache_has_sha256(st->cache, x->e.sha256);
+    if (x->linkable) { /* what the request would find once catalogue_adopt links it */
+        x->cached = true;
+        memcpy(x->cached_sha256, x->e.sha256, 32);
+    }
+    x->cached_sha = x->linkable || (x->cached && cache_sha256(st->cache, x->route.key, x->cached_sha256));
     x->cached_matches = x->cached_sha && x->have_expect && x->e.have_sha256 &&
                         memcmp(x->cached_sha256, x->e.sha256, 32) == 0;
     x->neg_hit = negcache_has(sv->neg, x->route.key, loop_now_ms());
@@ -214,6 +221,8 @@ static void write_knowledge(struct explain *x, struct tbuf *b)
     tbuf_printf(b, "<span id=\"explain-cached\" data-cached=\"%d\">", x->cached);
     if (!x->cached)
         tbuf_puts(b, "no");
+    else if (x->linkable)
+        tbuf_puts(b, "yes, under another name with the expected SHA-256 (one file for both)");
     else if (x->cached_matches)
         tbuf_puts(b, "yes, and its SHA-256 is the expected one");
     else if (x->cached_sha && x->have_expect && x->e.have_sha256)

@@ -88,6 +88,8 @@ struct status_sum {
     struct p2p_stats ps;
     uint64_t cache_used, cache_max, cache_files, evictions;
     uint64_t disk_free, disk_size; /* of the cache's file system; 0 = unknown */
+    uint64_t state_db, state_wal;  /* bytes of the hash index and its WAL; 0 = unknown */
+    uint64_t expired_files, expired_bytes; /* removed by expiry by reference since start */
     size_t downloads;      /* in progress */
     unsigned health_status;
     char health[256];

@@ -467,11 +467,20 @@ static void section_cache(const struct status_sum *s, struct tbuf *b)
     td_count(b, "cache-files", s->cache_files);
     tbuf_puts(b, "<td></td></tr>\n<tr><th>Evicted</th>");
     td_count(b, "cache-evictions", s->evictions);
-    tbuf_puts(b, "<td>files dropped to make room</td></tr>\n<tr><th>Disk free</th>");
+    tbuf_puts(b, "<td>files dropped to make room</td></tr>\n<tr><th>Expired</th>");
+    td_count(b, "cache-expired", s->expired_files);
+    tbuf_puts(b, "<td>files no index seen lists any more (cache.keep_unreferenced), ");
+    tbuf_bytes(b, s->expired_bytes);
+    tbuf_puts(b, " freed</td></tr>\n<tr><th>Disk free</th>");
     td_bytes(b, "disk-free", s->disk_free);
     tbuf_puts(b, "<td>of ");
     tbuf_bytes(b, s->disk_size);
-    tbuf_puts(b, "</td></tr></table>\n");
+    tbuf_puts(b, "</td></tr>\n<tr><th>State</th>");
+    td_bytes(b, "state-size", s->state_db + s->state_wal);
+    tbuf_printf(b, "<td>hash index and its WAL (");
+    tbuf_bytes(b, s->state_wal);
+    tbuf_printf(b, "), %u %% of the cache's size</td></tr></table>\n",
+                percent(s->state_db + s->state_wal, s->cache_used));
 }
 
 static void section_verify(const struct status_sum *s, struct tbuf *b)

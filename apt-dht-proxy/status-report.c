@@ -103,7 +103,9 @@ void status_report_json(struct status *st, const struct status_sum *s, struct tb
     json_num(b, "max_bytes", s->cache_max, true);
     json_num(b, "files", s->cache_files, true);
     json_num(b, "evictions", s->evictions, true);
-    json_num(b, "disk_free_bytes", s->disk_free, false);
+    json_num(b, "disk_free_bytes", s->disk_free, true);
+    json_num(b, "state_bytes", s->state_db + s->state_wal, true);
+    json_num(b, "state_wal_bytes", s->state_wal, false);
     tbuf_puts(b, "},");
     json_peers(st, b, s->now_ms);
     json_num(b, "downloads_in_progress", s->downloads, true);
@@ -177,6 +179,8 @@ void status_report_text(struct status *st, const struct status_sum *s, struct tb
     tbuf_printf(b, " in %llu files, %llu evicted; disk free ", (unsigned long long)s->cache_files,
                 (unsigned long long)s->evictions);
     tbuf_bytes(b, s->disk_free);
+    tbuf_puts(b, "; state ");
+    tbuf_bytes(b, s->state_db + s->state_wal);
     tbuf_printf(b, "\nnow:      %zu downloads in progress; %llu warnings and %llu errors "
                    "logged\n",
                 s->downloads, (unsigned long long)log_count(LOG_LEVEL_WARN),

@@ -19,8 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 #include "apt-dht-proxy/cache.h"
+#include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/fetch.h"
+#include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/respond.h"
 #include "apt-dht-proxy/sdnotify.h"
@@ -278,6 +280,10 @@ void status_sum(struct status *st, struct status_sum *s)
         s->disk_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         s->disk_size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
     }
+    if (st->db)
+        hashdb_disk_use(st->db, &s->state_db, &s->state_wal);
+    if (s->sv.cat)
+        catalogue_expiry_stats(s->sv.cat, &s->expired_files, &s->expired_bytes);
     s->downloads = fetcher_each(s->sv.fetcher, count_dl, NULL, 0);
     s->health_status = status_health(st, s->health, sizeof s->health);
 }

@@ -194,6 +194,89 @@ static void test_same_content_twice(void)
     rm_dir();
 }
 
+/* A key that misses gets the file of an entry with its content: one file (one inode),
+ * counted once, still there when either key goes, and found again by the next scan as
+ * one file. Without an entry of that content, or over an existing entry, nothing. */
+static void test_link_sha256(void)
+{
+    struct cache *c;
+    struct stat a, b;
+    uint8_t h[32], other[32];
+    char tmp[PATH_MAX], pa[PATH_MAX + 64], pb[PATH_MAX + 64];
+    const char *ka = "one/dists/s/main/binary-amd64/by-hash/SHA256/5a", *kb = "one/dists/s/main/binary-amd64/Packages.xz";
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    memset(h, 0x5a, sizeof h);
+    memset(other, 0x11, sizeof other);
+    int fd = cache_tmp_create(c, tmp, sizeof tmp);
+    CU_ASSERT_EQUAL(write(fd, "index body", 10), 10);
+    close(fd);
+    CU_ASSERT_EQUAL_FATAL(cache_commit(c, tmp, ka, 0, true, h), 0);
+    CU_ASSERT_EQUAL(cache_link_sha256(c, other, kb), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, kb));
+    CU_ASSERT_EQUAL(cache_link_sha256(c, h, ka), -EEXIST);
+    CU_ASSERT_EQUAL_FATAL(cache_link_sha256(c, h, kb), 0);
+    CU_ASSERT(cache_has(c, kb));
+    CU_ASSERT(cache_hashed(c, kb));
+    CU_ASSERT_EQUAL(cache_count(c), 2);
+    CU_ASSERT_EQUAL(cache_used(c), 10); /* one file */
+    snprintf(pa, sizeof pa, "%s/%s", dir, ka);
+    snprintf(pb, sizeof pb, "%s/%s", dir, kb);
+    CU_ASSERT_EQUAL_FATAL(stat(pa, &a), 0);
+    CU_ASSERT_EQUAL_FATAL(stat(pb, &b), 0);
+    CU_ASSERT_EQUAL(a.st_ino, b.st_ino);
+    CU_ASSERT_EQUAL(cache_check(c, kb, NULL, NULL, NULL, NULL), 0);
+    cache_free(c);
+    /* a scan finds one file under two names: counted once */
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    CU_ASSERT_EQUAL(cache_scan(c), 2);
+    CU_ASSERT_EQUAL(cache_used(c), 10);
+    CU_ASSERT_EQUAL(cache_remove(c, ka), 0);
+    CU_ASSERT_EQUAL(cache_used(c), 10); /* kb still holds the bytes */
+    CU_ASSERT_EQUAL(cache_remove(c, kb), 0);
+    CU_ASSERT_EQUAL(cache_used(c), 0);
+    cache_free(c);
+    rm_dir();
+}
+
+/* Bytes that rot under one name of a linked file are found under the other too: the
+ * check that drops one name has the others hashed again. */
+static void test_link_damage(void)
+{
+    struct cache *c;
+    uint8_t h[32];
+    char tmp[PATH_MAX], pa[PATH_MAX + 64];
+    const char *ka = "one/pool/a.deb", *kb = "two/pool/a.deb";
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    int fd = cache_tmp_create(c, tmp, sizeof tmp);
+    CU_ASSERT_EQUAL(write(fd, "good bytes", 10), 10);
+    close(fd);
+    CU_ASSERT_EQUAL_FATAL(cache_commit(c, tmp, ka, 0, true, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cache_check(c, ka, NULL, NULL, NULL, NULL), 0);
+    cache_free(c);
+    /* the digest of "good bytes", as a record would give it */
+    EVP_Digest("good bytes", 10, h, NULL, EVP_sha256(), NULL);
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    CU_ASSERT_EQUAL(cache_scan(c), 1);
+    cache_set_sha256(c, ka, h);
+    CU_ASSERT_EQUAL_FATAL(cache_link_sha256(c, h, kb), 0);
+    CU_ASSERT_FALSE(cache_hashed(c, kb)); /* the source was not hashed in this process */
+    CU_ASSERT_EQUAL(cache_check(c, kb, NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT(cache_hashed(c, kb));
+    snprintf(pa, sizeof pa, "%s/%s", dir, ka);
+    fd = open(pa, O_WRONLY);
+    CU_ASSERT_EQUAL(write(fd, "BAD", 3), 3); /* the same inode: both names rot */
+    close(fd);
+    CU_ASSERT_EQUAL(cache_check(c, ka, NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_hashed(c, kb));
+    CU_ASSERT_EQUAL(cache_check(c, kb, NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_EQUAL(cache_count(c), 0);
+    CU_ASSERT_EQUAL(cache_used(c), 0);
+    cache_free(c);
+    rm_dir();
+}
+
 /* Room for downloads is reserved as their bytes arrive: a reservation evicts only what
  * it needs, one that cannot fit evicts nothing, and reserved bytes count against
  * max_size for every later eviction until released. */
@@ -452,6 +535,8 @@ int main(void)
         {"reserve", test_reserve}, {"check: sizes and the index", test_check_sizes_and_index},
         {"check: after a restart", test_check_after_restart},
         {"check: on the checker thread", test_check_on_thread},
+        {"one file per content: links", test_link_sha256},
+        {"one file per content: damage under one name", test_link_damage},
         {NULL, NULL},
     };
     return unit_run("cache", cases);

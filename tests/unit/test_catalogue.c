@@ -3,7 +3,8 @@
  * of a cached file waits in the indexer's queue instead, and is never lost; a Release too
  * large for the loop, or met with a busy database, is parsed by the indexer), a small
  * Release is known as soon as it is committed, and the start-up parses again the cached
- * indices whose parse did not finish. */
+ * indices whose parse did not finish; a miss adopts a cached content or an imported file,
+ * and a request for an index is a sighting of it (expiry by reference). */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <openssl/evp.h>
@@ -253,6 +254,84 @@ static void test_restore_reparses(void)
     rig_free(&g);
 }
 
+/* A miss whose content is cached under another key becomes a link (one file, counted
+ * once); a file put at the key from outside is adopted and checked against the expected
+ * SHA-256 before it is served; an unknown content is no entry. */
+static void test_adopt(void)
+{
+    struct rig g;
+    uint8_t sha[32], other[32];
+    char path[4096];
+    const char *byhash = BW "/main/binary-amd64/by-hash/SHA256/" HA;
+    const char *byname = BW "/main/binary-amd64/Packages";
+    rig_new(&g);
+    commit(&g, byhash, packages_v1, strlen(packages_v1), 1700000000, sha, path, sizeof path);
+    uint64_t used = cache_used(g.cache);
+    memset(other, 0x77, sizeof other);
+    CU_ASSERT_FALSE(catalogue_adopt(g.cat, byname, other));
+    CU_ASSERT_TRUE(catalogue_adopt(g.cat, byname, sha));
+    CU_ASSERT(cache_has(g.cache, byname));
+    CU_ASSERT_EQUAL(cache_used(g.cache), used);
+    indexer_drain(g.ix); /* the by-name copy is parsed (nothing parsed this content yet) */
+    CU_ASSERT(known(&g, R "/pool/main/a/a_1_all.deb"));
+    /* a file put in by hand: adopted, then checked (here on this thread) */
+    const char *imp = R "/pool/main/i/i_1_all.deb", *bad = R "/pool/main/j/j_1_all.deb";
+    snprintf(path, sizeof path, "%s/%s", cache_dir(g.cache), imp);
+    char dirp[4096];
+    snprintf(dirp, sizeof dirp, "mkdir -p %s/%s/pool/main/i %s/%s/pool/main/j", cache_dir(g.cache), R,
+             cache_dir(g.cache), R);
+    CU_ASSERT_EQUAL_FATAL(system(dirp), 0);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("imported", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/%s", cache_dir(g.cache), bad);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f = fopen(path, "w"));
+    fputs("not what the index says", f);
+    fclose(f);
+    sha256("imported", 8, sha);
+    CU_ASSERT_TRUE(catalogue_adopt(g.cat, imp, sha));
+    CU_ASSERT_EQUAL(cache_check(g.cache, imp, NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT(cache_hashed(g.cache, imp));
+    CU_ASSERT_TRUE(catalogue_adopt(g.cat, bad, sha)); /* adopted, then it fails its check */
+    CU_ASSERT_EQUAL(cache_check(g.cache, bad, NULL, NULL, NULL, NULL), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(g.cache, bad));
+    rig_free(&g);
+}
+
+/* A request for an index is a sighting of it, recorded at most once a minute. */
+static void test_index_asked(void)
+{
+    struct rig g;
+    sqlite3 *raw;
+    sqlite3_stmt *st;
+    int64_t seen = 0;
+    rig_new(&g);
+    added(&g, BW "/InRelease", inrelease, strlen(inrelease));
+    indexer_drain(g.ix);
+    for (int round = 0; round < 2; round++) {
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(g.dbp, &raw), SQLITE_OK);
+        sqlite3_busy_timeout(raw, 5000);
+        CU_ASSERT_EQUAL(sqlite3_exec(raw, "UPDATE indices SET seen_s = 1", NULL, NULL, NULL), SQLITE_OK);
+        catalogue_index_asked(g.cat, BW "/InRelease");
+        catalogue_index_asked(g.cat, R "/pool/main/a/a_1_all.deb"); /* no index: nothing */
+        indexer_drain(g.ix);
+        CU_ASSERT_EQUAL(sqlite3_prepare_v2(raw, "SELECT seen_s FROM indices WHERE name = ?1", -1,
+                                           &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, BW "/InRelease", -1, SQLITE_STATIC);
+        CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
+        seen = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(raw);
+        if (round == 0) {
+            CU_ASSERT(seen > (int64_t)time(NULL) - 60); /* recorded */
+        } else {
+            CU_ASSERT_EQUAL(seen, 1); /* asked again within the minute: not written again */
+        }
+    }
+    rig_free(&g);
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
@@ -260,6 +339,8 @@ int main(void)
         {"a small Release is parsed on the loop, never waiting", test_release_on_loop},
         {"a large Release goes to the indexer", test_large_release},
         {"start-up parses again what did not finish", test_restore_reparses},
+        {"a miss adopts a cached content or an imported file", test_adopt},
+        {"a request for an index is a sighting", test_index_asked},
         {NULL, NULL},
     };
     return unit_run("catalogue", cases);

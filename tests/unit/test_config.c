@@ -60,6 +60,7 @@ static bool config_equal(const struct config *a, const struct config *b)
         !str_equal(a->cache_dir, b->cache_dir) || a->cache_max_size != b->cache_max_size ||
         a->cache_max_object != b->cache_max_object || a->cache_max_index != b->cache_max_index ||
         a->negative_ttl_s != b->negative_ttl_s || !str_equal(a->state_dir, b->state_dir) ||
+        a->keep_unreferenced_s != b->keep_unreferenced_s ||
         a->connect_timeout_s != b->connect_timeout_s || a->stall_timeout_s != b->stall_timeout_s ||
         a->dht_mode != b->dht_mode || a->dht_port != b->dht_port ||
         !str_list_equal(a->dht_bootstrap, a->n_dht_bootstrap, b->dht_bootstrap,
@@ -113,6 +114,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c.cache_max_object, 4ULL << 30);
     CU_ASSERT_EQUAL(c.cache_max_index, 256ULL << 20);
     CU_ASSERT_EQUAL(c.negative_ttl_s, 60);
+    CU_ASSERT_EQUAL(c.keep_unreferenced_s, 4 * 86400);
     CU_ASSERT_STRING_EQUAL(c.state_dir, "/var/lib/apt-dht");
     CU_ASSERT_EQUAL(c.n_backends, 0);
     CU_ASSERT_EQUAL(c.connect_timeout_s, 10);
@@ -198,6 +200,7 @@ static const char full_yaml[] =
     "  max_object: 2G\n"
     "  max_index: 64M\n"
     "  negative_ttl: 0\n"
+    "  keep_unreferenced: 0\n"
     "state_dir: /srv/state\n"
     "upstream:\n"
     "  connect_timeout: 5\n"
@@ -237,6 +240,7 @@ static void check_full(const struct config *c)
     CU_ASSERT_EQUAL(c->cache_max_object, 2ULL << 30);
     CU_ASSERT_EQUAL(c->cache_max_index, 64ULL << 20);
     CU_ASSERT_EQUAL(c->negative_ttl_s, 0);
+    CU_ASSERT_EQUAL(c->keep_unreferenced_s, 0);
     CU_ASSERT_STRING_EQUAL(c->state_dir, "/srv/state");
     CU_ASSERT_EQUAL(c->connect_timeout_s, 5);
     CU_ASSERT_EQUAL(c->stall_timeout_s, 120);
@@ -394,6 +398,10 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:1: key 'upstream.connect_timeout': 0 is out of range (1..3600)"},
     {"cache: {negative_ttl: 86401}\n", -ERANGE,
      "t.yaml:1: key 'cache.negative_ttl': 86401 is out of range (0..86400)"},
+    {"cache: {keep_unreferenced: 31536001}\n", -ERANGE,
+     "t.yaml:1: key 'cache.keep_unreferenced': 31536001 is out of range (0..31536000)"},
+    {"cache: {keep_unreferenced: 4d}\n", -EINVAL,
+     "t.yaml:1: key 'cache.keep_unreferenced': '4d' is not a plain decimal number"},
     {"dht: {port: 70000}\n", -ERANGE, "t.yaml:1: key 'dht.port': 70000 is out of range (0..65535)"},
     {"dht: {ttl: 604801}\n", -ERANGE,
      "t.yaml:1: key 'dht.ttl': 604801 is out of range (0..604800)"},

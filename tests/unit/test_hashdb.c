@@ -1,5 +1,6 @@
 /* test_hashdb.c - the SQLite hash index: round trips, replacement, transactions,
- * persistence across reopen, origins, two connections at once, schema versioning. */
+ * persistence across reopen, origins, two connections at once, schema versioning, the
+ * sweep of expiry by reference, the size on disk. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <sqlite3.h>
@@ -374,6 +375,98 @@ static void test_newer_schema(void)
     rm_db();
 }
 
+/* One index, name, listing keys (sizes and hashes of no matter). */
+static void index_of(struct hashdb *db, const char *name, const char *const *keys, size_t n)
+{
+    struct hashdb_stage *st = NULL;
+    struct hashdb_entry e = entry(10, 7, -1);
+    CU_ASSERT_EQUAL_FATAL(hashdb_stage_new(db, &st), 0);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(hashdb_stage_put(st, keys[i], &e), 0);
+    CU_ASSERT(hashdb_stage_commit(st, name, NULL, n) >= 0);
+    hashdb_stage_free(st);
+}
+
+struct swept {
+    char keys[8][64];
+    size_t n;
+};
+
+static int on_swept(void *ud, const char *key, uint64_t size, const uint8_t sha256[32])
+{
+    struct swept *x = ud;
+    if (x->n < 8)
+        snprintf(x->keys[x->n++], sizeof x->keys[0], "%s", key);
+    return 0;
+}
+
+static bool swept_has(const struct swept *x, const char *key)
+{
+    for (size_t i = 0; i < x->n; i++)
+        if (strcmp(x->keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* Expiry by reference, with the sightings set by hand (unix seconds 1000 and 2000): a
+ * file listed by an index of a suite seen recently stays, and so does the suite's
+ * InRelease; an unlisted file and the files of a suite unseen for keep go, and that
+ * suite's index is forgotten. The clock is the latest sighting, not now. */
+static void test_sweep(void)
+{
+    static const char *const cur[] = {"r/pool/a.deb", "r/pool/b.deb"};
+    static const char *const old[] = {"q/pool/c.deb"};
+    static const char *const cached[] = {"r/pool/a.deb", "r/pool/b.deb", "q/pool/c.deb",
+                                         "r/pool/x.deb", "r/dists/s/InRelease",
+                                         "r/dists/s/Release.gpg"};
+    struct hashdb *db = NULL;
+    struct hashdb_sweep_stats st;
+    struct hashdb_entry got;
+    struct swept x = {0};
+    sqlite3 *raw = NULL;
+    uint8_t sha[32];
+    uint64_t dbb, walb;
+    memset(sha, 3, sizeof sha);
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open_writer(&db, path), 0);
+    index_of(db, "r/dists/s/main/binary-amd64/Packages", cur, 2);
+    index_of(db, "q/dists/old/main/binary-amd64/Packages", old, 1);
+    CU_ASSERT_EQUAL(hashdb_index_set(db, "r/dists/s/InRelease", sha, 0), 0);
+    CU_ASSERT_EQUAL(hashdb_index_set(db, "r/dists/s/Release", sha, 0), 0);
+    for (size_t i = 0; i < sizeof cached / sizeof cached[0]; i++)
+        CU_ASSERT_EQUAL(hashdb_cached_put(db, cached[i], 10, sha), 0);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "UPDATE cached SET listed_s = 1000;"
+                                      "UPDATE indices SET seen_s = 1000;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    /* only the InRelease seen lately: its whole suite is */
+    CU_ASSERT_EQUAL(hashdb_index_seen(db, "r/dists/s/InRelease", 2000), 0);
+    CU_ASSERT_EQUAL(hashdb_index_seen(db, "r/dists/s/InRelease", 1500), 0); /* never back */
+    CU_ASSERT_EQUAL(hashdb_sweep(db, 5000, on_swept, &x, &st), 0); /* keep > the clock */
+    CU_ASSERT_EQUAL(x.n, 0);
+    CU_ASSERT_EQUAL_FATAL(hashdb_sweep(db, 500, on_swept, &x, &st), 0);
+    CU_ASSERT_EQUAL(st.ref_s, 2000);
+    CU_ASSERT_EQUAL(x.n, 2);
+    CU_ASSERT(swept_has(&x, "r/pool/x.deb"));
+    CU_ASSERT(swept_has(&x, "q/pool/c.deb"));
+    CU_ASSERT_EQUAL(st.unlisted, 2);
+    CU_ASSERT_EQUAL(st.indices_forgotten, 1);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "q/pool/c.deb", &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(db, "r/pool/a.deb", &got), 0);
+    /* what stays was brought up to the suite's sighting: a wider keep finds nothing */
+    x.n = 0;
+    CU_ASSERT_EQUAL(hashdb_sweep(db, 1500, on_swept, &x, &st), 0);
+    CU_ASSERT_EQUAL(x.n, 0);
+    CU_ASSERT_EQUAL(hashdb_disk_use(db, &dbb, &walb), 0);
+    CU_ASSERT(dbb > 0);
+    hashdb_free(db);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&db, ":memory:"), 0);
+    CU_ASSERT_EQUAL(hashdb_disk_use(db, &dbb, &walb), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_index_seen(db, "", 1), -EINVAL);
+    hashdb_free(db);
+    rm_db();
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
@@ -388,6 +481,7 @@ int main(void)
         {"stages: fill without the lock, merge, supersede", test_stage},
         {"schema 2 database upgraded", test_migrate_v2},
         {"newer schema refused", test_newer_schema},
+        {"expiry by reference: the sweep", test_sweep},
         {NULL, NULL},
     };
     return unit_run("hashdb", cases);

@@ -78,9 +78,9 @@ struct resolve_case {
 };
 
 static const struct resolve_case resolve_cases[] = {
-    /* the debian backend: its first mirror names the key, both mirrors in order */
+    /* the debian backend: its name is the key's root, both mirrors in order */
 #define DEB_ROUTE(p, e, cls)                                                                  \
-    "mirror.example/debian" p, p,                                                             \
+    "debian" p, p,                                                             \
         {"http://mirror.example/debian" e, "http://backup.mirror.example:8080/debian" e}, cls
     {"http://mirror.example/debian" HELLO, DEB_ROUTE(HELLO, HELLO, URL_IMMUTABLE)},
     {"/mirror.example/debian" HELLO, DEB_ROUTE(HELLO, HELLO, URL_IMMUTABLE)},
@@ -98,7 +98,7 @@ static const struct resolve_case resolve_cases[] = {
 #undef DEB_ROUTE
     /* the security backend: one mirror */
 #define SEC_ROUTE(p)                                                                          \
-    "security.mirror.example/debian-security" p, p,                                           \
+    "security" p, p,                                                                          \
         {"http://security.mirror.example/debian-security" p}, URL_VOLATILE
     {"http://security.mirror.example/debian-security" SEC_INREL, SEC_ROUTE(SEC_INREL)},
     {"/security.mirror.example/debian-security" SEC_INREL, SEC_ROUTE(SEC_INREL)},
@@ -269,23 +269,21 @@ static void test_self_port_80(void)
     router_free(r);
 }
 
-/* The key is the first mirror's root plus the path: a long first-mirror prefix and a long
- * path that each parse can still make a key over URL_MAX_KEY. */
+/* The key is the backend's name plus the path: a long first-mirror prefix and a long path
+ * that once made a key over URL_MAX_KEY now route, under the short name. */
 static void test_too_long(void)
 {
     size_t plen = 1500, nlen = 1000;
-    char *yaml = malloc(plen + 256), *raw = malloc(nlen + 256);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(yaml);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(raw);
+    char *yaml = malloc(plen + 256), *raw = malloc(nlen + 256), *key = malloc(nlen + 64);
     char *prefix = malloc(plen + 1), *name = malloc(nlen + 1);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(prefix);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+    CU_ASSERT_FATAL(yaml && raw && key && prefix && name);
     memset(prefix, 'p', plen);
     prefix[plen] = '\0';
     memset(name, 'a', nlen);
     name[nlen] = '\0';
     snprintf(yaml, plen + 256, "backends:\n  long: [http://mirror.example/%s, http://short.example/s]\n",
              prefix);
+    snprintf(key, nlen + 64, "long/pool/%s.deb", name);
     struct router *r = router_from(yaml, OWN_PORT);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
 
@@ -296,21 +294,17 @@ static void test_too_long(void)
         const char *why;
         snprintf(raw, nlen + 256, "%s%s.deb", forms[i], name);
         unsigned st = resolve(r, raw, &rt, &why);
-        if (st != 414)
+        if (st != 0)
             fprintf(stderr, "\n  form %zu: status %u (%s)", i, st, why ? why : "");
-        CU_ASSERT_EQUAL(st, 414);
-        CU_ASSERT(route_is_zero(&rt));
-        /* a short name under the same backend routes, with the long key */
-        snprintf(raw, nlen + 256, "%sa.deb", forms[i]);
-        CU_ASSERT_EQUAL_FATAL(resolve(r, raw, &rt, &why), 0);
-        CU_ASSERT_EQUAL(strlen(rt.key), strlen("mirror.example/") + plen + strlen("/pool/a.deb"));
+        CU_ASSERT_EQUAL_FATAL(st, 0);
+        CU_ASSERT_STRING_EQUAL(rt.key, key);
         CU_ASSERT_EQUAL(rt.n_urls, 2);
-        CU_ASSERT_STRING_EQUAL(rt.urls[1], "http://short.example/s/pool/a.deb");
         route_done(&rt);
     }
     router_free(r);
     free(yaml);
     free(raw);
+    free(key);
     free(prefix);
     free(name);
 }
@@ -328,22 +322,22 @@ struct by_hash_case {
 };
 
 static const struct by_hash_case by_hash_cases[] = {
-    {"/debian" PKGS "/Packages.xz", "mirror.example/debian" PKGS "/by-hash/SHA256/",
+    {"/debian" PKGS "/Packages.xz", "debian" PKGS "/by-hash/SHA256/",
      PKGS "/by-hash/SHA256/",
      {"http://mirror.example/debian" PKGS "/by-hash/SHA256/",
       "http://backup.mirror.example:8080/debian" PKGS "/by-hash/SHA256/"}},
     {"http://backup.mirror.example:8080/debian" PKGS "/Packages.xz",
-     "mirror.example/debian" PKGS "/by-hash/SHA256/", PKGS "/by-hash/SHA256/",
+     "debian" PKGS "/by-hash/SHA256/", PKGS "/by-hash/SHA256/",
      {"http://mirror.example/debian" PKGS "/by-hash/SHA256/",
       "http://backup.mirror.example:8080/debian" PKGS "/by-hash/SHA256/"}},
     /* a '+' is sent encoded: the swap must strip the encoded path, not the decoded one */
-    {"/debian" PLUS "/Packages.gz", "mirror.example/debian" PLUS "/by-hash/SHA256/",
+    {"/debian" PLUS "/Packages.gz", "debian" PLUS "/by-hash/SHA256/",
      PLUS "/by-hash/SHA256/",
      {"http://mirror.example/debian/dists/bookworm%2B1/main/binary-amd64/by-hash/SHA256/",
       "http://backup.mirror.example:8080/debian/dists/bookworm%2B1/main/binary-amd64/by-hash/"
       "SHA256/"}},
     {"/security/dists/bookworm-security/main/i18n/Translation-en.bz2",
-     "security.mirror.example/debian-security/dists/bookworm-security/main/i18n/by-hash/SHA256/",
+     "security/dists/bookworm-security/main/i18n/by-hash/SHA256/",
      "/dists/bookworm-security/main/i18n/by-hash/SHA256/",
      {"http://security.mirror.example/debian-security/dists/bookworm-security/main/i18n/"
       "by-hash/SHA256/"}},
@@ -460,6 +454,71 @@ static void test_route_done(void)
     router_free(NULL);
 }
 
+/* The key does not depend on the mirrors: reordered or replaced, every form of a file has
+ * the key it had; a host spelt like a backend name gets a key of its own. */
+static void test_key_by_name(void)
+{
+    static const char *const configs[] = {
+        two_backends,
+        "backends:\n  debian: [\"http://backup.mirror.example:8080/debian/\", "
+        "http://mirror.example/debian]\n",
+        "backends:\n  debian: [http://new.mirror.example/debian]\n",
+    };
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        struct router *r = router_from(configs[i], OWN_PORT);
+        struct route rt;
+        const char *why;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        CU_ASSERT_EQUAL_FATAL(resolve(r, "/debian" HELLO, &rt, &why), 0);
+        CU_ASSERT_STRING_EQUAL(rt.key, "debian" HELLO);
+        route_done(&rt);
+        CU_ASSERT_EQUAL_FATAL(resolve(r, "http://debian" HELLO, &rt, &why), 0);
+        CU_ASSERT_STRING_EQUAL(rt.key, "debian:80" HELLO);
+        CU_ASSERT_STRING_EQUAL(rt.urls[0], "http://debian" HELLO);
+        route_done(&rt);
+        router_free(r);
+    }
+}
+
+/* router_rekey: an old key (the first mirror's host and prefix) and the new one. */
+struct rekey_case {
+    const char *old_key;
+    int rc;
+    const char *new_key;
+};
+
+static void test_rekey(void)
+{
+    static const struct rekey_case cases[] = {
+        {"mirror.example/debian" HELLO, 1, "debian" HELLO},
+        {"backup.mirror.example:8080/debian" INREL, 1, "debian" INREL},
+        {"security.mirror.example/debian-security" SEC_INREL, 1, "security" SEC_INREL},
+        {"debian" HELLO, 0, NULL},                          /* already a backend's key */
+        {"other.example/ubuntu/pool/a.deb", 0, NULL},       /* a host of its own */
+        {"mirror.example/debianx/pool/a.deb", 0, NULL},     /* outside the prefix */
+        {"mirror.example/debian/index.html", 0, NULL},      /* not an archive path */
+        {"not a key", 0, NULL},
+    };
+    struct router *r = router_from(two_backends, OWN_PORT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[URL_MAX_KEY];
+        int rc = router_rekey(r, cases[i].old_key, out, sizeof out);
+        bool ok = rc == cases[i].rc && (rc != 1 || strcmp(out, cases[i].new_key) == 0);
+        if (!ok)
+            fprintf(stderr, "\n  row %zu (%s): rc %d", i, cases[i].old_key, rc);
+        CU_ASSERT(ok);
+    }
+    char small[8];
+    CU_ASSERT_EQUAL(router_rekey(r, "mirror.example/debian" HELLO, small, sizeof small),
+                    -ENAMETOOLONG);
+    CU_ASSERT(router_is_mirror_host(r, "backup.mirror.example:8080"));
+    CU_ASSERT(router_is_mirror_host(r, "security.mirror.example"));
+    CU_ASSERT_FALSE(router_is_mirror_host(r, "debian"));
+    CU_ASSERT_FALSE(router_is_mirror_host(r, "other.example"));
+    router_free(r);
+}
+
 /* No backends at all: every request goes to its own host. */
 static void test_no_backends(void)
 {
@@ -481,11 +540,13 @@ int main(void)
         {"refusals: 403 with a reason, nothing to free", test_refusals},
         {"self on port 80", test_self_port_80},
         {"https mirrors in rewrite and proxy mode", test_https},
-        {"too long: 414", test_too_long},
+        {"a long mirror prefix is no part of the key", test_too_long},
         {"by-hash siblings", test_by_hash},
         {"by-hash of a malformed route", test_by_hash_bad},
         {"route_done and lifetimes", test_route_done},
         {"no backends", test_no_backends},
+        {"keys by backend name, whatever the mirrors", test_key_by_name},
+        {"rekey of caches keyed by the first mirror", test_rekey},
         {NULL, NULL},
     };
     return unit_run("router", cases);

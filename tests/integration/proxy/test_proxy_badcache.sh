@@ -20,7 +20,7 @@ mirror_start
 proxy_start
 
 B="$PROXY_URL/fixture"
-ENTRY="$PROXY_CACHE/127.0.0.1:$MIRROR_PORT/debian"
+ENTRY="$PROXY_CACHE/fixture"
 TOOLS=$(cd "$FIXTURE_ROOT" && echo pool/main/a/apt-dht-tools/*.deb)
 DATA=$(cd "$FIXTURE_ROOT" && echo pool/main/a/apt-dht-hello/apt-dht-hello-data_*.deb)
 PLUS=$(cd "$FIXTURE_ROOT" && echo pool/main/a/apt-dht-plus+extra/*.deb)

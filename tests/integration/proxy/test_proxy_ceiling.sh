@@ -52,7 +52,7 @@ code=$(tcurl -o "$T/dsc" -w '%{http_code}' "$B/$DSC" || true)
 check_eq 502 "$code" "a Content-Length above cache.max_object"
 grep -q "more than the 52428800 allowed" "$T/dsc" || fail "no reason given: $(cat "$T/dsc")"
 check_eq "$n_debs" "$(cached)" "cached packages after a 10 GiB Content-Length"
-[ ! -e "$PROXY_CACHE/127.0.0.1:$MIRROR_PORT/debian/$DSC" ] || fail "the refused file was cached"
+[ ! -e "$PROXY_CACHE/fixture/$DSC" ] || fail "the refused file was cached"
 
 # The packages are all still served from the cache: not one byte more from the mirror.
 while read -r f; do
@@ -79,7 +79,7 @@ grep -q "fetch .*InRelease: the mirror sends more than the 10000000 bytes allowe
 grep -q "fetch .*Packages: the mirror sends more than the 20971520 bytes allowed" "$PROXY_LOG" \
     || fail "no log line for the max_index ceiling"
 for f in $IR $PK; do
-    [ ! -e "$PROXY_CACHE/127.0.0.1:$MIRROR_PORT/debian/$f" ] || fail "$f was cached"
+    [ ! -e "$PROXY_CACHE/fixture/$f" ] || fail "$f was cached"
 done
 
 # apt goes on as usual once the mirror behaves.

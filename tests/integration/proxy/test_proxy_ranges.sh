@@ -16,7 +16,7 @@ proxy_start
 P="$PROXY_URL/fixture/$FIXTURE_BIG"
 size=$(stat -c %s "$FIXTURE_ROOT/$FIXTURE_BIG")
 check_eq 200 "$(http_status "$P")" "the big package is fetched and cached"
-wait_for 10 test -f "$PROXY_CACHE/127.0.0.1:$MIRROR_PORT/debian/$FIXTURE_BIG" \
+wait_for 10 test -f "$PROXY_CACHE/fixture/$FIXTURE_BIG" \
     || fail "the big package was not cached"
 
 # The request log line ends "STATUS BYTES SOURCE MSms".

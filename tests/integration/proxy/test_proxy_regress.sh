@@ -26,7 +26,7 @@ for i in 1 2; do
     check_eq 200 "$code" "revalidation $i against a mirror that ignores If-Modified-Since"
     check_eq "$want" "$(sha256_of "$T/r2")" "InRelease after revalidation $i"
 done
-check_eq "$want" "$(sha256_of "$PROXY_CACHE/127.0.0.1:$MIRROR_PORT/debian/$rel")" "cached InRelease"
+check_eq "$want" "$(sha256_of "$PROXY_CACHE/fixture/$rel")" "cached InRelease"
 mirror_reset
 log "a mirror ignoring If-Modified-Since: InRelease stays whole"
 

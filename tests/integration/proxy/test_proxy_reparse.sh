@@ -42,7 +42,7 @@ sys.exit(0 if r else 1)
 PY
 }
 # The cache key of a path of the archive (a backend route is keyed by its mirror).
-key_of() { echo "127.0.0.1:$MIRROR_PORT/debian/$1"; }
+key_of() { echo "fixture/$1"; }
 listed=$(key_of "pool/main/b/big$last/big${last}_1.${last}_all.deb")
 
 tcurl -f -o "$T/Packages.gz" "$PROXY_URL/fixture/$big" || fail "the big Packages.gz through the proxy"
