@@ -100,6 +100,7 @@ static void on_udp(struct loop *l, int fd, uint32_t events, void *ud)
         ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
         if (n < 0)
             break;
+        p2p_peer_heard(p, (struct sockaddr *)&from);
         if (fd == p->lan4) {
             /* Another node announced itself: answer with our own announcement (at most
              * every 10 s), so a node that just started - or a resolve-only one, which
