@@ -493,8 +493,10 @@ int fetch_start(struct dl *d, bool peer, size_t idx, uint64_t offset)
     set_common_opts(f, x, e, url);
     set_limits(f, x, e);
     set_headers(d, x, e);
-    log_debug("fetch %s from %s%s%llu", d->key, url, offset ? " from byte " : "",
-              (unsigned long long)offset);
+    if (offset)
+        log_debug("fetch %s from %s from byte %llu", d->key, url, (unsigned long long)offset);
+    else
+        log_debug("fetch %s from %s", d->key, url);
     if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
         fetch_cancel(x);
         dl_set_reason(d, 502, "cannot start a transfer");
