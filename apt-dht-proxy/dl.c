@@ -803,9 +803,12 @@ void dl_peer_failed(struct dl *d, struct xfer *x, enum peer_result r)
 
 bool dl_resume_mirror(struct dl *d, struct xfer *x)
 {
-    if (d->received > 0 && d->tainted)
-        return d->url_idx < d->n_urls ? (dl_next_source(d), true)
-                                      : restart_from_mirrors(d, "no mirror resumed the file");
+    if (d->received > 0 && d->tainted) { /* the rest of a peer's body */
+        if (d->url_idx >= d->n_urls)
+            return restart_from_mirrors(d, "no mirror resumed the file");
+        dl_next_source(d);
+        return true;
+    }
     if (!d->immutable || d->received == 0 || d->total <= 0 || d->url_idx >= d->n_urls)
         return false;
     log_warn("fetch %s: %s; resuming from byte %llu from the next mirror", d->key, d->reason,
