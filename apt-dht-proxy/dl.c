@@ -483,8 +483,12 @@ bool dl_take_writer(struct dl *d, struct xfer *x)
         struct xfer *y = &d->xf[i];
         if (y == x || !y->easy || y->doomed)
             continue;
-        if (y->late) /* it missed its deadline, and lost: silent, not merely slower */
+        if (y->late) { /* it missed its deadline, and lost: silent, not merely slower */
+            log_info("fetch %s: peer %s answered first; %s, past its deadline, is dropped",
+                     d->key, x->peer ? d->peers[x->idx].label : "the mirror",
+                     d->peers[y->idx].label);
             report_peer(d, y, PEER_FAILED);
+        }
         fetch_doom(y);
     }
     x->writer = true;
@@ -629,9 +633,8 @@ static void report_peer(struct dl *d, struct xfer *x, enum peer_result r)
     if (r == PEER_BAD_DATA)
         log_warn("fetch %s: peer %s sent bad data; trying the next source", d->key, p->label);
     else if (r != PEER_OK)
-        log_warn("fetch %s: peer %s failed; %s", d->key, p->label,
-                 x->writer && x->got > 0 ? "resuming from the next source"
-                                         : "trying the next source");
+        log_warn("fetch %s: peer %s failed%s", d->key, p->label,
+                 x->writer && x->got > 0 ? "; resuming from the next source" : "");
     if (d->f->opts.on_peer_result)
         d->f->opts.on_peer_result(d->f->opts.ud, (const struct sockaddr *)&p->sa, r, x->got,
                                   loop_now_ms() - x->start_ms);
