@@ -99,7 +99,8 @@ void fetcher_free(struct fetcher *f);
 
 /* New mirror timeouts (as fetch_opts: seconds, > 0), for every transfer started after
  * this call, including a running download's failover to its next mirror; a transfer
- * already under way keeps the timeouts it started with. Peers' timeouts are fixed. */
+ * already under way keeps the timeouts it started with. Peers are judged otherwise: a
+ * deadline for their headers (peer_deadline_ms) and a speed floor (see fetch.c). */
 void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s);
 /* New ceilings (as fetch_opts; 0 = the default), for downloads started after the call. */
 void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index);
