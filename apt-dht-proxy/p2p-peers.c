@@ -10,17 +10,18 @@
  * transfer; a good transfer also feeds a moving average of its speed. A failed peer is
  * also skipped, after its back-off, until it is heard from again (p2p_peer_heard: a
  * DHT packet from its address, which is its HTTP address too) or UNHEARD_MAX_MS has
- * passed: a laptop that left without a word costs one deadline, not one per file.
+ * passed: a laptop that left without a word costs one deadline, not one per file. The
+ * table is bounded (MAX_PEER_INFO): when full, records with no ban or back-off running
+ * are forgotten first. A lookup's peers are filtered and ordered from it
+ * (p2p_peers_order): never ourselves, never banned, backed off or unheard, same subnet
+ * first, then the fastest. The status pages read the same records.
  *
  * Round trips: each peer transfer's time to its response headers is a sample of that
  * peer's round trip (its disk included), smoothed as RFC 6298 does (SRTT, RTTVAR, gains
  * 1/8 and 1/4), per peer and for the node as a whole. A transfer's deadline for its
  * headers is twice the RTO (SRTT + 4 RTTVAR), at least DEADLINE_FLOOR_MS (a LAN is fast,
  * a disk not always) and at most DEADLINE_MAX_MS; a peer never measured gets the node's
- * figure, and the node with nothing measured DEADLINE_DEFAULT_MS. The table is bounded (MAX_PEER_INFO): when full, records with no ban or
- * back-off running are forgotten first. A lookup's peers are filtered and ordered from
- * it (p2p_peers_order): never ourselves, never banned or backed off, same subnet first,
- * then the fastest. The status pages read the same records.
+ * figure, and the node with nothing measured DEADLINE_DEFAULT_MS.
  *
  * Nothing here speaks to the DHT; p2p.c does, and calls in. */
 #include "aptdht-config.h"
