@@ -311,8 +311,7 @@ uint64_t dl_available(const struct dl *d)
     if (d->state == DL_DONE)
         return d->received;
     /* a body holding a peer's bytes is unverified until the download is DONE */
-    if (d->verify_first || d->tainted || d->state == DL_CONNECTING ||
-        d->state == DL_NOT_MODIFIED)
+    if (d->verify_first || d->tainted || d->state == DL_CONNECTING || d->state == DL_NOT_MODIFIED)
         return 0;
     /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
      * waits for the check, and stays back for good when it fails. */
@@ -427,8 +426,7 @@ static bool whole_ok(struct dl *d, struct xfer *x, int64_t length)
         if (x->peer) {
             x->bad = true;
             log_warn("fetch %s: peer %s announces %lld bytes, the index %llu", d->key,
-                     d->peers[x->idx].label, (long long)length,
-                     (unsigned long long)d->expect.size);
+                     d->peers[x->idx].label, (long long)length, (unsigned long long)d->expect.size);
             return false;
         }
         d->mismatch = true;
@@ -468,8 +466,9 @@ static void note_contributor(struct dl *d, const struct xfer *x)
 {
     if (x->peer) {
         d->tainted = true;
-        d->body_peer = d->received == 0 ? (int)x->idx
-                       : d->body_peer == (int)x->idx ? d->body_peer : -2;
+        d->body_peer = d->received == 0              ? (int)x->idx
+                       : d->body_peer == (int)x->idx ? d->body_peer
+                                                     : -2;
     } else if (d->received > 0 && d->body_peer != -1) {
         d->body_peer = -2;
     }
@@ -484,9 +483,8 @@ bool dl_take_writer(struct dl *d, struct xfer *x)
         if (y == x || !y->easy || y->doomed)
             continue;
         if (y->late) { /* it missed its deadline, and lost: silent, not merely slower */
-            log_info("fetch %s: peer %s answered first; %s, past its deadline, is dropped",
-                     d->key, x->peer ? d->peers[x->idx].label : "the mirror",
-                     d->peers[y->idx].label);
+            log_info("fetch %s: peer %s answered first; %s, past its deadline, is dropped", d->key,
+                     x->peer ? d->peers[x->idx].label : "the mirror", d->peers[y->idx].label);
             report_peer(d, y, PEER_FAILED);
         }
         fetch_doom(y);

@@ -47,24 +47,25 @@ struct xfer {
     CURL *easy; /* NULL = the slot is free */
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
-    bool peer;         /* from d->peers[idx], else from d->urls[idx] */
+    bool peer; /* from d->peers[idx], else from d->urls[idx] */
     size_t idx;
-    uint64_t offset;   /* the body byte its request starts at (Range: bytes=N-); 0 = all */
-    int resp_status;   /* of the response being received; 0 = none yet */
-    int os_errno;      /* of its last system call when it failed (CURLINFO_OS_ERRNO) */
-    int64_t length;    /* its response's Content-Length; -1 = none */
-    bool restart;      /* asked a range and got a 200: its body starts at byte 0 */
-    bool answered;     /* its response headers are in */
-    bool late;         /* no response headers within its deadline */
-    bool writer;       /* its body goes into the download */
-    bool doomed;       /* cancelled inside a libcurl callback: reaped by its deadline
-                        * timer at once, its data ignored meanwhile */
-    bool bad;          /* a peer's answer that contradicts the index (its size) */
-    char crange[96];   /* its Content-Range header; "" = none */
+    uint64_t offset; /* the body byte its request starts at (Range: bytes=N-); 0 = all */
+    int resp_status; /* of the response being received; 0 = none yet */
+    int os_errno;    /* of its last system call when it failed (CURLINFO_OS_ERRNO) */
+    int64_t length;  /* its response's Content-Length; -1 = none */
+    bool restart;    /* asked a range and got a 200: its body starts at byte 0 */
+    bool answered;   /* its response headers are in */
+    bool late;       /* no response headers within its deadline */
+    bool writer;     /* its body goes into the download */
+    bool doomed;     /* cancelled inside a libcurl callback: reaped by its deadline
+                      * timer at once, its data ignored meanwhile */
+    bool bad;        /* a peer's answer that contradicts the index (its size) */
+    char crange[96]; /* its Content-Range header; "" = none */
     time_t last_modified;
-    uint64_t start_ms, answer_ms, first_byte_ms; /* loop_now_ms; 0 = not yet */
-    uint64_t got;      /* body bytes it delivered as the writer */
-    uint64_t win_ms, win_got; /* the speed floor's window: its start and got then */
+    /* loop_now_ms of its start, its response headers, its first body byte; 0 = not yet */
+    uint64_t start_ms, answer_ms, first_byte_ms;
+    uint64_t got;               /* body bytes it delivered as the writer */
+    uint64_t win_ms, win_got;   /* the speed floor's window: its start and got then */
     struct loop_timer deadline; /* its response headers (peers only) */
     struct loop_timer tick;     /* the speed floor's check (peers only) */
 };
@@ -130,13 +131,13 @@ struct dl {
 
     /* the transfers under way (fetch.c) */
     struct xfer xf[DL_MAX_XFERS];
-    uint64_t transfer_ms;  /* when the newest transfer started (the status page) */
-    bool tainted;          /* the body holds bytes from a peer: nothing is readable
-                            * until the whole file has verified */
-    int body_peer;         /* the one peer (index) that supplied every body byte so far;
-                            * -1 = none, -2 = several sources */
-    bool restarted;        /* a mixed body failed verification: started over from the
-                            * mirrors (once) */
+    uint64_t transfer_ms; /* when the newest transfer started (the status page) */
+    bool tainted;         /* the body holds bytes from a peer: nothing is readable
+                           * until the whole file has verified */
+    int body_peer;        /* the one peer (index) that supplied every body byte so far;
+                           * -1 = none, -2 = several sources */
+    bool restarted;       /* a mixed body failed verification: started over from the
+                           * mirrors (once) */
 };
 
 struct fetcher {

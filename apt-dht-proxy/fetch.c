@@ -39,12 +39,12 @@
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/url.h"
 
-#define PEER_DEADLINE_DEFAULT_MS 250u /* a peer's deadline when the caller gives none */
-#define PEER_GIVEUP_MS 2000u          /* a peer with no answer by then has failed */
-#define PEER_TICK_MS 250u             /* how often a peer's speed is looked at */
-#define PEER_WINDOW_MS 1000u          /* the grace, and each window the rate is taken over */
-#define PEER_FLOOR_DIVISOR 8.0        /* the floor: the mirrors' rate over this */
-#define PEER_FLOOR_DEFAULT 1048.576   /* bytes/ms (1 MiB/s) while no mirror is measured */
+#define PEER_DEADLINE_DEFAULT_MS 250u       /* a peer's deadline when the caller gives none */
+#define PEER_GIVEUP_MS 2000u                /* a peer with no answer by then has failed */
+#define PEER_TICK_MS 250u                   /* how often a peer's speed is looked at */
+#define PEER_WINDOW_MS 1000u                /* the grace, and each window the rate is taken over */
+#define PEER_FLOOR_DIVISOR 8.0              /* the floor: the mirrors' rate over this */
+#define PEER_FLOOR_DEFAULT 1048.576         /* bytes/ms (1 MiB/s) while no mirror is measured */
 #define MIRROR_RATE_MIN_BYTES (256u * 1024) /* smaller bodies say little about a rate */
 
 /* ---- curl <-> loop glue ---- */

@@ -134,8 +134,9 @@ uint64_t dl_started_ms(const struct dl *d);
  * verification before anything is delivered; a failing or lying peer is reported through
  * on_peer_result and the next source is tried (from where the body stands: a Range
  * request). A peer that has not answered within its deadline keeps its transfer while
- * the next peer is asked too; the first to send a body byte wins. Ignored once the download has moved on
- * to the mirrors or ended. dl_peers_done: the lookup is over, no more will come.
+ * the next peer is asked too; the first to send a body byte wins. Ignored once the
+ * download has moved on to the mirrors or ended. dl_peers_done: the lookup is over, no
+ * more will come.
  * dl_claim_lookup returns true once per download that awaits peers: the caller that
  * gets true starts the lookup. */
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);

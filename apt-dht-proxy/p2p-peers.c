@@ -49,8 +49,8 @@
 struct peer_info {
     uint64_t banned_until_ms, backoff_until_ms; /* 0 = not */
     unsigned failures;                          /* in a row */
-    bool unheard;        /* failed, and not heard from since (p2p_peer_heard) */
-    struct p2p_rtt rtt;  /* its response time */
+    bool unheard;       /* failed, and not heard from since (p2p_peer_heard) */
+    struct p2p_rtt rtt; /* its response time */
     double bytes_per_ms;                        /* moving average; 0 = not measured */
     char label[64];                             /* "ADDR:PORT" */
     /* for the status page */
@@ -307,7 +307,8 @@ uint32_t p2p_rtt_deadline_ms(const struct p2p_rtt *r)
         return DEADLINE_DEFAULT_MS;
     double ms = 2 * (r->srtt_us + 4 * r->rttvar_us) / 1000;
     return ms < DEADLINE_FLOOR_MS ? DEADLINE_FLOOR_MS
-           : ms > DEADLINE_MAX_MS ? DEADLINE_MAX_MS : (uint32_t)ms;
+           : ms > DEADLINE_MAX_MS ? DEADLINE_MAX_MS
+                                  : (uint32_t)ms;
 }
 
 uint32_t p2p_peer_deadline_ms(struct p2p *p, const struct sockaddr *peer)

@@ -31,12 +31,12 @@
 #define KEY "mirror.example/debian/pool/main/a/a_1.0_all.deb"
 
 enum srv_mode {
-    SRV_OK,     /* 200 with the body */
-    SRV_BAD,    /* 200 with a body of the same length that differs in one byte */
-    SRV_HALF,   /* 200 announcing the whole body, half of it, then silence */
-    SRV_SILENT, /* reads the request and never answers */
-    SRV_LIE,    /* 200 announcing LIE_LEN bytes, the body, then close */
-    SRV_ENDLESS, /* 200 without Content-Length: ENDLESS_N bodies, then close */
+    SRV_OK,         /* 200 with the body */
+    SRV_BAD,        /* 200 with a body of the same length that differs in one byte */
+    SRV_HALF,       /* 200 announcing the whole body, half of it, then silence */
+    SRV_SILENT,     /* reads the request and never answers */
+    SRV_LIE,        /* 200 announcing LIE_LEN bytes, the body, then close */
+    SRV_ENDLESS,    /* 200 without Content-Length: ENDLESS_N bodies, then close */
     SRV_CLOSE_HALF, /* 200 announcing the whole body, half of it, then close */
     SRV_HEADERS,    /* 200 headers, then silence */
     SRV_BAD_HALF,   /* as SRV_HALF, with a wrong byte in that half */
@@ -130,7 +130,8 @@ static void answer(struct conn *c)
     if (s->mode == SRV_BAD || s->mode == SRV_BAD_HALF)
         body[BODY_LEN / 4] ^= 1;
     size_t off = s->last_offset > 0 && s->last_offset < BODY_LEN && s->mode != SRV_NORANGE
-                     ? (size_t)s->last_offset : 0;
+                     ? (size_t)s->last_offset
+                     : 0;
     bool half = s->mode == SRV_HALF || s->mode == SRV_BAD_HALF || s->mode == SRV_CLOSE_HALF;
     int n = off ? snprintf(hdr, sizeof hdr,
                            "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
@@ -829,11 +830,13 @@ int main(void)
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
         {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
         {"a silent peer is hedged by the next, which wins", test_silent_peer_hedged},
-        {"a stalled peer: the mirror sends the rest (Range)", test_stalled_peer_resumed_from_mirror},
+        {"a stalled peer: the mirror sends the rest (Range)",
+         test_stalled_peer_resumed_from_mirror},
         {"a peer dying mid-file: the next peer sends the rest", test_dead_peer_resumed_from_peer},
         {"a resumed request answered 200 starts over", test_resume_answered_whole},
         {"a 206 of another range is refused", test_wrong_range_refused},
-        {"a mixed body failing: from the mirror, nobody banned", test_mixed_body_restarts_from_mirror},
+        {"a mixed body failing: from the mirror, nobody banned",
+         test_mixed_body_restarts_from_mirror},
         {"headers then silence: below the floor, the mirror", test_headers_then_stall},
         {"a lying Content-Length evicts nothing", test_lying_length_evicts_nothing},
         {"a Content-Length above the ceiling fails at once", test_length_above_ceiling},

@@ -44,10 +44,10 @@ static void test_deadlines(void)
         double srtt_us, rttvar_us;
         uint32_t want_ms;
     } rows[] = {
-        {0, 0, 250},               /* never measured: the default */
-        {1000, 500, 150},          /* a LAN: the floor */
-        {50000, 10000, 180},       /* 2 x (50 + 4 x 10) ms */
-        {600000, 300000, 2000},    /* slow: the ceiling */
+        {0, 0, 250},            /* never measured: the default */
+        {1000, 500, 150},       /* a LAN: the floor */
+        {50000, 10000, 180},    /* 2 x (50 + 4 x 10) ms */
+        {600000, 300000, 2000}, /* slow: the ceiling */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct p2p_rtt r = {rows[i].srtt_us, rows[i].rttvar_us};
