@@ -353,13 +353,14 @@ static void on_deadline(struct loop *l, struct loop_timer *t, void *ud)
     if (!x->late) {
         uint64_t waited = loop_now_ms() - x->start_ms;
         x->late = true;
-        if (waited < PEER_GIVEUP_MS)
-            loop_timer_start(l, &x->deadline, PEER_GIVEUP_MS - waited);
+        /* given up at PEER_GIVEUP_MS, or one more deadline when that was the deadline */
+        loop_timer_start(l, &x->deadline,
+                         waited < PEER_GIVEUP_MS ? PEER_GIVEUP_MS - waited : waited);
         dl_peer_late(d, x);
         return;
     }
-    log_info("fetch %s: peer %s sent no answer in %u ms", d->key, d->peers[x->idx].label,
-             PEER_GIVEUP_MS);
+    log_info("fetch %s: peer %s sent no answer in %llu ms", d->key, d->peers[x->idx].label,
+             (unsigned long long)(loop_now_ms() - x->start_ms));
     dl_peer_failed(d, x, PEER_FAILED);
 }
 

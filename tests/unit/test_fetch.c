@@ -528,6 +528,28 @@ static void test_silent_peer_hedged(void)
     teardown();
 }
 
+/* The only holder never answers and the budget is long: it is given up after 2 s (not
+ * the budget's 5), reported, and the mirror serves. */
+static void test_silent_peer_given_up(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_SILENT);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    CU_ASSERT(ms >= 1900 && ms < 4000);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
 /* A peer that sends half the file and stalls is abandoned below the speed floor and the
  * mirror is asked for the rest only (Range), so the body is whole and verifies. */
 static void test_stalled_peer_resumed_from_mirror(void)
@@ -830,6 +852,7 @@ int main(void)
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
         {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
         {"a silent peer is hedged by the next, which wins", test_silent_peer_hedged},
+        {"the only holder silent: given up after 2 s", test_silent_peer_given_up},
         {"a stalled peer: the mirror sends the rest (Range)",
          test_stalled_peer_resumed_from_mirror},
         {"a peer dying mid-file: the next peer sends the rest", test_dead_peer_resumed_from_peer},
