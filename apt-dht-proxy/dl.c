@@ -11,8 +11,24 @@
  * Sources are tried in order, and where the download stands is one named state
  * (enum dl_source, changed only by set_source): peers while the request awaits them,
  * each as the DHT lookup names it and within a time budget, then the mirrors in turn.
- * A peer that fails or lies is reported and replaced; a mirror is replaced only while
- * it has delivered nothing. The transfers themselves are fetch.c's.
+ * A peer late with its answer (its deadline comes from its measured round trip) keeps
+ * its transfer while the next holder is asked beside it; the first of the two to send
+ * a body byte writes the body and the other is cancelled, reported as failed only if it
+ * had missed its deadline. Never more than two transfers, and the mirror only after the
+ * budget, alone. A peer that fails or lies is reported and replaced.
+ *
+ * Resume: a transfer that dies mid-body (lost, stalled, below the speed floor) is
+ * followed by the next source asked for the rest (Range: bytes=N-). A 206 must say
+ * exactly that range of the file's size; a 200 starts the body over (dl_reset_body, the
+ * one place a body starts over). The hashes run over the bytes in file order whoever
+ * sent them. A body holding any byte from a peer (tainted) is readable only once the
+ * whole file has verified. When such a body fails verification: if one peer sent all
+ * of it, that peer is reported as a liar and the next source starts from byte 0; if
+ * several sources sent parts, no one is blamed (any of them may have lied) and the body
+ * starts over from the first mirror, once. A mirror's body resumes from the next mirror
+ * only for immutable files (a volatile file may differ between mirrors); a mirror's
+ * bytes already read by apt stay valid when a 200 starts the body over, since the
+ * content is the same.
  *
  * Every download has a ceiling, the most bytes it may bring: the size the index gives
  * where it knows the file, else cache.max_object (immutable) or cache.max_index
@@ -185,6 +201,7 @@ int dl_new(struct dl **out, struct fetcher *f, const struct dl_request *req, con
     d->f = f;
     d->fd = -1;
     d->total = -1;
+    d->body_peer = -1;
     d->started_ms = loop_now_ms();
     d->refs = 1; /* the transfer's own */
     f->n_dls++;
@@ -293,10 +310,8 @@ uint64_t dl_available(const struct dl *d)
 {
     if (d->state == DL_DONE)
         return d->received;
-    /* peer phase: bytes on disk are a peer's, or a failed peer's, until the download
-     * is DONE (verified) or moves to a mirror (which starts the file afresh) */
-    if (d->verify_first || peer_phase(d) || d->state == DL_CONNECTING ||
-        d->state == DL_NOT_MODIFIED)
+    /* a body holding a peer's bytes is unverified until the download is DONE */
+    if (d->verify_first || d->tainted || d->state == DL_CONNECTING || d->state == DL_NOT_MODIFIED)
         return 0;
     /* STREAMING, or FAILED after some bytes: the tail of a file whose hash is known
      * waits for the check, and stays back for good when it fails. */
@@ -360,6 +375,8 @@ int dl_reset_body(struct dl *d)
     d->reason[0] = '\0';
     d->received = 0;
     d->total = -1;
+    d->tainted = false;
+    d->body_peer = -1;
     d->last_modified = 0;
     /* Only a file that holds bytes of an earlier attempt is truncated: ext4 writes a file
      * out at close() once it has been truncated to zero (auto_da_alloc), which would stall
@@ -378,23 +395,114 @@ int dl_reset_body(struct dl *d)
     return 0;
 }
 
-bool dl_body_begins(struct dl *d, int64_t content_length)
+/* "bytes A-B/T" of a 206 answering "bytes=offset-": exactly the rest of a file of total
+ * bytes. */
+static bool range_is_rest(const char *cr, uint64_t offset, uint64_t total)
 {
-    d->total = content_length;
-    if (d->have_expect && d->expect.size != UINT64_MAX) {
-        if (d->total >= 0 && (uint64_t)d->total != d->expect.size) {
-            d->mismatch = true;
-            dl_set_reason(d, 502, "mirror's size differs from the index");
+    unsigned long long a, b, t;
+    char *end;
+    if (strncmp(cr, "bytes ", 6) != 0)
+        return false;
+    errno = 0;
+    a = strtoull(cr + 6, &end, 10);
+    if (errno || end == cr + 6 || *end != '-')
+        return false;
+    const char *p = end + 1;
+    b = strtoull(p, &end, 10);
+    if (errno || end == p || *end != '/')
+        return false;
+    p = end + 1;
+    t = strtoull(p, &end, 10);
+    if (errno || end == p || *end != '\0')
+        return false;
+    return a == offset && t == total && b + 1 == t;
+}
+
+/* A 200: the whole file, of the size the index gives and within the ceiling. */
+static bool whole_ok(struct dl *d, struct xfer *x, int64_t length)
+{
+    if (d->have_expect && d->expect.size != UINT64_MAX && length >= 0 &&
+        (uint64_t)length != d->expect.size) {
+        if (x->peer) {
+            x->bad = true;
+            log_warn("fetch %s: peer %s announces %lld bytes, the index %llu", d->key,
+                     d->peers[x->idx].label, (long long)length, (unsigned long long)d->expect.size);
             return false;
         }
-        d->total = (int64_t)d->expect.size;
+        d->mismatch = true;
+        dl_set_reason(d, 502, "mirror's size differs from the index");
+        return false;
     }
-    if (d->total >= 0 && (uint64_t)d->total > d->ceiling) {
+    if (length >= 0 && (uint64_t)length > d->ceiling) {
         dl_set_reason(d, 502, "the mirror announces %lld bytes, more than the %llu allowed",
-                      (long long)d->total, (unsigned long long)d->ceiling);
+                      (long long)length, (unsigned long long)d->ceiling);
         log_warn("fetch %s: %s", d->key, d->reason);
         return false;
     }
+    x->restart = x->offset > 0; /* asked for the rest, sent all: the body starts over */
+    return true;
+}
+
+bool dl_answer_ok(struct dl *d, struct xfer *x, int64_t length, const char *content_range)
+{
+    x->length = length;
+    if (x->resp_status == 200)
+        return whole_ok(d, x, length);
+    /* a 206: the rest of the body as it stands, nothing else */
+    uint64_t total = d->total >= 0 ? (uint64_t)d->total : 0;
+    if (x->offset > 0 && d->total > 0 && range_is_rest(content_range, x->offset, total) &&
+        (length < 0 || (uint64_t)length == total - x->offset))
+        return true;
+    log_warn("fetch %s: %s answered 206 \"%s\" to a request for bytes %llu-", d->key,
+             x->peer ? d->peers[x->idx].label : d->urls[x->idx], content_range,
+             (unsigned long long)x->offset);
+    if (!x->peer)
+        dl_set_reason(d, 502, "mirror answered a range other than the one asked");
+    return false;
+}
+
+/* Which sources the body's bytes came from (see body_peer). */
+static void note_contributor(struct dl *d, const struct xfer *x)
+{
+    if (x->peer) {
+        d->tainted = true;
+        d->body_peer = d->received == 0              ? (int)x->idx
+                       : d->body_peer == (int)x->idx ? d->body_peer
+                                                     : -2;
+    } else if (d->received > 0 && d->body_peer != -1) {
+        d->body_peer = -2;
+    }
+}
+
+static void report_peer(struct dl *d, struct xfer *x, enum peer_result r);
+
+bool dl_take_writer(struct dl *d, struct xfer *x)
+{
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        struct xfer *y = &d->xf[i];
+        if (y == x || !y->easy || y->doomed)
+            continue;
+        if (y->late) { /* it missed its deadline, and lost: silent, not merely slower */
+            log_info("fetch %s: peer %s answered first; %s, past its deadline, is dropped", d->key,
+                     x->peer ? d->peers[x->idx].label : "the mirror", d->peers[y->idx].label);
+            report_peer(d, y, PEER_FAILED);
+        }
+        fetch_doom(y);
+    }
+    x->writer = true;
+    if ((x->offset == 0 || x->restart) && dl_reset_body(d) < 0) {
+        dl_set_reason(d, 502, "cannot start the download's file over");
+        return false;
+    }
+    if (d->received == 0) {
+        d->total = x->length;
+        if (d->have_expect && d->expect.size != UINT64_MAX)
+            d->total = (int64_t)d->expect.size;
+    }
+    note_contributor(d, x);
+    d->last_modified = x->last_modified;
+    snprintf(d->source, sizeof d->source, "%s %s", x->peer ? "peer" : "mirror",
+             x->peer ? d->peers[x->idx].label : d->urls[x->idx]);
     /* no room is taken yet: eviction waits for the bytes themselves (take_room) */
     d->state = DL_STREAMING;
     dl_notify(d);
@@ -456,7 +564,7 @@ static bool write_body(struct dl *d, const char *buf, size_t n)
     return true;
 }
 
-bool dl_append(struct dl *d, const char *buf, size_t n)
+bool dl_append(struct dl *d, struct xfer *x, const char *buf, size_t n)
 {
     if (d->total >= 0 && d->received + n > (uint64_t)d->total) {
         dl_set_reason(d, 502, "mirror sent more bytes than announced");
@@ -480,11 +588,14 @@ bool dl_append(struct dl *d, const char *buf, size_t n)
     EVP_DigestUpdate(d->sha256, buf, n);
     if (d->sha1)
         EVP_DigestUpdate(d->sha1, buf, n);
+    if (x->peer && x->got == 0) /* the latency a LAN peer adds, for the benchmarks */
+        log_info("fetch %s: first byte from peer %s %llu ms after the miss", d->key,
+                 d->peers[x->idx].label, (unsigned long long)(loop_now_ms() - d->started_ms));
     d->received += n;
-    bool from_peer = d->src == SRC_PEER;
+    x->got += n;
     if (d->f->opts.on_bytes)
-        d->f->opts.on_bytes(d->f->opts.ud, from_peer, n);
-    if (!from_peer)
+        d->f->opts.on_bytes(d->f->opts.ud, x->peer, n);
+    if (!d->tainted)
         dl_notify(d); /* a peer's bytes are delivered only once verified */
     return true;
 }
@@ -514,15 +625,17 @@ static bool verify(struct dl *d)
     return true;
 }
 
-static void report_peer(struct dl *d, enum peer_result r)
+static void report_peer(struct dl *d, struct xfer *x, enum peer_result r)
 {
-    struct dl_peer *p = &d->peers[d->peer_idx - 1];
-    if (r != PEER_OK)
-        log_warn("fetch %s: peer %s %s; trying the next source", d->key, p->label,
-                 r == PEER_BAD_DATA ? "sent bad data" : "failed");
+    struct dl_peer *p = &d->peers[x->idx];
+    if (r == PEER_BAD_DATA)
+        log_warn("fetch %s: peer %s sent bad data; trying the next source", d->key, p->label);
+    else if (r != PEER_OK)
+        log_warn("fetch %s: peer %s failed%s", d->key, p->label,
+                 x->writer && x->got > 0 ? "; resuming from the next source" : "");
     if (d->f->opts.on_peer_result)
-        d->f->opts.on_peer_result(d->f->opts.ud, (const struct sockaddr *)&p->sa, r, d->received,
-                                  loop_now_ms() - d->transfer_ms);
+        d->f->opts.on_peer_result(d->f->opts.ud, (const struct sockaddr *)&p->sa, r, x->got,
+                                  loop_now_ms() - x->start_ms);
 }
 
 static void commit(struct dl *d)
@@ -543,13 +656,53 @@ static void commit(struct dl *d)
     }
 }
 
-void dl_complete(struct dl *d)
+/* The body starts over from the first mirror: a body of several sources failed, or a
+ * resumed request found no mirror to answer it. Once per download; false: done that. */
+static bool restart_from_mirrors(struct dl *d, const char *why)
+{
+    if (d->restarted)
+        return false;
+    log_warn("fetch %s: %s; starting over from the mirror, blaming no peer", d->key, why);
+    d->restarted = true;
+    d->budget_over = true; /* no peer is asked again */
+    d->url_idx = 0;
+    fetch_stop(d);
+    if (dl_reset_body(d) < 0)
+        return false;
+    set_source(d, SRC_MIRROR);
+    dl_next_source(d);
+    return true;
+}
+
+/* The whole body failed its check and holds a peer's bytes (see the top of the file). */
+static void bad_tainted_body(struct dl *d, struct xfer *x)
+{
+    if (d->body_peer >= 0 && x->peer && d->body_peer == (int)x->idx) {
+        report_peer(d, x, PEER_BAD_DATA); /* it sent every byte: it lied */
+        if (dl_reset_body(d) < 0) {
+            dl_set_reason(d, 502, "cannot start the download's file over");
+            dl_finish(d, DL_FAILED);
+            return;
+        }
+        dl_next_source(d);
+        return;
+    }
+    if (x->peer)
+        report_peer(d, x, PEER_FAILED); /* its share may have been right: no ban */
+    if (!restart_from_mirrors(d, "a file of several sources failed verification")) {
+        d->mismatch = true;
+        dl_set_reason(d, 502, "the file does not match the index (size or hash)");
+        dl_finish(d, DL_FAILED);
+    }
+}
+
+void dl_complete(struct dl *d, struct xfer *x)
 {
     bool ok = verify(d);
     if (d->f->opts.on_verify)
-        d->f->opts.on_verify(d->f->opts.ud, d->src == SRC_PEER, d->have_expect, ok);
-    if (!ok && d->src == SRC_PEER) {
-        dl_peer_failed(d, PEER_BAD_DATA);
+        d->f->opts.on_verify(d->f->opts.ud, d->tainted, d->have_expect, ok);
+    if (!ok && d->tainted) {
+        bad_tainted_body(d, x);
         return;
     }
     if (!ok) {
@@ -559,8 +712,8 @@ void dl_complete(struct dl *d)
         dl_finish(d, DL_FAILED);
         return;
     }
-    if (d->src == SRC_PEER)
-        report_peer(d, PEER_OK);
+    if (x->peer)
+        report_peer(d, x, PEER_OK);
     d->status = 200;
     if (d->cacheable)
         commit(d);
@@ -569,33 +722,128 @@ void dl_complete(struct dl *d)
 
 /* ---- the sources ---- */
 
-void dl_peer_failed(struct dl *d, enum peer_result r)
+/* Every running transfer is a late peer's. */
+static bool all_late(const struct dl *d)
 {
-    report_peer(d, r);
+    size_t n = 0;
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        const struct xfer *x = &d->xf[i];
+        if (!x->easy || x->doomed)
+            continue;
+        if (!x->peer || !x->late || x->answered)
+            return false;
+        n++;
+    }
+    return n > 0;
+}
+
+/* The oldest running transfer. */
+static struct xfer *oldest(struct dl *d)
+{
+    struct xfer *o = NULL;
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        struct xfer *x = &d->xf[i];
+        if (x->easy && !x->doomed && (!o || x->start_ms < o->start_ms))
+            o = x;
+    }
+    return o;
+}
+
+/* Starts the next named peer. false: none is left, or it could not start (the download
+ * has then failed). */
+static bool start_next_peer(struct dl *d, bool *failed)
+{
+    *failed = false;
+    if (d->peer_idx >= d->n_peers)
+        return false;
+    size_t i = d->peer_idx++;
+    set_source(d, SRC_PEER);
+    if (fetch_start(d, true, i, d->received) == 0)
+        return true;
+    *failed = true;
+    dl_finish(d, DL_FAILED);
+    return false;
+}
+
+/* The peers asked so far are late: ask the next one beside them. With both slots taken
+ * by late peers, the older one has had two deadlines: it has failed, and gives way. */
+static void hedge(struct dl *d)
+{
+    bool failed;
+    if (d->budget_over || d->peer_idx >= d->n_peers || !all_late(d))
+        return;
+    if (fetch_running(d) == DL_MAX_XFERS) {
+        struct xfer *o = oldest(d);
+        report_peer(d, o, PEER_FAILED);
+        fetch_cancel(o);
+    }
+    if (start_next_peer(d, &failed))
+        log_debug("fetch %s: a holder is late; asking %s too", d->key,
+                  d->peers[d->peer_idx - 1].label);
+}
+
+void dl_peer_late(struct dl *d, struct xfer *x)
+{
+    log_info("fetch %s: peer %s has not answered in %llu ms%s", d->key, d->peers[x->idx].label,
+             (unsigned long long)(loop_now_ms() - x->start_ms),
+             !d->budget_over && d->peer_idx < d->n_peers ? "; asking the next holder too" : "");
+    hedge(d);
+}
+
+void dl_peer_failed(struct dl *d, struct xfer *x, enum peer_result r)
+{
+    bool was_writer = x->writer;
+    fetch_cancel(x);
+    report_peer(d, x, r);
+    if (!was_writer && fetch_running(d) > 0) {
+        hedge(d); /* the other goes on; and beside it the next, if it is late too */
+        return;
+    }
     dl_next_source(d);
+}
+
+bool dl_resume_mirror(struct dl *d, struct xfer *x)
+{
+    if (d->received > 0 && d->tainted) { /* the rest of a peer's body */
+        if (d->url_idx >= d->n_urls)
+            return restart_from_mirrors(d, "no mirror resumed the file");
+        dl_next_source(d);
+        return true;
+    }
+    if (!d->immutable || d->received == 0 || d->total <= 0 || d->url_idx >= d->n_urls)
+        return false;
+    log_warn("fetch %s: %s; resuming from byte %llu from the next mirror", d->key, d->reason,
+             (unsigned long long)d->received);
+    d->reason[0] = '\0';
+    dl_next_source(d);
+    return true;
 }
 
 void dl_next_source(struct dl *d)
 {
+    bool failed;
     bool peers = d->src == SRC_NEW ? d->await_peers : peer_phase(d);
     /* once the budget is spent, a failed peer is not replaced */
     if (peers && !d->budget_over) {
-        if (d->peer_idx < d->n_peers) {
-            d->peer_idx++;
-            set_source(d, SRC_PEER);
-            fetch_start(d);
+        if (start_next_peer(d, &failed) || failed)
             return;
-        }
+        if (fetch_running(d) > 0)
+            return; /* a late peer may still answer */
         if (!d->peers_done) {
             set_source(d, SRC_AWAIT_PEER); /* the lookup may still name one */
             return;
         }
     }
+    if (fetch_running(d) > 0)
+        return; /* the mirror starts alone: when the late peer answers or gives up */
     loop_timer_stop(d->f->loop, &d->budget_timer);
     if (d->url_idx < d->n_urls) {
-        d->url_idx++;
+        size_t i = d->url_idx++;
         set_source(d, SRC_MIRROR);
-        fetch_start(d);
+        d->reason[0] = '\0'; /* the last source's: this one's answer decides now */
+        d->mismatch = false;
+        if (fetch_start(d, false, i, d->received) < 0)
+            dl_finish(d, DL_FAILED);
         return;
     }
     if (!d->reason[0])
@@ -609,10 +857,17 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
     d->budget_over = true;
     if (!peer_phase(d))
         return;
-    if (d->src == SRC_PEER && d->easy) {
-        if (d->received > 0)
-            return;    /* a peer is sending: let it finish */
-        fetch_stop(d); /* not the peer's fault: our budget ran out; no report */
+    for (size_t i = 0; i < DL_MAX_XFERS; i++)
+        if (d->xf[i].easy && d->xf[i].writer)
+            return; /* a peer is sending: let it finish (it is the only transfer) */
+    /* not the peers' fault that our budget ran out, unless they missed their deadline */
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        struct xfer *x = &d->xf[i];
+        if (!x->easy)
+            continue;
+        fetch_cancel(x);
+        if (x->late)
+            report_peer(d, x, PEER_FAILED);
     }
     dl_next_source(d);
 }
@@ -633,6 +888,8 @@ int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const 
     d->n_peers++;
     if (d->src == SRC_AWAIT_PEER)
         dl_next_source(d);
+    else
+        hedge(d); /* the peers asked are late: this one is asked too */
     return 0;
 }
 
@@ -655,7 +912,7 @@ void dl_finish(struct dl *d, enum dl_state st)
 {
     fetch_stop(d);
     release_room(d);
-    if (d->src == SRC_PEER && st != DL_DONE)
+    if (d->tainted && st != DL_DONE)
         d->received = 0; /* a peer's bytes are unverified: none becomes readable */
     set_source(d, SRC_ENDED);
     loop_timer_stop(d->f->loop, &d->budget_timer);

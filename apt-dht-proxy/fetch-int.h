@@ -2,8 +2,9 @@
  *
  * The fetch module is two files along one seam:
  *   fetch.c  the fetcher: which download a request joins, libcurl's multi interface
- *            driven by the loop, one easy handle per transfer, and what each HTTP answer
- *            means for the download (its headers, its body bytes, how it ended);
+ *            driven by the loop, one easy handle per transfer (struct xfer) with its
+ *            deadlines, and what each HTTP answer means for the download (its headers,
+ *            its body bytes, how it ended);
  *   dl.c     the download object: references, readers and watchers, the body file and
  *            its hashes, verification and commit, and the order in which sources are
  *            tried (peers, then mirrors), kept as a named state.
@@ -33,13 +34,49 @@ struct dl_peer {
     char label[80]; /* "ADDR:PORT" for logs */
 };
 
+/* One HTTP transfer from one source (fetch.c). A download runs at most DL_MAX_XFERS at
+ * once, and two only in the peer phase: a holder that has not answered within its
+ * deadline keeps its transfer while the next holder is started beside it (a hedge). The
+ * first of them to deliver a body byte becomes the writer, whose body alone goes into
+ * the download, and the other is cancelled. Invariant: while a writer exists it is the
+ * only transfer. */
+#define DL_MAX_XFERS 2
+
+struct xfer {
+    struct dl *d;
+    CURL *easy; /* NULL = the slot is free */
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    bool peer; /* from d->peers[idx], else from d->urls[idx] */
+    size_t idx;
+    uint64_t offset; /* the body byte its request starts at (Range: bytes=N-); 0 = all */
+    int resp_status; /* of the response being received; 0 = none yet */
+    int os_errno;    /* of its last system call when it failed (CURLINFO_OS_ERRNO) */
+    int64_t length;  /* its response's Content-Length; -1 = none */
+    bool restart;    /* asked a range and got a 200: its body starts at byte 0 */
+    bool answered;   /* its response headers are in */
+    bool late;       /* no response headers within its deadline */
+    bool writer;     /* its body goes into the download */
+    bool doomed;     /* cancelled inside a libcurl callback: reaped by its deadline
+                      * timer at once, its data ignored meanwhile */
+    bool bad;        /* a peer's answer that contradicts the index (its size) */
+    char crange[96]; /* its Content-Range header; "" = none */
+    time_t last_modified;
+    /* loop_now_ms of its start, its response headers, its first body byte; 0 = not yet */
+    uint64_t start_ms, answer_ms, first_byte_ms;
+    uint64_t got;               /* body bytes it delivered as the writer */
+    uint64_t win_ms, win_got;   /* the speed floor's window: its start and got then */
+    struct loop_timer deadline; /* its response headers (peers only) */
+    struct loop_timer tick;     /* the speed floor's check (peers only) */
+};
+
 /* Where a download takes its bytes from. Changes only through set_source() in dl.c,
  * which logs each one; the order is NEW -> (AWAIT_PEER <-> PEER)* -> MIRROR* -> ENDED,
  * and any state may go straight to ENDED. */
 enum dl_source {
     SRC_NEW,        /* created; no source chosen yet */
     SRC_AWAIT_PEER, /* peers are wanted and none is being tried: waiting for the lookup */
-    SRC_PEER,       /* the transfer is from peers[peer_idx - 1] (running, or just ended) */
+    SRC_PEER,       /* transfers are from peers (running, or just ended) */
     SRC_MIRROR,     /* the transfer is from urls[url_idx - 1] (running, or just ended) */
     SRC_ENDED,      /* dl_finish ran: the state is final, no source is tried again */
 };
@@ -92,17 +129,20 @@ struct dl {
     bool lookup_claimed;      /* dl_claim_lookup returned true once */
     struct loop_timer budget_timer;
 
-    /* the transfer under way (fetch.c) */
-    CURL *easy; /* NULL = none running */
-    struct curl_slist *hdrs;
-    char errbuf[CURL_ERROR_SIZE];
-    int resp_status;      /* status of the response being received */
-    int os_errno;         /* of the failed transfer's last system call (CURLINFO_OS_ERRNO) */
-    uint64_t transfer_ms; /* when it started */
+    /* the transfers under way (fetch.c) */
+    struct xfer xf[DL_MAX_XFERS];
+    uint64_t transfer_ms; /* when the newest transfer started (the status page) */
+    bool tainted;         /* the body holds bytes from a peer: nothing is readable
+                           * until the whole file has verified */
+    int body_peer;        /* the one peer (index) that supplied every body byte so far;
+                           * -1 = none, -2 = several sources */
+    bool restarted;       /* a mixed body failed verification: started over from the
+                           * mirrors (once) */
 };
 
 struct fetcher {
     struct loop *loop;
+    double mirror_rate; /* bytes/ms: moving average over mirror transfers; 0 = unmeasured */
     struct cache *cache;
     struct fetch_opts opts; /* timeouts as of the last fetcher_reconfigure */
     CURLM *multi;           /* NULL until the first transfer sets up libcurl */
@@ -117,13 +157,24 @@ struct fetcher {
 
 /* ---- fetch.c, for dl.c ---- */
 
-/* Starts a transfer from the current source (d->src is SRC_PEER or SRC_MIRROR, the
- * index just advanced). On failure the download ends (DL_FAILED). */
-void fetch_start(struct dl *d);
-/* Drops the running transfer, if any, without calling back. */
+/* Starts a transfer in a free slot from peers[idx] (peer) or urls[idx], asking for the
+ * body from byte offset on. 0, or -EBUSY (no free slot) or -EIO (libcurl refused; the
+ * reason is set); on failure nothing runs in that slot. */
+int fetch_start(struct dl *d, bool peer, size_t idx, uint64_t offset);
+/* Drops one transfer without calling back (idempotent). */
+void fetch_cancel(struct xfer *x);
+/* Cancels x from inside a libcurl callback, where its handle cannot be removed: its data
+ * is ignored from now on and the loop reaps it at once. */
+void fetch_doom(struct xfer *x);
+/* Drops every transfer of d without calling back. */
 void fetch_stop(struct dl *d);
+/* The number of transfers d runs now. */
+size_t fetch_running(const struct dl *d);
 /* Removes d from the in-flight map so no request joins it any more. */
 void fetch_forget(struct dl *d);
+/* The lowest rate (bytes/ms) a peer's body may arrive at after its grace period: a
+ * fraction of the mirrors' measured rate, or a fixed floor while none is measured. */
+double fetch_peer_floor(const struct fetcher *f);
 
 /* ---- dl.c, for fetch.c ---- */
 
@@ -139,21 +190,36 @@ void dl_notify(struct dl *d);
 void dl_set_reason(struct dl *d, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The body file made empty again, with fresh hashes, for a new transfer. */
+/* The body file made empty again, with fresh hashes: the one place a body starts
+ * over (a first transfer, a 200 to a resumed request, a restart from the mirrors). */
 int dl_reset_body(struct dl *d);
-/* A 200 arrived with this Content-Length (-1 = none). false: abort (the size differs
- * from the index's; the reason is set). */
-bool dl_body_begins(struct dl *d, int64_t content_length);
-/* Body bytes arrived. false: abort (too many, or cannot be stored; the reason is set). */
-bool dl_append(struct dl *d, const char *buf, size_t n);
+/* x's response headers are in, with its status. Checks its length (a 200: the whole
+ * file; a 206: the rest from x->offset, as content_range says) against what the index
+ * and the body so far allow. false: x's answer is refused (the reason is set). */
+bool dl_answer_ok(struct dl *d, struct xfer *x, int64_t length, const char *content_range);
+/* x is to write the body: cancels every other transfer, starts the body over when x's
+ * answer starts at byte 0, and tells readers the body is streaming. false: abort x. */
+bool dl_take_writer(struct dl *d, struct xfer *x);
+/* Body bytes arrived from the writer. false: abort (too many, or cannot be stored; the
+ * reason is set). */
+bool dl_append(struct dl *d, struct xfer *x, const char *buf, size_t n);
 
-/* The transfer delivered the whole body: verify, then commit, or try the next source. */
-void dl_complete(struct dl *d);
-/* The transfer from the current peer failed: reports it and tries the next source. */
-void dl_peer_failed(struct dl *d, enum peer_result r);
-/* Starts the next source: the next peer while peers are wanted (or waits for the lookup
- * to name one, within the budget), else the next mirror; when none is left, fails. */
+/* The writer delivered the whole body: verify, then commit, or try the next source. */
+void dl_complete(struct dl *d, struct xfer *x);
+/* A peer's transfer ended or was abandoned without the whole file (r: what it counts
+ * as; late or slow transfers are PEER_FAILED): it is reported and cancelled, and the
+ * download goes on from the body it has, with the next source. */
+void dl_peer_failed(struct dl *d, struct xfer *x, enum peer_result r);
+/* A peer's transfer has no response headers within its deadline: the next holder is
+ * started beside it (a hedge), the transfer itself is kept. */
+void dl_peer_late(struct dl *d, struct xfer *x);
+/* Starts the next source for the body as it stands (a Range request when it holds
+ * bytes): the next peer while peers are wanted (or waits for the lookup to name one,
+ * within the budget), else the next mirror; when none is left, fails. */
 void dl_next_source(struct dl *d);
+/* A mirror's transfer died after its body began: resumes from the next mirror when
+ * the file is immutable and one is left; false: none (the caller fails the download). */
+bool dl_resume_mirror(struct dl *d, struct xfer *x);
 /* Ends the download for good: readers are told, the in-flight slot is freed and the
  * fetcher's reference dropped. */
 void dl_finish(struct dl *d, enum dl_state st);

@@ -7,16 +7,26 @@
  *
  * curl tells us which sockets to watch (socket callback) and when to wake it (timer
  * callback); the loop reports readiness back with curl_multi_socket_action, and every
- * finished transfer is collected from curl_multi_info_read. A download owns one easy
- * handle at a time. This file turns what the HTTP answer says into calls on the
- * download: its status and headers (dl_body_begins), its body bytes (dl_append), and
- * how it ended: a whole body is verified (dl_complete), a peer's failure is reported,
- * and a connect error or a 5xx before any body byte moves on to the next source. Which
- * source that is, is dl.c's business.
+ * finished transfer is collected from curl_multi_info_read. A transfer is a struct xfer
+ * (one easy handle, its source, its timing); a download runs one at a time, or two in
+ * the peer phase when a holder is late (see fetch-int.h). This file turns what each HTTP
+ * answer says into calls on the download: its status and headers (dl_answer_ok,
+ * dl_take_writer), its body bytes (dl_append), and how it ended: a whole body is
+ * verified (dl_complete), a peer's failure is reported, and a connect error or a 5xx
+ * before any body byte moves on to the next source. Which source that is, is dl.c's
+ * business.
  *
  * Timeouts for mirrors come from the config and are read when each transfer starts, so
- * fetcher_reconfigure applies to the next transfer; peers, which are on the LAN, get
- * fixed, short ones. */
+ * fetcher_reconfigure applies to the next transfer. A peer is judged by two clocks of
+ * its own. Its response headers are due within a deadline the caller derives from that
+ * peer's measured round trip (peer_deadline_ms): past it the next holder is asked too
+ * (dl_peer_late), and past PEER_GIVEUP_MS it has failed. Its body must then arrive at
+ * the speed floor or faster (fetch_peer_floor: an eighth of the mirrors' measured rate,
+ * 1 MiB/s while none is measured), judged over windows of PEER_WINDOW_MS after the same
+ * grace; below it the transfer is abandoned and the body goes on from the next source.
+ * The deadline is on the headers only: a peer relaying a file as it arrives answers at
+ * once and is then judged by its speed. Libcurl's own limits are not used for peers:
+ * they cannot tell a late answer from a slow body. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <stdio.h>
@@ -29,9 +39,17 @@
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/url.h"
 
+#define PEER_DEADLINE_DEFAULT_MS 250u       /* a peer's deadline when the caller gives none */
+#define PEER_GIVEUP_MS 2000u                /* a peer with no answer by then has failed */
+#define PEER_TICK_MS 250u                   /* how often a peer's speed is looked at */
+#define PEER_WINDOW_MS 1000u                /* the grace, and each window the rate is taken over */
+#define PEER_FLOOR_DIVISOR 8.0              /* the floor: the mirrors' rate over this */
+#define PEER_FLOOR_DEFAULT 1048.576         /* bytes/ms (1 MiB/s) while no mirror is measured */
+#define MIRROR_RATE_MIN_BYTES (256u * 1024) /* smaller bodies say little about a rate */
+
 /* ---- curl <-> loop glue ---- */
 
-static void transfer_ended(struct dl *d, CURLcode res);
+static void transfer_ended(struct xfer *x, CURLcode res);
 
 static void check_done(struct fetcher *f)
 {
@@ -40,10 +58,10 @@ static void check_done(struct fetcher *f)
     while ((m = curl_multi_info_read(f->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        struct dl *d = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&d);
-        if (d)
-            transfer_ended(d, m->data.result);
+        struct xfer *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x)
+            transfer_ended(x, m->data.result);
     }
 }
 
@@ -147,51 +165,89 @@ static bool header_value(const char *line, size_t n, const char *name, char *out
     return true;
 }
 
-static size_t headers_complete(struct dl *d)
+/* The peer's response time, for its deadline next time. */
+static void report_rtt(struct xfer *x)
 {
-    if (d->resp_status >= 300 && d->resp_status < 400 && d->resp_status != 304)
+    struct fetch_opts *o = &x->d->f->opts;
+    curl_off_t conn = 0, start = 0;
+    if (!o->on_peer_rtt)
+        return;
+    curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &conn);
+    curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);
+    o->on_peer_rtt(o->ud, (const struct sockaddr *)&x->d->peers[x->idx].sa,
+                   conn > 0 ? (uint64_t)conn : 0, start > 0 ? (uint64_t)start : 0);
+}
+
+static size_t headers_complete(struct xfer *x)
+{
+    struct dl *d = x->d;
+    if (x->resp_status >= 300 && x->resp_status < 400 && x->resp_status != 304)
         return 1; /* a redirect; curl follows it */
-    if (d->resp_status != 200)
+    uint64_t now = loop_now_ms();
+    x->answered = true;
+    x->answer_ms = x->win_ms = now;
+    if (x->peer) {
+        loop_timer_stop(d->f->loop, &x->deadline);
+        report_rtt(x);
+        loop_timer_start(d->f->loop, &x->tick, PEER_TICK_MS);
+    }
+    if (x->resp_status != 200 && x->resp_status != 206)
         return 1; /* 304, 404, 5xx...: decided when the transfer ends */
     curl_off_t cl = -1;
-    curl_easy_getinfo(d->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    return dl_body_begins(d, cl >= 0 ? (int64_t)cl : -1) ? 1 : 0; /* 0: CURLE_WRITE_ERROR */
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (!dl_answer_ok(d, x, cl >= 0 ? (int64_t)cl : -1, x->crange))
+        return 0; /* CURLE_WRITE_ERROR */
+    /* alone, it writes from now on (readers see the body begin); racing another, the
+     * first body byte decides */
+    if (fetch_running(d) == 1 && !dl_take_writer(d, x))
+        return 0;
+    return 1;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
-    struct dl *d = ud;
+    struct xfer *x = ud;
     size_t n = size * nitems;
     char val[160];
+    if (x->doomed)
+        return n;
     if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
         const char *sp = memchr(buf, ' ', n);
-        d->resp_status = sp && (size_t)(sp - buf) + 4 <= n ? (int)strtol(sp + 1, NULL, 10) : 0;
-        d->last_modified = 0;
+        x->resp_status = sp && (size_t)(sp - buf) + 4 <= n ? (int)strtol(sp + 1, NULL, 10) : 0;
+        x->last_modified = 0;
+        x->crange[0] = '\0';
         return n;
     }
     if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
-        return headers_complete(d) ? n : 0;
+        return headers_complete(x) ? n : 0;
     if (header_value(buf, n, "Last-Modified", val, sizeof val))
-        d->last_modified = curl_getdate(val, NULL) > 0 ? curl_getdate(val, NULL) : 0;
+        x->last_modified = curl_getdate(val, NULL) > 0 ? curl_getdate(val, NULL) : 0;
+    else
+        header_value(buf, n, "Content-Range", x->crange, sizeof x->crange);
     return n;
 }
 
 static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 {
-    struct dl *d = ud;
+    struct xfer *x = ud;
+    struct dl *d = x->d;
     size_t n = size * nmemb;
-    if (d->resp_status != 200 || d->state != DL_STREAMING)
-        return n; /* an error page: not kept */
-    return dl_append(d, buf, n) ? n : 0;
+    if (x->doomed || (x->resp_status != 200 && x->resp_status != 206))
+        return n; /* a loser's bytes, or an error page: not kept */
+    if (!x->writer && !dl_take_writer(d, x))
+        return 0;
+    if (x->first_byte_ms == 0)
+        x->first_byte_ms = loop_now_ms();
+    return dl_append(d, x, buf, n) ? n : 0;
 }
 
 /* Why a mirror's answer is no body: its status, or the transfer's error. */
-static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
+static void mirror_reason(struct dl *d, struct xfer *x, CURLcode res, int st, const char *err)
 {
-    if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
+    if (res != CURLE_OK && (x->os_errno == EMFILE || x->os_errno == ENFILE)) {
         dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
-        log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(d->os_errno),
-                  d->os_errno == EMFILE ? "EMFILE: the open-file limit"
+        log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(x->os_errno),
+                  x->os_errno == EMFILE ? "EMFILE: the open-file limit"
                                         : "ENFILE: the system's open-file table");
     } else if (res != CURLE_OK)
         dl_set_reason(d, res == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "mirror unreachable: %s",
@@ -206,18 +262,23 @@ static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
 
 /* A mirror's transfer ended without a whole body: a connect error or a 5xx before any
  * body byte moves on to the next source, and so does an answer dl.c refused before its
- * body (a Content-Length above the ceiling); anything else is the download's answer. */
-static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
+ * body (a Content-Length above the ceiling); a transfer that dies mid-body resumes from
+ * the next mirror where it can; anything else is the download's answer. */
+static void mirror_failed(struct dl *d, struct xfer *x, CURLcode res)
 {
+    int st = x->resp_status;
+    bool body_started = x->writer && x->got > 0;
     if (res == CURLE_OK && st == 304) {
         d->status = 304;
         dl_finish(d, DL_NOT_MODIFIED);
         return;
     }
-    const char *err = d->errbuf[0] ? d->errbuf : curl_easy_strerror(res);
+    const char *err = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
     if (d->mismatch || body_started) {
         if (!d->reason[0])
             dl_set_reason(d, 502, "mirror transfer failed: %s", err);
+        if (!d->mismatch && dl_resume_mirror(d, x))
+            return;
         log_warn("fetch %s: %s", d->key, d->reason);
         dl_finish(d, DL_FAILED);
         return;
@@ -225,43 +286,123 @@ static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
     bool retry = res != CURLE_OK || st >= 500;
     /* a write error with a reason is dl.c's refusal: its reason stands */
     if (!(res == CURLE_WRITE_ERROR && d->reason[0]))
-        mirror_reason(d, res, st, err);
+        mirror_reason(d, x, res, st, err);
     if (retry && d->url_idx < d->n_urls) {
         log_warn("fetch %s: %s; trying the next mirror", d->key, d->reason);
         dl_next_source(d);
         return;
     }
+    if (dl_resume_mirror(d, x)) /* a body with a peer's bytes starts over instead */
+        return;
     dl_finish(d, DL_FAILED);
 }
 
-static void transfer_ended(struct dl *d, CURLcode res)
+/* A mirror's rate, for the peers' speed floor: only bodies big enough to say something. */
+static void mirror_measured(struct fetcher *f, const struct xfer *x)
 {
-    bool body_started = d->state == DL_STREAMING;
-    int st = d->resp_status;
+    if (x->got < MIRROR_RATE_MIN_BYTES || x->first_byte_ms == 0)
+        return;
+    uint64_t ms = loop_now_ms() - x->first_byte_ms;
+    double rate = (double)x->got / (double)(ms > 0 ? ms : 1);
+    f->mirror_rate = f->mirror_rate > 0 ? 0.7 * f->mirror_rate + 0.3 * rate : rate;
+}
+
+static void transfer_ended(struct xfer *x, CURLcode res)
+{
+    struct dl *d = x->d;
+    int st = x->resp_status;
     long oserr = 0;
-    if (res != CURLE_OK && curl_easy_getinfo(d->easy, CURLINFO_OS_ERRNO, &oserr) != CURLE_OK)
+    if (x->doomed) {
+        fetch_cancel(x);
+        return;
+    }
+    if (res != CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr) != CURLE_OK)
         oserr = 0;
-    d->os_errno = (int)oserr;
-    fetch_stop(d);
-    if (res == CURLE_OK && st == 200 && body_started)
-        dl_complete(d);
-    else if (d->src == SRC_PEER)
-        dl_peer_failed(d, d->mismatch ? PEER_BAD_DATA : PEER_FAILED);
-    else
-        mirror_failed(d, res, st, body_started);
+    x->os_errno = (int)oserr;
+    fetch_cancel(x); /* the slot's fields stay until it is used again */
+    bool whole = res == CURLE_OK && (st == 200 || st == 206);
+    if (whole && !x->writer && !dl_take_writer(d, x))
+        whole = false; /* an empty body that cannot begin */
+    if (whole) {
+        if (!x->peer)
+            mirror_measured(d->f, x);
+        dl_complete(d, x);
+    } else if (x->peer) {
+        if (res != CURLE_OK && res != CURLE_WRITE_ERROR)
+            log_info("fetch %s: peer %s: %s", d->key, d->peers[x->idx].label,
+                     x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+        dl_peer_failed(d, x, x->bad ? PEER_BAD_DATA : PEER_FAILED);
+    } else
+        mirror_failed(d, x, res);
+}
+
+/* ---- a peer's two clocks ---- */
+
+/* Its response headers are late (first expiry), or it is given up on (second); or it
+ * was cancelled inside a libcurl callback and is reaped now. */
+static void on_deadline(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct xfer *x = ud;
+    struct dl *d = x->d;
+    if (x->doomed) {
+        fetch_cancel(x);
+        return;
+    }
+    if (!x->easy || x->answered)
+        return;
+    if (!x->late) {
+        uint64_t waited = loop_now_ms() - x->start_ms;
+        x->late = true;
+        /* given up at PEER_GIVEUP_MS, or one more deadline when that was the deadline */
+        loop_timer_start(l, &x->deadline,
+                         waited < PEER_GIVEUP_MS ? PEER_GIVEUP_MS - waited : waited);
+        dl_peer_late(d, x);
+        return;
+    }
+    log_info("fetch %s: peer %s sent no answer in %llu ms", d->key, d->peers[x->idx].label,
+             (unsigned long long)(loop_now_ms() - x->start_ms));
+    dl_peer_failed(d, x, PEER_FAILED);
+}
+
+/* The speed floor: after the grace, each window's rate must reach fetch_peer_floor. */
+static void on_tick(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct xfer *x = ud;
+    struct dl *d = x->d;
+    uint64_t now = loop_now_ms();
+    if (!x->easy || x->doomed)
+        return;
+    loop_timer_start(l, &x->tick, PEER_TICK_MS);
+    if (now - x->win_ms < PEER_WINDOW_MS)
+        return;
+    double rate = (double)(x->got - x->win_got) / (double)(now - x->win_ms);
+    double floor = fetch_peer_floor(d->f);
+    x->win_ms = now;
+    x->win_got = x->got;
+    if (rate >= floor)
+        return;
+    log_info("fetch %s: peer %s sends %.0f KiB/s, below the floor of %.0f KiB/s%s", d->key,
+             d->peers[x->idx].label, rate * 1000 / 1024, floor * 1000 / 1024,
+             x->got > 0 ? "; resuming from the next source" : "");
+    dl_peer_failed(d, x, PEER_FAILED);
+}
+
+double fetch_peer_floor(const struct fetcher *f)
+{
+    return f->mirror_rate > 0 ? f->mirror_rate / PEER_FLOOR_DIVISOR : PEER_FLOOR_DEFAULT;
 }
 
 /* ---- one transfer ---- */
 
-static void set_common_opts(struct fetcher *f, struct dl *d, CURL *e, const char *url)
+static void set_common_opts(struct fetcher *f, struct xfer *x, CURL *e, const char *url)
 {
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, d);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, d);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, d);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, d->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
@@ -273,17 +414,12 @@ static void set_common_opts(struct fetcher *f, struct dl *d, CURL *e, const char
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
-static void set_limits(struct fetcher *f, struct dl *d, CURL *e)
+static void set_limits(struct fetcher *f, struct xfer *x, CURL *e)
 {
-    if (d->src == SRC_PEER) {
-        /* A peer is on the LAN: it answers at once and sends fast, or it is skipped. */
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 64L * 1024);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 3L);
+    if (x->peer) {
+        /* a peer is on the LAN; its deadline and speed floor are our own timers */
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)PEER_GIVEUP_MS);
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-        /* and a whole-transfer deadline: 10 s plus a second per MiB (the size is known:
-         * peers are only asked for files whose index gives the size) */
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(10000 + (d->expect.size >> 10)));
     } else {
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)f->opts.connect_timeout_s);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -293,59 +429,123 @@ static void set_limits(struct fetcher *f, struct dl *d, CURL *e)
 
 /* Conditional headers are written here rather than with CURLOPT_TIMECONDITION: a mirror
  * that ignores If-Modified-Since answers 200 with the same date, and libcurl would then
- * drop the body and pretend a 304 under our own 200 status. */
-static void set_headers(struct dl *d, CURL *e)
+ * drop the body and pretend a 304 under our own 200 status. A resumed body asks for the
+ * rest (the files that resume are immutable: no If-Range is needed). */
+static void set_headers(struct dl *d, struct xfer *x, CURL *e)
 {
-    if (d->ims > 0) {
+    if (x->offset > 0) {
+        char r[32];
+        snprintf(r, sizeof r, "%llu-", (unsigned long long)x->offset);
+        curl_easy_setopt(e, CURLOPT_RANGE, r);
+    } else if (d->ims > 0 && !x->peer) {
         char h[80];
         struct tm tm;
         gmtime_r(&d->ims, &tm);
         strftime(h, sizeof h, "If-Modified-Since: %a, %d %b %Y %H:%M:%S GMT", &tm);
-        d->hdrs = curl_slist_append(d->hdrs, h);
+        x->hdrs = curl_slist_append(x->hdrs, h);
     }
-    if (d->hdrs)
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->hdrs);
+    if (x->hdrs)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 }
 
-void fetch_start(struct dl *d)
+static struct xfer *free_slot(struct dl *d)
+{
+    for (size_t i = 0; i < DL_MAX_XFERS; i++)
+        if (!d->xf[i].easy)
+            return &d->xf[i];
+    return NULL;
+}
+
+static uint32_t deadline_of(struct fetcher *f, const struct dl_peer *p)
+{
+    uint32_t ms = f->opts.peer_deadline_ms
+                      ? f->opts.peer_deadline_ms(f->opts.ud, (const struct sockaddr *)&p->sa)
+                      : PEER_DEADLINE_DEFAULT_MS;
+    return ms < PEER_GIVEUP_MS ? ms : PEER_GIVEUP_MS;
+}
+
+int fetch_start(struct dl *d, bool peer, size_t idx, uint64_t offset)
 {
     struct fetcher *f = d->f;
-    bool peer = d->src == SRC_PEER;
-    const char *url = peer ? d->peers[d->peer_idx - 1].url : d->urls[d->url_idx - 1];
+    struct xfer *x = free_slot(d);
+    const char *url = peer ? d->peers[idx].url : d->urls[idx];
     CURL *e;
-    d->resp_status = 0;
-    d->os_errno = 0;
-    d->errbuf[0] = '\0';
-    if (!multi_ready(f) || dl_reset_body(d) < 0 || !(e = curl_easy_init())) {
+    if (!x)
+        return -EBUSY;
+    fetch_cancel(x); /* its timers are stopped before the slot is wiped */
+    memset(x, 0, sizeof *x);
+    x->d = d;
+    x->peer = peer;
+    x->idx = idx;
+    x->offset = offset;
+    x->length = -1;
+    loop_timer_init(&x->deadline, on_deadline, x);
+    loop_timer_init(&x->tick, on_tick, x);
+    if (!multi_ready(f) || !(e = curl_easy_init())) {
         dl_set_reason(d, 502, "cannot start a transfer");
-        dl_finish(d, DL_FAILED);
-        return;
+        return -EIO;
     }
-    d->easy = e;
-    d->transfer_ms = loop_now_ms();
+    x->easy = e;
+    x->start_ms = d->transfer_ms = loop_now_ms();
     if (peer)
-        snprintf(d->source, sizeof d->source, "peer %s", d->peers[d->peer_idx - 1].label);
+        snprintf(d->source, sizeof d->source, "peer %s", d->peers[idx].label);
     else
         snprintf(d->source, sizeof d->source, "mirror %s", url);
-    set_common_opts(f, d, e, url);
-    set_limits(f, d, e);
-    set_headers(d, e);
-    log_debug("fetch %s from %s", d->key, url);
+    set_common_opts(f, x, e, url);
+    set_limits(f, x, e);
+    set_headers(d, x, e);
+    if (offset)
+        log_debug("fetch %s from %s from byte %llu", d->key, url, (unsigned long long)offset);
+    else
+        log_debug("fetch %s from %s", d->key, url);
     if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+        fetch_cancel(x);
         dl_set_reason(d, 502, "cannot start a transfer");
-        dl_finish(d, DL_FAILED);
+        return -EIO;
     }
+    if (peer)
+        loop_timer_start(f->loop, &x->deadline, deadline_of(f, &d->peers[idx]));
+    return 0;
+}
+
+void fetch_cancel(struct xfer *x)
+{
+    if (!x->d)
+        return; /* a slot never used */
+    loop_timer_stop(x->d->f->loop, &x->deadline);
+    loop_timer_stop(x->d->f->loop, &x->tick);
+    if (!x->easy)
+        return;
+    curl_multi_remove_handle(x->d->f->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+    x->doomed = false;
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
 }
 
 void fetch_stop(struct dl *d)
 {
-    if (!d->easy)
+    for (size_t i = 0; i < DL_MAX_XFERS; i++)
+        fetch_cancel(&d->xf[i]);
+}
+
+size_t fetch_running(const struct dl *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < DL_MAX_XFERS; i++)
+        n += d->xf[i].easy && !d->xf[i].doomed;
+    return n;
+}
+
+void fetch_doom(struct xfer *x)
+{
+    if (!x->easy || x->doomed)
         return;
-    curl_multi_remove_handle(d->f->multi, d->easy);
-    curl_easy_cleanup(d->easy);
-    d->easy = NULL;
-    curl_slist_free_all(d->hdrs);
-    d->hdrs = NULL;
+    x->doomed = true;
+    loop_timer_stop(x->d->f->loop, &x->tick);
+    loop_timer_stop(x->d->f->loop, &x->deadline);
+    loop_timer_start(x->d->f->loop, &x->deadline, 0);
 }
 
 void fetch_forget(struct dl *d)
@@ -491,9 +691,9 @@ static void view_one(const char *key, void *value, void *ud)
         return;
     struct dl_view v = {
         .key = d->key,
-        .source = d->easy ? d->source : "",
+        .source = fetch_running(d) ? d->source : "",
         .awaiting_peers = d->src == SRC_AWAIT_PEER,
-        .from_peer = d->src == SRC_PEER,
+        .from_peer = d->tainted || d->src == SRC_PEER,
         .received = d->received,
         .total = d->total,
         .started_ms = d->started_ms,

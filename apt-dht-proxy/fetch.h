@@ -37,7 +37,8 @@ enum dl_state {
 
 enum peer_result {
     PEER_OK,       /* served the whole file and it verified */
-    PEER_FAILED,   /* refused, unreachable, an HTTP error, or too slow */
+    PEER_FAILED,   /* refused, unreachable, an HTTP error, silent past its deadline, or
+                    * below the speed floor */
     PEER_BAD_DATA, /* served bytes that fail the hash or size check */
 };
 
@@ -60,6 +61,13 @@ struct fetch_opts {
     /* Called when a transfer from a peer ends, with its bytes and duration. */
     void (*on_peer_result)(void *ud, const struct sockaddr *peer, enum peer_result r,
                            uint64_t bytes, uint64_t ms);
+    /* A peer transfer's deadline for its response headers, ms (NULL: a fixed default);
+     * past it the next holder is asked too. */
+    uint32_t (*peer_deadline_ms)(void *ud, const struct sockaddr *peer);
+    /* A peer's response headers arrived: its connect time and the time to its headers
+     * since the transfer began, microseconds (0 = not measured). */
+    void (*on_peer_rtt)(void *ud, const struct sockaddr *peer, uint64_t connect_us,
+                        uint64_t headers_us);
     /* Body bytes received, by kind of source. */
     void (*on_bytes)(void *ud, bool from_peer, size_t n);
     /* A whole body was checked against what the indices promise (expected false: nothing
@@ -91,7 +99,8 @@ void fetcher_free(struct fetcher *f);
 
 /* New mirror timeouts (as fetch_opts: seconds, > 0), for every transfer started after
  * this call, including a running download's failover to its next mirror; a transfer
- * already under way keeps the timeouts it started with. Peers' timeouts are fixed. */
+ * already under way keeps the timeouts it started with. Peers are judged otherwise: a
+ * deadline for their headers (peer_deadline_ms) and a speed floor (see fetch.c). */
 void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t stall_timeout_s);
 /* New ceilings (as fetch_opts; 0 = the default), for downloads started after the call. */
 void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index);
@@ -123,8 +132,11 @@ uint64_t dl_started_ms(const struct dl *d);
 
 /* Peers for a download started with await_peers: tried in the order added, each with
  * verification before anything is delivered; a failing or lying peer is reported through
- * on_peer_result and the next source is tried. Ignored once the download has moved on
- * to the mirrors or ended. dl_peers_done: the lookup is over, no more will come.
+ * on_peer_result and the next source is tried (from where the body stands: a Range
+ * request). A peer that has not answered within its deadline keeps its transfer while
+ * the next peer is asked too; the first to send a body byte wins. Ignored once the
+ * download has moved on to the mirrors or ended. dl_peers_done: the lookup is over, no
+ * more will come.
  * dl_claim_lookup returns true once per download that awaits peers: the caller that
  * gets true starts the lookup. */
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);

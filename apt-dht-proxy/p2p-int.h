@@ -28,6 +28,11 @@
 struct dht;
 struct lookup_ctx;
 
+/* A smoothed round trip (RFC 6298), microseconds; srtt_us 0 = no sample yet. */
+struct p2p_rtt {
+    double srtt_us, rttvar_us;
+};
+
 /* One address of this host, as getifaddrs gave it (p2p-peers.c). */
 struct local_if {
     sa_family_t family;
@@ -66,6 +71,7 @@ struct p2p {
     int nboot, nsaved;
     struct lookup_ctx *lookups;
     struct p2p_stats st;
+    struct p2p_rtt rtt; /* every peer's response times together (p2p-peers.c) */
 };
 
 /* Rereads this host's interface addresses into p->ifs (empty if getifaddrs fails). */
@@ -77,6 +83,10 @@ void p2p_ifs_refresh(struct p2p *p);
  * peer is kept, in the given order. */
 size_t p2p_peers_order(struct p2p *p, const struct sockaddr_storage *in, size_t n_in, bool all,
                        struct sockaddr_storage *out, size_t max);
+
+/* A peer transfer's deadline for its response headers from an estimator (see
+ * p2p-peers.c), ms. */
+uint32_t p2p_rtt_deadline_ms(const struct p2p_rtt *r);
 
 /* Counts the peers banned now and those backed off now (a banned peer counts once). */
 void p2p_peers_count(const struct p2p *p, unsigned *banned, unsigned *backed_off);

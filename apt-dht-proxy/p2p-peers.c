@@ -5,12 +5,23 @@
  * our subnets from a far one.
  *
  * Who served us well: one record per peer, keyed by "ADDR:PORT". A peer that served bad
- * data is banned for an hour; one that failed is backed off, 30 s doubling to 10 min,
- * and forgiven at its next good transfer; a good transfer also feeds a moving average of
- * its speed. The table is bounded (MAX_PEER_INFO): when full, records with no ban or
- * back-off running are forgotten first. A lookup's peers are filtered and ordered from
- * it (p2p_peers_order): never ourselves, never banned or backed off, same subnet first,
- * then the fastest. The status pages read the same records.
+ * data is banned for an hour; one that failed (refused, silent past its deadline, below
+ * the speed floor) is backed off, 30 s doubling to 10 min, and forgiven at its next good
+ * transfer; a good transfer also feeds a moving average of its speed. A failed peer is
+ * also skipped, after its back-off, until it is heard from again (p2p_peer_heard: a
+ * DHT packet from its address, which is its HTTP address too) or UNHEARD_MAX_MS has
+ * passed: a laptop that left without a word costs one deadline, not one per file. The
+ * table is bounded (MAX_PEER_INFO): when full, records with no ban or back-off running
+ * are forgotten first. A lookup's peers are filtered and ordered from it
+ * (p2p_peers_order): never ourselves, never banned, backed off or unheard, same subnet
+ * first, then the fastest. The status pages read the same records.
+ *
+ * Round trips: each peer transfer's time to its response headers is a sample of that
+ * peer's round trip (its disk included), smoothed as RFC 6298 does (SRTT, RTTVAR, gains
+ * 1/8 and 1/4), per peer and for the node as a whole. A transfer's deadline for its
+ * headers is twice the RTO (SRTT + 4 RTTVAR), at least DEADLINE_FLOOR_MS (a LAN is fast,
+ * a disk not always) and at most DEADLINE_MAX_MS; a peer never measured gets the node's
+ * figure, and the node with nothing measured DEADLINE_DEFAULT_MS.
  *
  * Nothing here speaks to the DHT; p2p.c does, and calls in. */
 #include "aptdht-config.h"
@@ -30,10 +41,16 @@
 #define BACKOFF_MIN_MS 30000u
 #define BACKOFF_MAX_MS (10u * 60 * 1000)
 #define MAX_PEER_INFO 4096
+#define UNHEARD_MAX_MS BACKOFF_MAX_MS /* a failed peer never heard from is tried again */
+#define DEADLINE_FLOOR_MS 150u
+#define DEADLINE_MAX_MS 2000u
+#define DEADLINE_DEFAULT_MS 250u
 
 struct peer_info {
     uint64_t banned_until_ms, backoff_until_ms; /* 0 = not */
     unsigned failures;                          /* in a row */
+    bool unheard;       /* failed, and not heard from since (p2p_peer_heard) */
+    struct p2p_rtt rtt; /* its response time */
     double bytes_per_ms;                        /* moving average; 0 = not measured */
     char label[64];                             /* "ADDR:PORT" */
     /* for the status page */
@@ -205,6 +222,7 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
         pi->bytes_ok += bytes;
         pi->failures = 0;
         pi->backoff_until_ms = 0;
+        pi->unheard = false;
         if (ms > 0 && bytes > 0) {
             double speed = (double)bytes / (double)ms;
             pi->bytes_per_ms = pi->bytes_per_ms > 0 ? 0.7 * pi->bytes_per_ms + 0.3 * speed : speed;
@@ -225,6 +243,7 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
         pi->why = "refused, unreachable, an HTTP error or too slow";
         uint64_t b = BACKOFF_MIN_MS << (pi->failures < 5 ? pi->failures : 5);
         pi->failures++;
+        pi->unheard = true;
         pi->backoff_until_ms = now + (b < BACKOFF_MAX_MS ? b : BACKOFF_MAX_MS);
         log_info("peer %s failed; not asked again for %llu s", pi->label,
                  (unsigned long long)((b < BACKOFF_MAX_MS ? b : BACKOFF_MAX_MS) / 1000));
@@ -236,7 +255,66 @@ void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_resul
 static bool peer_usable(struct p2p *p, const struct sockaddr *sa, uint64_t now)
 {
     struct peer_info *pi = peer_get(p, sa, false);
-    return !pi || (pi->banned_until_ms <= now && pi->backoff_until_ms <= now);
+    if (!pi)
+        return true;
+    if (pi->unheard && now >= pi->last_ms + UNHEARD_MAX_MS)
+        pi->unheard = false; /* long enough: it may be back on another way */
+    return pi->banned_until_ms <= now && pi->backoff_until_ms <= now && !pi->unheard;
+}
+
+void p2p_peer_heard(struct p2p *p, const struct sockaddr *sa)
+{
+    if (!p->peers || strmap_count(p->peers) == 0)
+        return;
+    struct peer_info *pi = peer_get(p, sa, false);
+    if (pi && pi->unheard) {
+        pi->unheard = false;
+        log_debug("peer %s heard from again", pi->label);
+    }
+}
+
+/* ---- round trips ---- */
+
+/* One sample into an RFC 6298 estimator (microseconds). */
+static void rtt_sample(struct p2p_rtt *r, uint64_t us)
+{
+    double m = (double)us;
+    if (r->srtt_us <= 0) {
+        r->srtt_us = m;
+        r->rttvar_us = m / 2;
+        return;
+    }
+    double err = m > r->srtt_us ? m - r->srtt_us : r->srtt_us - m;
+    r->rttvar_us = 0.75 * r->rttvar_us + 0.25 * err;
+    r->srtt_us = 0.875 * r->srtt_us + 0.125 * m;
+}
+
+void p2p_peer_rtt(struct p2p *p, const struct sockaddr *peer, uint64_t connect_us,
+                  uint64_t headers_us)
+{
+    uint64_t us = headers_us > 0 ? headers_us : connect_us;
+    if (us == 0)
+        return;
+    struct peer_info *pi = peer_get(p, peer, true);
+    if (pi)
+        rtt_sample(&pi->rtt, us);
+    rtt_sample(&p->rtt, us);
+}
+
+uint32_t p2p_rtt_deadline_ms(const struct p2p_rtt *r)
+{
+    if (r->srtt_us <= 0)
+        return DEADLINE_DEFAULT_MS;
+    double ms = 2 * (r->srtt_us + 4 * r->rttvar_us) / 1000;
+    return ms < DEADLINE_FLOOR_MS ? DEADLINE_FLOOR_MS
+           : ms > DEADLINE_MAX_MS ? DEADLINE_MAX_MS
+                                  : (uint32_t)ms;
+}
+
+uint32_t p2p_peer_deadline_ms(struct p2p *p, const struct sockaddr *peer)
+{
+    struct peer_info *pi = peer_get(p, peer, false);
+    return p2p_rtt_deadline_ms(pi && pi->rtt.srtt_us > 0 ? &pi->rtt : &p->rtt);
 }
 
 struct ranked {

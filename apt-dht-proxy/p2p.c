@@ -103,6 +103,7 @@ static void on_udp(struct loop *l, int fd, uint32_t events, void *ud)
         ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
         if (n < 0)
             break;
+        p2p_peer_heard(p, (struct sockaddr *)&from);
         if (is_lan_fd(p, fd))
             lan_input(p, buf, (size_t)n, &from, fl);
         else

@@ -78,6 +78,16 @@ void p2p_unannounce(struct p2p *p, const uint8_t sha256[32]);
 void p2p_peer_result(struct p2p *p, const struct sockaddr *peer, enum peer_result r,
                      uint64_t bytes, uint64_t ms);
 
+/* A peer transfer's response headers came connect_us and headers_us (0 = unknown) after
+ * it began: a round-trip sample for that peer and the node (fetch.h's on_peer_rtt). */
+void p2p_peer_rtt(struct p2p *p, const struct sockaddr *peer, uint64_t connect_us,
+                  uint64_t headers_us);
+/* The deadline for a peer's response headers, ms: from its measured round trip, else
+ * the node's, else a default (fetch.h's peer_deadline_ms). */
+uint32_t p2p_peer_deadline_ms(struct p2p *p, const struct sockaddr *peer);
+/* A packet came from sa: a peer that failed is asked again once its back-off is over. */
+void p2p_peer_heard(struct p2p *p, const struct sockaddr *sa);
+
 /* The peer URL of a file at a peer: http://ADDR:PORT/~/sha256/HEX. 0 or -ENAMETOOLONG. */
 int p2p_peer_url(const struct sockaddr *peer, const uint8_t sha256[32], char *out, size_t n);
 

@@ -648,6 +648,20 @@ static void on_peer_result(void *ud, const struct sockaddr *peer, enum peer_resu
         p2p_peer_result(s->p2p, peer, r, bytes, ms);
 }
 
+static uint32_t peer_deadline_ms(void *ud, const struct sockaddr *peer)
+{
+    struct server *s = ud;
+    return s->p2p ? p2p_peer_deadline_ms(s->p2p, peer) : 250;
+}
+
+static void on_peer_rtt(void *ud, const struct sockaddr *peer, uint64_t connect_us,
+                        uint64_t headers_us)
+{
+    struct server *s = ud;
+    if (s->p2p)
+        p2p_peer_rtt(s->p2p, peer, connect_us, headers_us);
+}
+
 static void on_bytes(void *ud, bool from_peer, size_t n)
 {
     struct server *s = ud;
@@ -731,6 +745,8 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         .user_agent = ua,
         .on_commit = on_commit,
         .on_peer_result = on_peer_result,
+        .peer_deadline_ms = peer_deadline_ms,
+        .on_peer_rtt = on_peer_rtt,
         .on_bytes = on_bytes,
         .on_verify = on_verify,
         .ud = s,

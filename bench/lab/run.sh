@@ -26,7 +26,11 @@
 #                    Models machines with their own network cards: without it the
 #                    hosts are limited only by the CPU cores they all share.
 #   BENCH_SCHEDULE   first-then-rest (default: host 1 alone, then all others at
-#                    once), parallel (all at once), sequential (one after another)
+#                    once), parallel (all at once), sequential (one after another),
+#                    departed (hosts 1 and 2 one after the other, then host 1's link
+#                    dies while the DHT still lists it, then hosts 3.. at once; "the
+#                    others" is the time of hosts 3..; run it again with
+#                    BENCH_DHT_MODE=off for the no-DHT figure)
 #   BENCH_ROUNDS     which rounds to run (default "direct acng apt-dht")
 #   BENCH_DHT_MODE   dht.mode of the apt-dht round (default apt-dht)
 #   BENCH_VERIFY     1 (default): check every downloaded file against the pool
@@ -111,8 +115,40 @@ host_fetch() {
     echo "$_hf_rc" > "$T/round/$1.rc"
 }
 
+# run_departed HOW [URL]: the departed schedule: host 1, then host 2 (from host 1 with
+# apt-dht), then host 1's link goes down (its veth in the bridge: packets vanish) and
+# hosts 3.. fetch at once; host 1's link comes back at the end, for the next round.
+run_departed() {
+    _pids=""
+    host_fetch h1 "$@"
+    host_fetch h2 "$@"
+    ip -n "$LAB_ID-br" link set v-h1 down || hard_error "cannot take h1's link down"
+    date +%s.%N > "$T/round/first.done"
+    for _bh in $(lab_hosts); do
+        case $_bh in h1|h2) ;; *) host_fetch "$_bh" "$@" & _pids="$_pids $!" ;; esac
+    done
+    for _p in $_pids; do wait "$_p" || true; done
+    ip -n "$LAB_ID-br" link set v-h1 up || hard_error "cannot bring h1's link back"
+}
+
+# peer_latency: "p50 p99 N" in ms over the lines of every host's proxy log since
+# PEER_LOG_FROM_h* that say how long after a miss a LAN peer's first byte came.
+peer_latency() {
+    for _bh in $(lab_hosts); do
+        _lf=$(lab_proxy_log "$_bh")
+        [ -f "$_lf" ] || continue
+        eval "_from=\${PEER_LOG_FROM_$_bh:-1}"
+        tail -n "+$_from" "$_lf"
+    done | sed -n 's/.*: first byte from peer [^ ]* \([0-9]*\) ms after the miss$/\1/p' | sort -n |
+        awk '{ v[NR] = $1 } END {
+                 if (NR == 0) { print "- - 0"; exit }
+                 i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
+                 print v[i50 < 1 ? 1 : i50], v[i99 < 1 ? 1 : i99], NR }'
+}
+
 # run_hosts HOW [URL]: every host fetches the set, in BENCH_SCHEDULE order.
 run_hosts() {
+    [ "$BENCH_SCHEDULE" != departed ] || { run_departed "$@"; return; }
     _pids=""
     for _bh in $(lab_hosts); do
         case $BENCH_SCHEDULE in
@@ -212,8 +248,13 @@ EOF
         # shellcheck disable=SC2046
         lab_proxies_start $(lab_hosts)
         DAEMON_PIDS=""
-        for h in $(lab_hosts); do DAEMON_PIDS="$DAEMON_PIDS $(lab_proxy_pid "$h")"; done
+        for h in $(lab_hosts); do
+            DAEMON_PIDS="$DAEMON_PIDS $(lab_proxy_pid "$h")"
+            eval "PEER_LOG_FROM_$h=$(( $(wc -l < "$(lab_proxy_log "$h")") + 1 ))"
+        done
         round apt-dht backend
+        peer_latency > "$T/latency"
+        log "apt-dht: from a miss to a LAN peer's first byte (ms): p50, p99, files: $(cat "$T/latency")"
         DAEMON_PIDS=""
         for h in $(lab_hosts); do
             log "$h proxy: $(lab_proxy_sources "$h")"
@@ -236,7 +277,9 @@ mkdir -p "$top_srcdir/bench/results"
     echo
     echo "$stamp UTC, $version, commit $commit, schedule: $BENCH_SCHEDULE, apt-dht dht.mode: $BENCH_DHT_MODE"
     echo
-    echo "| setup | wall time (s) | host 1 alone (s) | the others (s) | CPU busy (s) | caching daemons' CPU (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
+    first_col="host 1 alone"
+    [ "$BENCH_SCHEDULE" != departed ] || first_col="hosts 1 and 2, then host 1 departs"
+    echo "| setup | wall time (s) | $first_col (s) | the others (s) | CPU busy (s) | caching daemons' CPU (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     while read -r name secs first rest cpu dcpu bytes debs ok; do
         case $name in
@@ -248,6 +291,11 @@ mkdir -p "$top_srcdir/bench/results"
         ratio=$(awk -v b="$bytes" -v s="$set_bytes" 'BEGIN { printf "%.2f", b / s }')
         echo "| $label | $secs | $first | $rest | $cpu | $dcpu | $(mib "$bytes") | $ratio | $debs | $ok |"
     done < "$T/results"
+    if [ -s "$T/latency" ]; then
+        read -r p50 p99 nlat < "$T/latency"
+        echo
+        echo "apt-dht, from a miss to the first byte from a LAN peer: p50 $p50 ms, p99 $p99 ms ($nlat files)"
+    fi
 } > "$out"
 echo
 cat "$out"

@@ -31,12 +31,17 @@
 #define KEY "mirror.example/debian/pool/main/a/a_1.0_all.deb"
 
 enum srv_mode {
-    SRV_OK,     /* 200 with the body */
-    SRV_BAD,    /* 200 with a body of the same length that differs in one byte */
-    SRV_HALF,   /* 200 announcing the whole body, half of it, then silence */
-    SRV_SILENT, /* reads the request and never answers */
-    SRV_LIE,    /* 200 announcing LIE_LEN bytes, the body, then close */
-    SRV_ENDLESS, /* 200 without Content-Length: ENDLESS_N bodies, then close */
+    SRV_OK,         /* 200 with the body */
+    SRV_BAD,        /* 200 with a body of the same length that differs in one byte */
+    SRV_HALF,       /* 200 announcing the whole body, half of it, then silence */
+    SRV_SILENT,     /* reads the request and never answers */
+    SRV_LIE,        /* 200 announcing LIE_LEN bytes, the body, then close */
+    SRV_ENDLESS,    /* 200 without Content-Length: ENDLESS_N bodies, then close */
+    SRV_CLOSE_HALF, /* 200 announcing the whole body, half of it, then close */
+    SRV_HEADERS,    /* 200 headers, then silence */
+    SRV_BAD_HALF,   /* as SRV_HALF, with a wrong byte in that half */
+    SRV_NORANGE,    /* as SRV_OK, ignoring Range (always 200 and the whole body) */
+    SRV_BADRANGE,   /* a Range is answered 206 with the wrong Content-Range */
 };
 
 #define LIE_LEN (200 * BODY_LEN)
@@ -54,6 +59,8 @@ struct srv {
     uint16_t port;
     enum srv_mode mode;
     int requests;
+    int ranged;            /* requests that asked a Range */
+    long last_offset;      /* the last Range's first byte; -1 = none */
     struct conn *conns[8]; /* kept open until srv_stop */
     size_t n_conns;
 };
@@ -70,6 +77,8 @@ static struct {
     struct hashdb_entry expect;
     struct dl *d;
     int peer_results, last_peer_result;
+    int n_by_result[3]; /* by enum peer_result */
+    int rtt_samples;
     uint64_t peer_bytes, mirror_bytes;
     int commits;
     bool stop_at_peer_byte;
@@ -88,12 +97,22 @@ static void send_all(int fd, const void *p, size_t n)
     }
 }
 
+/* The first byte of a "Range: bytes=N-" in the request, or -1. */
+static long range_of(const char *req)
+{
+    const char *r = strstr(req, "\r\nRange: bytes=");
+    return r ? strtol(r + 15, NULL, 10) : -1;
+}
+
 static void answer(struct conn *c)
 {
     struct srv *s = c->s;
-    char hdr[128];
+    char hdr[256];
     uint8_t body[BODY_LEN];
     s->requests++;
+    s->last_offset = range_of(c->buf);
+    if (s->last_offset >= 0)
+        s->ranged++;
     if (s->mode == SRV_SILENT)
         return;
     memcpy(body, w.body, sizeof body);
@@ -108,13 +127,25 @@ static void answer(struct conn *c)
         shutdown(c->fd, SHUT_WR);
         return;
     }
-    if (s->mode == SRV_BAD)
-        body[BODY_LEN / 2] ^= 1;
-    int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n", BODY_LEN,
-                     s->mode == SRV_HALF ? "" : "Connection: close\r\n");
+    if (s->mode == SRV_BAD || s->mode == SRV_BAD_HALF)
+        body[BODY_LEN / 4] ^= 1;
+    size_t off = s->last_offset > 0 && s->last_offset < BODY_LEN && s->mode != SRV_NORANGE
+                     ? (size_t)s->last_offset
+                     : 0;
+    bool half = s->mode == SRV_HALF || s->mode == SRV_BAD_HALF || s->mode == SRV_CLOSE_HALF;
+    int n = off ? snprintf(hdr, sizeof hdr,
+                           "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
+                           "Content-Range: bytes %zu-%d/%d\r\n%s\r\n",
+                           BODY_LEN - off, s->mode == SRV_BADRANGE ? off + 1 : off, BODY_LEN - 1,
+                           BODY_LEN, half ? "" : "Connection: close\r\n")
+                : snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n",
+                           BODY_LEN, half || s->mode == SRV_HEADERS ? "" : "Connection: close\r\n");
     send_all(c->fd, hdr, (size_t)n);
-    send_all(c->fd, body, s->mode == SRV_HALF ? BODY_LEN / 2 : BODY_LEN);
-    if (s->mode != SRV_HALF)
+    if (s->mode == SRV_HEADERS)
+        return;
+    size_t len = BODY_LEN - off;
+    send_all(c->fd, body + off, half ? len / 2 : len);
+    if (!half || s->mode == SRV_CLOSE_HALF)
         shutdown(c->fd, SHUT_WR);
 }
 
@@ -169,6 +200,7 @@ static void srv_start(struct srv *s, enum srv_mode mode)
     socklen_t len = sizeof sa;
     memset(s, 0, sizeof *s);
     s->mode = mode;
+    s->last_offset = -1;
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     CU_ASSERT_FATAL(s->lfd >= 0);
     CU_ASSERT_FATAL(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
@@ -219,6 +251,18 @@ static void on_peer_result(void *ud, const struct sockaddr *peer, enum peer_resu
 {
     w.peer_results++;
     w.last_peer_result = (int)r;
+    w.n_by_result[r]++;
+}
+
+static uint32_t peer_deadline_ms(void *ud, const struct sockaddr *peer)
+{
+    return 100;
+}
+
+static void on_peer_rtt(void *ud, const struct sockaddr *peer, uint64_t connect_us,
+                        uint64_t headers_us)
+{
+    w.rtt_samples++;
 }
 
 static void on_bytes(void *ud, bool from_peer, size_t n)
@@ -263,6 +307,8 @@ static void setup(void)
         .user_agent = "test_fetch",
         .on_commit = on_commit,
         .on_peer_result = on_peer_result,
+        .peer_deadline_ms = peer_deadline_ms,
+        .on_peer_rtt = on_peer_rtt,
         .on_bytes = on_bytes,
     };
     CU_ASSERT_EQUAL_FATAL(fetcher_new(&w.f, w.loop, w.cache, &fo), 0);
@@ -442,6 +488,207 @@ static void test_bad_peer_then_mirror(void)
     teardown();
 }
 
+/* Elapsed ms of a run. */
+static uint64_t run_ms(void)
+{
+    uint64_t t0 = loop_now_ms();
+    run();
+    return loop_now_ms() - t0;
+}
+
+/* A holder that accepts and never answers: past its deadline (100 ms here) the next one
+ * is asked beside it and wins; the silent one is reported, the mirror never asked. */
+static void test_silent_peer_hedged(void)
+{
+    struct srv m, p1, p2;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p1, SRV_SILENT);
+    srv_start(&p2, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p1);
+    add_peer(d, &p2);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", p2.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT(ms < 1000); /* a deadline, not a budget or a connect timeout */
+    CU_ASSERT_EQUAL(p1.requests, 1);
+    CU_ASSERT_EQUAL(p2.requests, 1);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1); /* the silent one */
+    CU_ASSERT(w.rtt_samples >= 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p1);
+    srv_stop(&p2);
+    teardown();
+}
+
+/* The only holder never answers and the budget is long: it is given up after 2 s (not
+ * the budget's 5), reported, and the mirror serves. */
+static void test_silent_peer_given_up(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_SILENT);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    CU_ASSERT(ms >= 1900 && ms < 4000);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* A peer that sends half the file and stalls is abandoned below the speed floor and the
+ * mirror is asked for the rest only (Range), so the body is whole and verifies. */
+static void test_stalled_peer_resumed_from_mirror(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_HALF);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    CU_ASSERT_EQUAL(m.ranged, 1);
+    CU_ASSERT_EQUAL(m.last_offset, BODY_LEN / 2);
+    CU_ASSERT_EQUAL(w.mirror_bytes, BODY_LEN / 2);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_BAD_DATA], 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* A peer that closes after half the file: the next peer is asked for the rest. */
+static void test_dead_peer_resumed_from_peer(void)
+{
+    struct srv m, p1, p2;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p1, SRV_CLOSE_HALF);
+    srv_start(&p2, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p1);
+    add_peer(d, &p2);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    CU_ASSERT_EQUAL(p2.ranged, 1);
+    CU_ASSERT_EQUAL(p2.last_offset, BODY_LEN / 2);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p1);
+    srv_stop(&p2);
+    teardown();
+}
+
+/* A resumed request answered 200 (no Range support): the body starts over from it. */
+static void test_resume_answered_whole(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_NORANGE);
+    srv_start(&p, SRV_CLOSE_HALF);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(m.ranged, 1);
+    CU_ASSERT_EQUAL(w.mirror_bytes, BODY_LEN);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* A 206 whose Content-Range is not the rest asked for is refused: the next source. */
+static void test_wrong_range_refused(void)
+{
+    struct srv m, p1, p2;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p1, SRV_CLOSE_HALF);
+    srv_start(&p2, SRV_BADRANGE);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p1);
+    add_peer(d, &p2);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(p2.ranged, 1);
+    CU_ASSERT_EQUAL(m.ranged, 1); /* the mirror sent the rest */
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 2);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p1);
+    srv_stop(&p2);
+    teardown();
+}
+
+/* A body of several sources that fails verification: nobody is banned (either may have
+ * lied), and the file starts over from the mirror, which gives the right one. */
+static void test_mixed_body_restarts_from_mirror(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_BAD_HALF);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(m.requests, 2); /* the rest, then the whole file */
+    CU_ASSERT_EQUAL(m.ranged, 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_BAD_DATA], 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* Headers, then nothing: below the floor after its grace, and the mirror serves. */
+static void test_headers_then_stall(void)
+{
+    struct srv m, p;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_HEADERS);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    CU_ASSERT(ms < 3000);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    CU_ASSERT_EQUAL(m.ranged, 0);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
 /* Starts a download of key from port with no expectation (the index does not know it). */
 static struct dl *start_unknown(const char *key, uint16_t port, bool immutable)
 {
@@ -604,6 +851,16 @@ int main(void)
         {"the peer budget runs out: the mirror", test_budget_runs_out},
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
         {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
+        {"a silent peer is hedged by the next, which wins", test_silent_peer_hedged},
+        {"the only holder silent: given up after 2 s", test_silent_peer_given_up},
+        {"a stalled peer: the mirror sends the rest (Range)",
+         test_stalled_peer_resumed_from_mirror},
+        {"a peer dying mid-file: the next peer sends the rest", test_dead_peer_resumed_from_peer},
+        {"a resumed request answered 200 starts over", test_resume_answered_whole},
+        {"a 206 of another range is refused", test_wrong_range_refused},
+        {"a mixed body failing: from the mirror, nobody banned",
+         test_mixed_body_restarts_from_mirror},
+        {"headers then silence: below the floor, the mirror", test_headers_then_stall},
         {"a lying Content-Length evicts nothing", test_lying_length_evicts_nothing},
         {"a Content-Length above the ceiling fails at once", test_length_above_ceiling},
         {"a body past the ceiling fails, is not cached", test_body_past_ceiling},
