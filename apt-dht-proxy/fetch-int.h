@@ -20,6 +20,8 @@
 
 #define DL_MAX_PEERS 16
 
+struct mirrors;
+
 struct dl_watch {
     void (*cb)(void *ud);
     void *ud;
@@ -99,6 +101,8 @@ struct dl {
     int resp_status;      /* status of the response being received */
     int os_errno;         /* of the failed transfer's last system call (CURLINFO_OS_ERRNO) */
     uint64_t transfer_ms; /* when it started */
+    struct loop_timer first_byte; /* a mirror's deadline for its response head */
+    bool self_refused;    /* the connection reached this proxy itself (PREREQFUNCTION) */
 };
 
 struct fetcher {
@@ -112,6 +116,11 @@ struct fetcher {
     unsigned seq;      /* for join keys of downloads that run alone */
     uint64_t mem_used; /* bytes of all in-memory bodies (disk full) */
     unsigned n_dls;    /* downloads not yet destroyed */
+    struct mirrors *health; /* mirrors that failed, backed off (mirrors.h) */
+    /* fetcher_set_upstream's copy; NULL = unset */
+    char *proxy, *no_proxy, *ca_file;
+    bool (*is_self)(void *ud, const char *ip, unsigned port);
+    void *self_ud;
     bool freed;        /* fetcher_free ran; the last dl_destroy frees the struct */
 };
 

@@ -16,7 +16,12 @@
  *
  * Timeouts for mirrors come from the config and are read when each transfer starts, so
  * fetcher_reconfigure applies to the next transfer; peers, which are on the LAN, get
- * fixed, short ones. */
+ * fixed, short ones. A mirror that has connected must start its answer within
+ * FIRST_BYTE_MAX_MS (or the stall timeout if shorter): a loop timer armed when curl has
+ * the connection, stopped by the status line. Mirrors that fail (no connection, a 5xx,
+ * no first byte, a stall) are reported to mirrors.c, which backs them off; downloads
+ * order their mirrors through it. Mirror transfers alone go through upstream.proxy, and
+ * one that connected to this proxy's own address and port is refused. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <stdio.h>
@@ -27,11 +32,14 @@
 #include <time.h>
 #include "apt-dht-proxy/fetch-int.h"
 #include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/mirrors.h"
 #include "apt-dht-proxy/url.h"
 
 /* ---- curl <-> loop glue ---- */
 
 static void transfer_ended(struct dl *d, CURLcode res);
+static void mirror_answered(struct dl *d);
+static void mirror_health(struct dl *d, CURLcode res, int st);
 
 static void check_done(struct fetcher *f)
 {
@@ -164,6 +172,7 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
     size_t n = size * nitems;
     char val[160];
     if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        mirror_answered(d);
         const char *sp = memchr(buf, ' ', n);
         d->resp_status = sp && (size_t)(sp - buf) + 4 <= n ? (int)strtol(sp + 1, NULL, 10) : 0;
         d->last_modified = 0;
@@ -188,7 +197,9 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 /* Why a mirror's answer is no body: its status, or the transfer's error. */
 static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
 {
-    if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
+    if (d->self_refused) {
+        dl_set_reason(d, 508, "loop: the mirror's name resolves to this proxy (%s)", err);
+    } else if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
         dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
         log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(d->os_errno),
                   d->os_errno == EMFILE ? "EMFILE: the open-file limit"
@@ -209,6 +220,7 @@ static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
  * body (a Content-Length above the ceiling); anything else is the download's answer. */
 static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
 {
+    mirror_health(d, res, st);
     if (res == CURLE_OK && st == 304) {
         d->status = 304;
         dl_finish(d, DL_NOT_MODIFIED);
@@ -273,6 +285,81 @@ static void set_common_opts(struct fetcher *f, struct dl *d, CURL *e, const char
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
+/* ---- mirror transfers: health, first-byte deadline, upstream proxy, self-detection ---- */
+
+#define FIRST_BYTE_MAX_MS 10000u
+
+static const char *mirror_url(const struct dl *d)
+{
+    return d->src == SRC_MIRROR && d->url_idx > 0 ? d->urls[d->url_idx - 1] : NULL;
+}
+
+/* A mirror's status line arrived: its first byte is in, and the mirror is alive. */
+static void mirror_answered(struct dl *d)
+{
+    loop_timer_stop(d->f->loop, &d->first_byte);
+    if (mirror_url(d))
+        mirrors_ok(d->f->health, mirror_url(d));
+}
+
+/* A mirror transfer ended without a body: back the mirror off if it was the mirror's
+ * doing (not a refusal of ours: a ceiling, a loop, our own lack of descriptors). */
+static void mirror_health(struct dl *d, CURLcode res, int st)
+{
+    bool ours = res == CURLE_WRITE_ERROR || res == CURLE_ABORTED_BY_CALLBACK ||
+                d->self_refused || d->os_errno == EMFILE || d->os_errno == ENFILE;
+    if (mirror_url(d) && !ours && (res != CURLE_OK || st >= 500))
+        mirrors_failed(d->f->health, mirror_url(d), loop_now_ms());
+}
+
+static uint64_t first_byte_ms(const struct fetcher *f)
+{
+    uint64_t stall = (uint64_t)f->opts.stall_timeout_s * 1000;
+    return stall < FIRST_BYTE_MAX_MS ? stall : FIRST_BYTE_MAX_MS;
+}
+
+static void on_first_byte(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct dl *d = ud;
+    snprintf(d->errbuf, sizeof d->errbuf, "connected, but no answer within %llu ms",
+             (unsigned long long)first_byte_ms(d->f));
+    transfer_ended(d, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* curl has a connection and is about to send the request (CURLOPT_PREREQFUNCTION, once
+ * per request, redirects included): refuse this proxy's own address, else start the
+ * first-byte deadline. */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    struct dl *d = ud;
+    struct fetcher *f = d->f;
+    if (f->is_self && f->is_self(f->self_ud, ip, (unsigned)port)) {
+        d->self_refused = true;
+        snprintf(d->errbuf, sizeof d->errbuf, "%s port %d", ip, port);
+        return CURL_PREREQFUNC_ABORT;
+    }
+    loop_timer_stop(f->loop, &d->first_byte);
+    loop_timer_start(f->loop, &d->first_byte, first_byte_ms(f));
+    return CURL_PREREQFUNC_OK;
+}
+
+static void set_mirror_opts(struct fetcher *f, struct dl *d, CURL *e)
+{
+    loop_timer_init(&d->first_byte, on_first_byte, d);
+    d->self_refused = false;
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, d);
+    if (f->proxy) {
+        curl_easy_setopt(e, CURLOPT_PROXY, f->proxy);
+        curl_easy_setopt(e, CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP);
+        /* https mirrors through a CONNECT tunnel; http ones as plain proxy requests */
+        if (f->no_proxy)
+            curl_easy_setopt(e, CURLOPT_NOPROXY, f->no_proxy);
+    }
+    if (f->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file);
+}
+
 static void set_limits(struct fetcher *f, struct dl *d, CURL *e)
 {
     if (d->src == SRC_PEER) {
@@ -329,6 +416,8 @@ void fetch_start(struct dl *d)
         snprintf(d->source, sizeof d->source, "mirror %s", url);
     set_common_opts(f, d, e, url);
     set_limits(f, d, e);
+    if (!peer)
+        set_mirror_opts(f, d, e);
     set_headers(d, e);
     log_debug("fetch %s from %s", d->key, url);
     if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
@@ -339,6 +428,7 @@ void fetch_start(struct dl *d)
 
 void fetch_stop(struct dl *d)
 {
+    loop_timer_stop(d->f->loop, &d->first_byte); /* idle (zeroed) for peer transfers */
     if (!d->easy)
         return;
     curl_multi_remove_handle(d->f->multi, d->easy);
@@ -425,7 +515,7 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
              opts->user_agent ? opts->user_agent : "apt-dht");
     f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
     fetcher_set_ceilings(f, opts->max_object, opts->max_index);
-    if (strmap_new(&f->inflight) < 0) {
+    if (strmap_new(&f->inflight) < 0 || mirrors_new(&f->health) < 0) {
         fetcher_free(f);
         return -ENOMEM;
     }
@@ -437,6 +527,32 @@ void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t
 {
     f->opts.connect_timeout_s = connect_timeout_s;
     f->opts.stall_timeout_s = stall_timeout_s;
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -ENOMEM : 0;
+}
+
+int fetcher_set_upstream(struct fetcher *f, const struct fetch_upstream *u)
+{
+    char *p = NULL, *np = NULL, *ca = NULL;
+    if (dup_opt(&p, u->proxy) < 0 || dup_opt(&np, u->no_proxy) < 0 || dup_opt(&ca, u->ca_file) < 0) {
+        free(p);
+        free(np);
+        free(ca);
+        return -ENOMEM;
+    }
+    free(f->proxy);
+    free(f->no_proxy);
+    free(f->ca_file);
+    f->proxy = p;
+    f->no_proxy = np;
+    f->ca_file = ca;
+    f->is_self = u->is_self;
+    f->self_ud = u->ud;
+    return 0;
 }
 
 void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index)
@@ -468,6 +584,12 @@ void fetcher_free(struct fetcher *f)
     }
     strmap_free(f->inflight, NULL);
     f->inflight = NULL;
+    mirrors_free(f->health);
+    f->health = NULL;
+    free(f->proxy);
+    free(f->no_proxy);
+    free(f->ca_file);
+    f->proxy = f->no_proxy = f->ca_file = NULL;
     f->multi = NULL;
     if (f->n_dls > 0)
         f->freed = true; /* readers still hold downloads: the last one frees f */

@@ -10,6 +10,7 @@
 #ifndef APT_DHT_ROUTER_H
 #define APT_DHT_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "apt-dht-proxy/url.h"
@@ -43,6 +44,11 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
 /* The by-hash sibling of an index route: same root and mirrors, path
  * DIR/by-hash/SHA256/HEX. 0 or -ENAMETOOLONG / -ENOMEM / -EINVAL. */
 int route_by_hash(const struct route *from, const uint8_t sha256[32], struct route *out);
+
+/* True if ip (numeric IPv4 or IPv6, as a socket reports it) and port are this proxy:
+ * its port and an address of this host. A mirror transfer that connected there was sent
+ * back to us by a name that resolves to this host. Accepts r NULL (false). */
+bool router_is_self_addr(const struct router *r, const char *ip, unsigned port);
 
 /* Frees what the route owns and zeroes it; accepts a zeroed route. */
 void route_done(struct route *rt);

@@ -666,6 +666,30 @@ static void on_commit(void *ud, const char *key, const char *path, const uint8_t
     catalogue_added(s->cat, key, path, sha256);
 }
 
+static bool is_self_addr(void *ud, const char *ip, unsigned port)
+{
+    struct server *s = ud;
+    return router_is_self_addr(s->router, ip, port);
+}
+
+/* The fetcher's upstream.proxy, no_proxy (curl wants one comma-separated string) and
+ * ca_file, and the check of where a mirror transfer connected. 0 or -ENOMEM. */
+static int set_upstream(struct server *s, const struct config *cfg)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < cfg->n_upstream_no_proxy; i++)
+        len += strlen(cfg->upstream_no_proxy[i]) + 1;
+    char *np = cfg->n_upstream_no_proxy ? malloc(len) : NULL;
+    if (cfg->n_upstream_no_proxy && !np)
+        return -ENOMEM;
+    for (size_t i = 0, at = 0; i < cfg->n_upstream_no_proxy; i++)
+        at += (size_t)snprintf(np + at, len - at, "%s%s", i ? "," : "", cfg->upstream_no_proxy[i]);
+    struct fetch_upstream u = {cfg->upstream_proxy, np, cfg->upstream_ca_file, is_self_addr, s};
+    int r = fetcher_set_upstream(s->fetcher, &u);
+    free(np);
+    return r;
+}
+
 int server_reconfigure(struct server *s, const struct config *cfg)
 {
     struct router *rt = NULL;
@@ -686,6 +710,8 @@ int server_reconfigure(struct server *s, const struct config *cfg)
         httpd_set_limits(s->httpd, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
+    if (set_upstream(s, cfg) < 0)
+        log_warn("reload: upstream.proxy, no_proxy and ca_file not applied (out of memory)");
     fetcher_set_ceilings(s->fetcher, cfg->cache_max_object, cfg->cache_max_index);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
@@ -726,7 +752,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
     };
     if (server_conf_copy(&s->conf, cfg, false) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
         goto fail;
-    if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
+    if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0 || (r = set_upstream(s, cfg)) < 0)
         goto fail;
     *out = s;
     return 0;
