@@ -339,13 +339,25 @@ static const char *check_no_proxy_text(char *s)
     return check_host(s, true);
 }
 
-/* upstream.https_hosts: lower-cased, as the router compares request hosts. */
+/* upstream.https_hosts: HOST or HOST:PORT as apt writes it in a source line (an IPv6
+ * address in brackets), lower-cased, as the router compares request hosts. */
 static const char *check_https_host_text(char *s)
 {
+    unsigned char tmp[16];
     for (char *p = s; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p | 0x20);
-    return check_host(s, false);
+    size_t len = strlen(s);
+    if (is_hostname(s, len) || check_hostport(s) == NULL)
+        return NULL;
+    if (s[0] == '[' && len > 2 && s[len - 1] == ']' && len - 2 < INET6_ADDRSTRLEN) {
+        char addr[INET6_ADDRSTRLEN];
+        memcpy(addr, s + 1, len - 2);
+        addr[len - 2] = '\0';
+        if (inet_pton(AF_INET6, addr, tmp) == 1)
+            return NULL;
+    }
+    return "is not HOST or HOST:PORT";
 }
 
 /* upstream.proxy: "http://HOST[:PORT]" with nothing after it (no user, no path); curl

@@ -20,6 +20,7 @@
 #include "apt-dht-proxy/catalogue.h"
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
+#include "apt-dht-proxy/httpd.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
@@ -41,6 +42,8 @@ struct options {
     bool foreground, verbose;
     bool verify; /* the `verify` command: check the cache and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
+    int listen_fds[HTTPD_MAX_LISTEN]; /* sockets from socket activation */
+    size_t n_listen_fds;
 };
 
 struct app {
@@ -258,8 +261,12 @@ static int start_services(struct app *a)
         (r = catalogue_new(&a->cat, a->cache, a->db, a->ix)) < 0 ||
         (r = server_new(&a->server, a->cfg, a->loop, a->cache, a->db, a->ix, a->cat)) < 0)
         return r;
+    server_set_listen_fds(a->server, a->opt.listen_fds, a->opt.n_listen_fds);
     if ((r = server_start(a->server)) < 0) {
-        log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
+        if (a->opt.n_listen_fds)
+            log_error("cannot serve on the sockets systemd passed: %s", strerror(-r));
+        else
+            log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
         return r;
     }
     if (a->cfg->dht_mode != DHT_MODE_OFF) {
@@ -312,6 +319,25 @@ static void raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             log_warn("cannot raise the open-file limit: %s", strerror(errno));
     }
+}
+
+/* Socket activation: the listening sockets systemd (apt-dht.socket) passed, if any. They
+ * outlive a restart of the daemon, so connections that arrive meanwhile wait in their
+ * queue instead of being refused. Read before daemonising (LISTEN_PID is this pid). */
+static int take_listen_fds(struct options *o)
+{
+    int n = httpd_listen_fds(o->listen_fds, HTTPD_MAX_LISTEN);
+    if (n == -E2BIG)
+        log_error("socket activation: more than %d sockets passed (LISTEN_FDS)", HTTPD_MAX_LISTEN);
+    else if (n < 0)
+        log_error("socket activation: a socket passed in LISTEN_FDS is not a listening TCP socket");
+    if (n < 0)
+        return n;
+    o->n_listen_fds = (size_t)n;
+    if (n > 0)
+        log_info("socket activation: serving on %d socket%s passed by systemd (listen.address "
+                 "and listen.port are not used)", n, n == 1 ? "" : "s");
+    return 0;
 }
 
 /* Forks into the background. The parent stays until the child says it is serving (one
@@ -407,6 +433,11 @@ int main(int argc, char **argv)
         return failed < 0 ? 2 : failed > 0 ? 1 : 0;
     }
     raise_nofile();
+    if (take_listen_fds(&a.opt) < 0) {
+        config_done(a.cfg);
+        free(a.cfg);
+        return 1;
+    }
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {
             log_error("cannot daemonise: %s", strerror(errno));

@@ -217,7 +217,8 @@ static int route_backend(struct route *rt, const struct backend *b, const char *
 }
 
 /* upstream.https_hosts: apt asked for http://HOST/..., the mirror is fetched over https.
- * The bare host only (a request naming a port keeps its scheme). */
+ * An entry is HOST or HOST:PORT and matches the request's host exactly (a bare HOST
+ * entry does not upgrade a request that names a port). */
 static bool upgrade_to_https(const struct router *r, const char *host)
 {
     for (size_t i = 0; i < r->n_https_hosts; i++)

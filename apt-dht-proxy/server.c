@@ -61,6 +61,8 @@ struct server {
     unsigned uploads;    /* peer uploads in progress */
     struct httpd *httpd;  /* NULL until server_start */
     uint16_t port;
+    int listen_fds[HTTPD_MAX_LISTEN]; /* inherited sockets (socket activation) */
+    size_t n_listen_fds;
     bool ix_added;       /* the indexer's eventfd is in the loop */
     struct negcache *neg; /* recent mirror 404s */
     struct req *reqs;    /* every live request, for the index wake-up and shutdown */
@@ -776,7 +778,10 @@ int server_start(struct server *s)
 {
     const struct config *cfg = s->start_cfg;
     struct httpd_conf hc = {
-        .address = s->conf.listen_address,
+        .addresses = (const char *const *)cfg->listen_addresses,
+        .n_addresses = cfg->n_listen_addresses,
+        .fds = s->listen_fds,
+        .n_fds = s->n_listen_fds,
         .local_only = s->conf.dht_off,
         .port = s->conf.listen_port,
         .max_connections = s->conf.max_connections,
@@ -796,6 +801,12 @@ int server_start(struct server *s)
         return r;
     s->ix_added = s->ix != NULL;
     return 0;
+}
+
+void server_set_listen_fds(struct server *s, const int *fds, size_t n)
+{
+    s->n_listen_fds = n < HTTPD_MAX_LISTEN ? n : HTTPD_MAX_LISTEN;
+    memcpy(s->listen_fds, fds, s->n_listen_fds * sizeof *fds);
 }
 
 void server_set_p2p(struct server *s, struct p2p *p2p)

@@ -61,6 +61,10 @@ void server_view(const struct server *s, struct server_view *v);
  * non-archive path), and lets status_clients connect. */
 void server_set_status(struct server *s, struct status *st);
 
+/* Listening sockets inherited from systemd (httpd_listen_fds): server_start serves on
+ * them instead of binding listen.address and listen.port. Call before server_start. */
+void server_set_listen_fds(struct server *s, const int *fds, size_t n);
+
 /* Attaches the DHT (after server_start, once the HTTP port is known). */
 void server_set_p2p(struct server *s, struct p2p *p2p);
 

@@ -218,7 +218,7 @@ static const char full_yaml[] =
     "  proxy: \"http://proxy.example:3128\"\n"
     "  no_proxy: [.lan.example, 192.0.2.5, \"*\"]\n"
     "  ca_file: /dev/null\n"
-    "  https_hosts: [Deb.Example, mirror2.example]\n"
+    "  https_hosts: [Deb.Example, \"mirror2.example:8443\", \"[2001:db8::2]\"]\n"
     "backends:\n"
     "  debian: [http://mirror.example/debian/, HTTPS://mirror2.example/debian]\n"
     "  debian-security:\n"
@@ -262,7 +262,8 @@ static void check_full(const struct config *c)
     CU_ASSERT_STRING_EQUAL(c->upstream_no_proxy[0], ".lan.example");
     CU_ASSERT_STRING_EQUAL(c->upstream_no_proxy[2], "*");
     CU_ASSERT_STRING_EQUAL(c->upstream_ca_file, "/dev/null");
-    CU_ASSERT_EQUAL_FATAL(c->n_https_hosts, 2);
+    CU_ASSERT_EQUAL_FATAL(c->n_https_hosts, 3);
+    CU_ASSERT_STRING_EQUAL(c->https_hosts[1], "mirror2.example:8443");
     CU_ASSERT_STRING_EQUAL(c->https_hosts[0], "deb.example");
     CU_ASSERT_EQUAL_FATAL(c->n_listen_addresses, 1);
     CU_ASSERT_STRING_EQUAL(c->listen_addresses[0], "::");
@@ -485,9 +486,11 @@ static const struct bad_case bad_cases[] = {
     {"upstream: {no_proxy: [\"x y\"]}\n", -EINVAL,
      "t.yaml:1: key 'upstream.no_proxy': 'x y' is not a host name, .domain, address or *"},
     {"upstream: {https_hosts: [\"*\"]}\n", -EINVAL,
-     "t.yaml:1: key 'upstream.https_hosts': '*' is not a host name or address"},
+     "t.yaml:1: key 'upstream.https_hosts': '*' is not HOST or HOST:PORT"},
     {"upstream: {https_hosts: [\"http://deb.example\"]}\n", -EINVAL,
-     "t.yaml:1: key 'upstream.https_hosts': 'http://deb.example' is not a host name or address"},
+     "t.yaml:1: key 'upstream.https_hosts': 'http://deb.example' is not HOST or HOST:PORT"},
+    {"upstream: {https_hosts: [\"2001:db8::1\"]}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.https_hosts': '2001:db8::1' is not HOST or HOST:PORT"},
     {"upstream: {ca_file: certs/ca.pem}\n", -EINVAL,
      "t.yaml:1: key 'upstream.ca_file': 'certs/ca.pem' is not an absolute path"},
     {"upstream: {ca_file: /nonexistent/ca.pem}\n", -EINVAL,

@@ -265,8 +265,11 @@ static void test_https_hosts(void)
          "other.example/debian/pool/a.deb"},
         {"http://deb.example:8080/debian/pool/a.deb", "http://deb.example:8080/debian/pool/a.deb",
          "deb.example:8080/debian/pool/a.deb"},
+        {"http://127.0.0.1:8443/debian/pool/a.deb", "https://127.0.0.1:8443/debian/pool/a.deb",
+         "127.0.0.1:8443/debian/pool/a.deb"},
     };
-    struct router *r = router_from("upstream: {https_hosts: [Deb.Example]}\n", OWN_PORT);
+    struct router *r =
+        router_from("upstream: {https_hosts: [Deb.Example, \"127.0.0.1:8443\"]}\n", OWN_PORT);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct route rt;
