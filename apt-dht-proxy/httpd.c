@@ -31,6 +31,7 @@ struct listener {
     struct MHD_Daemon *mhd;
     int epfd;       /* MHD's epoll fd, in the loop; -1 = not added */
     int fd;         /* an inherited socket (socket activation); -1 = MHD's own */
+    int quiesced;   /* the listening socket MHD gave back (httpd_quiesce); -1 = none */
 };
 
 struct httpd {
@@ -42,6 +43,7 @@ struct httpd {
     struct conns *conns;
     struct stats *stats;
     uint16_t port;
+    unsigned open;  /* connections open, on every listener */
 };
 
 static size_t keep_raw(void *cls, struct MHD_Connection *c, char *s)
@@ -62,6 +64,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 {
     struct httpd *h = cls;
     if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        h->open -= h->open > 0;
         conns_closed(h->conns, *socket_context);
         *socket_context = NULL;
         return;
@@ -73,6 +76,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (!ai || !ai->client_addr)
         return;
     bool apt = h->calls.audience(h->calls.cls, ai->client_addr) == 1;
+    h->open++;
     h->stats->connections++;
     *socket_context = conns_opened(h->conns, ai->client_addr, apt, fi ? fi->connect_fd : -1);
 }
@@ -214,7 +218,7 @@ static int add_listener(struct httpd *h, const struct httpd_conf *c, const char 
         return r;
     if (fd >= 0 && bound_port(fd) == 0)
         return -ENOTSOCK;
-    *li = (struct listener){.epfd = -1, .fd = fd};
+    *li = (struct listener){.epfd = -1, .fd = fd, .quiesced = -1};
     if (!(li->mhd = start_mhd(h, c, flags, &ss, fd))) {
         if (a)
             log_error("cannot listen on %s port %u", a, c->port);
@@ -288,15 +292,29 @@ static void listener_stop(struct httpd *h, struct listener *li)
 {
     if (li->epfd >= 0)
         loop_del_fd(h->loop, li->epfd);
-    if (li->mhd && li->fd >= 0) {
-        MHD_socket s = MHD_quiesce_daemon(li->mhd);
-        if (s != MHD_INVALID_SOCKET)
-            close(s);
-    }
+    if (li->mhd && li->fd >= 0 && li->quiesced < 0)
+        li->quiesced = MHD_quiesce_daemon(li->mhd);
     if (li->mhd)
         MHD_stop_daemon(li->mhd); /* closes every connection: conns_closed for each */
+    if (li->quiesced >= 0) /* ours to close, once MHD is done with it */
+        close(li->quiesced);
     li->mhd = NULL;
     li->epfd = -1;
+    li->quiesced = -1;
+}
+
+void httpd_quiesce(struct httpd *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        struct listener *li = &h->ls[i];
+        if (li->mhd && li->quiesced < 0)
+            li->quiesced = MHD_quiesce_daemon(li->mhd);
+    }
+}
+
+unsigned httpd_connections(const struct httpd *h)
+{
+    return h->open;
 }
 
 void httpd_free(struct httpd *h)

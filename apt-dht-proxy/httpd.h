@@ -55,6 +55,12 @@ void httpd_set_limits(struct httpd *h, const struct conns_limits *lim);
 /* The request head on c is complete (its header deadline is over). */
 void httpd_head_arrived(struct MHD_Connection *c);
 
+/* Stops accepting connections (the open ones carry on): the first step of a graceful
+ * stop. An inherited socket keeps queueing connections for the next instance. */
+void httpd_quiesce(struct httpd *h);
+/* Connections open now, on every listener. */
+unsigned httpd_connections(const struct httpd *h);
+
 /* One run of libmicrohttpd now (the shutdown sequence drives it by hand). */
 void httpd_run(struct httpd *h);
 

@@ -57,7 +57,17 @@ struct app {
     struct server *server;
     struct p2p *p2p;
     struct status *status;
+    struct loop_timer drain; /* the graceful stop's check, every DRAIN_TICK_MS */
+    bool draining;           /* a stop signal came: new connections wait */
+    uint64_t drain_since_ms; /* when it came (loop_now_ms) */
 };
+
+/* A graceful stop (SIGTERM, SIGINT): no new connection is accepted, requests in flight
+ * finish, for at most DRAIN_MAX_MS; connections that opened but sent no request yet get
+ * DRAIN_GRACE_MS to send it. A second signal stops at once. */
+#define DRAIN_TICK_MS 50
+#define DRAIN_GRACE_MS 1000
+#define DRAIN_MAX_MS 5000
 
 static void usage(FILE *f)
 {
@@ -160,10 +170,35 @@ fail:
     return NULL;
 }
 
+static void on_drain(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct app *a = ud;
+    uint64_t now = loop_now_ms();
+    uint64_t spent = now > a->drain_since_ms ? now - a->drain_since_ms : 0;
+    if (server_drained(a->server, spent >= DRAIN_GRACE_MS)) {
+        loop_stop(l);
+    } else if (spent >= DRAIN_MAX_MS) {
+        log_warn("stopping with requests still in flight after %u s", DRAIN_MAX_MS / 1000);
+        loop_stop(l);
+    } else if (loop_timer_start(l, &a->drain, DRAIN_TICK_MS) < 0) {
+        loop_stop(l);
+    }
+}
+
 static void on_stop(struct loop *l, int signo, void *ud)
 {
-    log_info("signal %d: stopping", signo);
-    loop_stop(l);
+    struct app *a = ud;
+    if (a->draining) {
+        log_info("signal %d again: stopping now", signo);
+        loop_stop(l);
+        return;
+    }
+    log_info("signal %d: stopping (new connections wait; requests in flight finish)", signo);
+    a->draining = true;
+    a->drain_since_ms = loop_now_ms();
+    server_quiesce(a->server);
+    loop_timer_init(&a->drain, on_drain, a);
+    on_drain(l, &a->drain, a);
 }
 
 static void on_reload(struct loop *l, int signo, void *ud)
@@ -408,6 +443,7 @@ static int run(struct app *a)
              (unsigned long long)(cache_used(a->cache) >> 20));
     tell_ready(&a->opt);
     r = loop_run(a->loop);
+    loop_timer_stop(a->loop, &a->drain);
     stop_all(a);
     return r;
 }

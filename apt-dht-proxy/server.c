@@ -803,6 +803,17 @@ int server_start(struct server *s)
     return 0;
 }
 
+void server_quiesce(struct server *s)
+{
+    if (s->httpd)
+        httpd_quiesce(s->httpd);
+}
+
+bool server_drained(const struct server *s, bool grace_over)
+{
+    return !s->reqs && (grace_over || !s->httpd || httpd_connections(s->httpd) == 0);
+}
+
 void server_set_listen_fds(struct server *s, const int *fds, size_t n)
 {
     s->n_listen_fds = n < HTTPD_MAX_LISTEN ? n : HTTPD_MAX_LISTEN;
