@@ -198,7 +198,7 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 static void mirror_reason(struct dl *d, CURLcode res, int st, const char *err)
 {
     if (d->self_refused) {
-        dl_set_reason(d, 508, "loop: the mirror's name resolves to this proxy (%s)", err);
+        /* on_prereq's reason stands: it names the address */
     } else if (res != CURLE_OK && (d->os_errno == EMFILE || d->os_errno == ENFILE)) {
         dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
         log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(d->os_errno),
@@ -335,7 +335,8 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_por
     struct fetcher *f = d->f;
     if (f->is_self && f->is_self(f->self_ud, ip, (unsigned)port)) {
         d->self_refused = true;
-        snprintf(d->errbuf, sizeof d->errbuf, "%s port %d", ip, port);
+        dl_set_reason(d, 508, "loop: the mirror's name resolves to this proxy (%s port %d)", ip,
+                      port);
         return CURL_PREREQFUNC_ABORT;
     }
     loop_timer_stop(f->loop, &d->first_byte);
