@@ -16,15 +16,7 @@ fixture_build
 
 # ---- the throwaway CA and the mirror's certificate (127.0.0.1 and localhost) ----
 P="$T/pki"
-mkdir -p "$P"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=apt-dht test CA" \
-    -keyout "$P/ca.key" -out "$P/ca.pem" 2> "$P/err" || { cat "$P/err" >&2; hard_error "openssl CA"; }
-openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$P/srv.key" \
-    -out "$P/srv.csr" 2> "$P/err" || { cat "$P/err" >&2; hard_error "openssl key"; }
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$P/ext"
-openssl x509 -req -in "$P/srv.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
-    -days 2 -extfile "$P/ext" -out "$P/srv.pem" 2> "$P/err" || { cat "$P/err" >&2; hard_error "openssl sign"; }
-chmod a+r "$P"/*.pem "$P"/*.key
+sh "$top_srcdir/tests/fixture/make-ca.sh" "$P" || hard_error "openssl: cannot make the test CA"
 
 mirror_start --tls-cert "$P/srv.pem" --tls-key "$P/srv.key"
 HP="127.0.0.1:$MIRROR_PORT"

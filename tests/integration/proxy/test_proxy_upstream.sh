@@ -3,7 +3,8 @@
 # fixture tests/fixture/fwdproxy.py). The real apt's update and downloads through a
 # backend reach the mirror only through the forward proxy (its log lists the mirror's
 # files as absolute-form requests); with the mirror's host in no_proxy the forward proxy
-# sees nothing more; an environment http_proxy pointing elsewhere is never used. A
+# sees nothing more; an https mirror goes through a CONNECT tunnel with the CA still
+# checked; an environment http_proxy pointing elsewhere is never used. A
 # forward proxy that is down gives a clear 502/504, and a malformed upstream.proxy
 # stops the start-up with FILE:LINE.
 
@@ -58,6 +59,25 @@ st=$(http_status "$PROXY_URL/fixture/dists/bookworm/Release")
 [ "$st" = 200 ] || fail "with no_proxy the mirror answered $st"
 [ "$(wc -l < "$FP_LOG")" -eq "$before" ] || fail "a no_proxy host went through the forward proxy"
 log "upstream.no_proxy [127.0.0.1]: the mirror is reached directly"
+
+# an https mirror through the forward proxy: a CONNECT tunnel, the CA still checked
+HTTP_MIRROR=$MIRROR_URL
+sh "$top_srcdir/tests/fixture/make-ca.sh" "$T/pki" || hard_error "openssl: cannot make the test CA"
+mirror_start --tls-cert "$T/pki/srv.pem" --tls-key "$T/pki/srv.key"
+HP="127.0.0.1:$MIRROR_PORT"
+MIRROR_URL=$HTTP_MIRROR
+cat > "$T/proxy/apt-dht.conf" <<EOF
+listen: {address: 127.0.0.1, port: $PROXY_PORT}
+dht: {mode: off}
+upstream: {proxy: "$FP_URL", ca_file: $T/pki/ca.pem}
+EOF
+reloads() { [ "$(grep -c 'configuration reloaded' "$PROXY_LOG")" -ge "$1" ]; }
+kill -HUP "$PROXY_PID"
+wait_for 10 reloads 2 || fail "the second reload was not applied"
+st=$(http_status "$PROXY_URL/HTTPS///$HP/debian/dists/bookworm/InRelease")
+[ "$st" = 200 ] || fail "an https mirror through the forward proxy answered $st"
+grep -q "^CONNECT $HP" "$FP_LOG" || fail "the https mirror was not reached through a CONNECT tunnel"
+log "https mirror through upstream.proxy: CONNECT $HP, 200"
 
 # a forward proxy that is down: a clear answer, not a hang
 proxy_stop
