@@ -73,10 +73,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const union MHD_ConnectionInfo *fi =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    h->open++; /* counted down at CLOSED, which every connection gets */
     if (!ai || !ai->client_addr)
         return;
     bool apt = h->calls.audience(h->calls.cls, ai->client_addr) == 1;
-    h->open++;
     h->stats->connections++;
     *socket_context = conns_opened(h->conns, ai->client_addr, apt, fi ? fi->connect_fd : -1);
 }
@@ -193,13 +193,14 @@ static struct MHD_Daemon *start_mhd(struct httpd *h, const struct httpd_conf *c,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections, MHD_OPTION_END);
 }
 
-/* The port a socket is bound to (0 = unknown). */
-static uint16_t bound_port(int fd)
+/* The port a socket is bound to (0 = unknown); *v6 tells its family. */
+static uint16_t bound_port(int fd, bool *v6)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
+    *v6 = ss.ss_family == AF_INET6;
     if (ss.ss_family == AF_INET)
         return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     if (ss.ss_family == AF_INET6)
@@ -216,8 +217,12 @@ static int add_listener(struct httpd *h, const struct httpd_conf *c, const char 
     int r;
     if (fd < 0 && (r = listen_addr(c, a, &ss, &flags)) < 0)
         return r;
-    if (fd >= 0 && bound_port(fd) == 0)
+    bool v6 = false;
+    uint16_t inherited_port = fd >= 0 ? bound_port(fd, &v6) : 0;
+    if (fd >= 0 && inherited_port == 0)
         return -ENOTSOCK;
+    if (v6)
+        flags |= MHD_USE_IPv6; /* systemd's ListenStream=PORT is [::]:PORT, both families */
     *li = (struct listener){.epfd = -1, .fd = fd, .quiesced = -1};
     if (!(li->mhd = start_mhd(h, c, flags, &ss, fd))) {
         if (a)
@@ -228,7 +233,7 @@ static int add_listener(struct httpd *h, const struct httpd_conf *c, const char 
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(li->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *pi = MHD_get_daemon_info(li->mhd, MHD_DAEMON_INFO_BIND_PORT);
     if (h->n == 1)
-        h->port = fd >= 0 ? bound_port(fd) : pi && pi->port ? pi->port : c->port;
+        h->port = fd >= 0 ? inherited_port : pi && pi->port ? pi->port : c->port;
     if (!di || di->epoll_fd < 0 || (r = loop_add_fd(h->loop, di->epoll_fd, EPOLLIN, on_ready, li)) < 0)
         return -EIO;
     li->epfd = di->epoll_fd;
