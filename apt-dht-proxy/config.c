@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define CONFIG_MAX_LIST 1024 /* items in one list */
 #define CONFIG_MAX_BACKENDS 256
@@ -153,6 +154,11 @@ void config_done(struct config *cfg)
     if (!cfg)
         return;
     free(cfg->listen_address);
+    str_list_free(cfg->listen_addresses, cfg->n_listen_addresses);
+    free(cfg->upstream_proxy);
+    free(cfg->upstream_ca_file);
+    str_list_free(cfg->upstream_no_proxy, cfg->n_upstream_no_proxy);
+    str_list_free(cfg->https_hosts, cfg->n_https_hosts);
     free(cfg->allowed_clients);
     free(cfg->peer_clients);
     free(cfg->status_clients);
@@ -219,7 +225,18 @@ static int config_copy(struct config *dst, const struct config *src)
     dst->n_backends = 0;
     dst->dht_bootstrap = NULL;
     dst->n_dht_bootstrap = 0;
+    dst->listen_addresses = dst->upstream_no_proxy = dst->https_hosts = NULL;
+    dst->n_listen_addresses = dst->n_upstream_no_proxy = dst->n_https_hosts = 0;
+    dst->upstream_proxy = dst->upstream_ca_file = NULL;
     if (str_dup(&dst->listen_address, src->listen_address) < 0 ||
+        str_list_copy(&dst->listen_addresses, &dst->n_listen_addresses, src->listen_addresses,
+                      src->n_listen_addresses) < 0 ||
+        str_dup(&dst->upstream_proxy, src->upstream_proxy) < 0 ||
+        str_dup(&dst->upstream_ca_file, src->upstream_ca_file) < 0 ||
+        str_list_copy(&dst->upstream_no_proxy, &dst->n_upstream_no_proxy, src->upstream_no_proxy,
+                      src->n_upstream_no_proxy) < 0 ||
+        str_list_copy(&dst->https_hosts, &dst->n_https_hosts, src->https_hosts,
+                      src->n_https_hosts) < 0 ||
         str_dup(&dst->cache_dir, src->cache_dir) < 0 ||
         str_dup(&dst->state_dir, src->state_dir) < 0 ||
         cidrs_copy(&dst->allowed_clients, &dst->n_allowed_clients, src->allowed_clients,
@@ -305,6 +322,75 @@ static const char *check_hostport(const char *s)
     return NULL;
 }
 
+/* A host as apt writes it in a source line: a name or a numeric address (a no_proxy
+ * entry may also be ".domain" for every name under it, or "*" for every host). */
+static const char *check_host(const char *s, bool domains)
+{
+    unsigned char tmp[16];
+    size_t len = strlen(s);
+    if (domains && (strcmp(s, "*") == 0 || (s[0] == '.' && is_hostname(s + 1, len - 1))))
+        return NULL;
+    if (is_hostname(s, len) || inet_pton(AF_INET6, s, tmp) == 1)
+        return NULL;
+    return domains ? "is not a host name, .domain, address or *" : "is not a host name or address";
+}
+
+static const char *check_no_proxy_text(char *s)
+{
+    return check_host(s, true);
+}
+
+/* upstream.https_hosts: HOST or HOST:PORT as apt writes it in a source line (an IPv6
+ * address in brackets), lower-cased, as the router compares request hosts. */
+static const char *check_https_host_text(char *s)
+{
+    unsigned char tmp[16];
+    for (char *p = s; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p | 0x20);
+    size_t len = strlen(s);
+    if (is_hostname(s, len) || check_hostport(s) == NULL)
+        return NULL;
+    if (s[0] == '[' && len > 2 && s[len - 1] == ']' && len - 2 < INET6_ADDRSTRLEN) {
+        char addr[INET6_ADDRSTRLEN];
+        memcpy(addr, s + 1, len - 2);
+        addr[len - 2] = '\0';
+        if (inet_pton(AF_INET6, addr, tmp) == 1)
+            return NULL;
+    }
+    return "is not HOST or HOST:PORT";
+}
+
+/* upstream.proxy: "http://HOST[:PORT]" with nothing after it (no user, no path); curl
+ * would take other forms, but a proxy that needs more is not one this daemon knows. */
+static const char *check_proxy_url(const char *s)
+{
+    static const char *const bad = "is not http://HOST[:PORT]";
+    if (strncasecmp(s, "http://", 7) != 0)
+        return bad;
+    const char *h = s + 7, *colon = NULL;
+    if (h[0] == '[') {
+        const char *end = strchr(h, ']');
+        char addr[INET6_ADDRSTRLEN];
+        unsigned char tmp[16];
+        if (!end || (size_t)(end - h - 1) >= sizeof addr)
+            return bad;
+        memcpy(addr, h + 1, (size_t)(end - h - 1));
+        addr[end - h - 1] = '\0';
+        if (inet_pton(AF_INET6, addr, tmp) != 1 || (end[1] && end[1] != ':'))
+            return bad;
+        colon = end[1] ? end + 1 : NULL;
+    } else {
+        colon = strchr(h, ':');
+        if (!is_hostname(h, colon ? (size_t)(colon - h) : strlen(h)))
+            return bad;
+    }
+    uint64_t port;
+    if (colon && (cy_decimal(colon + 1, strlen(colon + 1), 65535, &port) < 0 || port == 0))
+        return bad;
+    return NULL;
+}
+
 static const char *check_backend_name(const char *s)
 {
     size_t len = strlen(s);
@@ -358,7 +444,11 @@ enum kind {
     K_SIZE,      /* uint64_t bytes */
     K_BOOL,      /* bool */
     K_ADDRESS,   /* char *, numeric address; null = default */
+    K_ADDRESSES, /* listen.address: one numeric address or a list of them */
     K_PATH,      /* char *, absolute path */
+    K_FILE,      /* char *, absolute path; null = unset */
+    K_PROXY,     /* char *, http://HOST[:PORT]; null = unset */
+    K_HOSTS,     /* char ** + size_t count: host names (check per key) */
     K_CIDRS,     /* struct cidr * + size_t count */
     K_HOSTPORTS, /* char ** + size_t count */
     K_BACKENDS,  /* the backends mapping */
@@ -377,7 +467,7 @@ struct key {
 #define F(field) offsetof(struct config, field)
 static const struct key keys[] = {
     {"listen", K_SECTION, 0, 0, 0, 0},
-    {"listen.address", K_ADDRESS, F(listen_address), 0, 0, 0},
+    {"listen.address", K_ADDRESSES, F(listen_addresses), F(n_listen_addresses), 0, 0},
     {"listen.port", K_PORT, F(listen_port), 0, 1, 65535},
     {"listen.max_connections", K_NUMBER, F(max_connections), 0, 4, 100000},
     {"listen.max_per_client", K_NUMBER, F(max_per_client), 0, 1, 100000},
@@ -397,6 +487,10 @@ static const struct key keys[] = {
     {"upstream", K_SECTION, 0, 0, 0, 0},
     {"upstream.connect_timeout", K_NUMBER, F(connect_timeout_s), 0, 1, 3600},
     {"upstream.stall_timeout", K_NUMBER, F(stall_timeout_s), 0, 1, 86400},
+    {"upstream.proxy", K_PROXY, F(upstream_proxy), 0, 0, 0},
+    {"upstream.no_proxy", K_HOSTS, F(upstream_no_proxy), F(n_upstream_no_proxy), 0, 0},
+    {"upstream.ca_file", K_FILE, F(upstream_ca_file), 0, 0, 0},
+    {"upstream.https_hosts", K_HOSTS, F(https_hosts), F(n_https_hosts), 0, 0},
     {"backends", K_BACKENDS, 0, 0, 0, 0},
     {"dht", K_SECTION, 0, 0, 0, 0},
     {"dht.mode", K_DHT_MODE, 0, 0, 0, 0},
@@ -503,11 +597,22 @@ static int set_cidrs(struct loader *ld, const struct key *k, const yaml_node_t *
     return 0;
 }
 
+static const char *check_address_text(char *s)
+{
+    return check_address(s);
+}
+
+/* A list key's items; hosts lists check by key (no_proxy accepts .domains and *). */
 static int set_hostports(struct loader *ld, const struct key *k, const yaml_node_t *vn)
 {
     char **list = NULL;
     size_t n = 0;
-    int rc = get_string_list(&ld->y, vn, k->path, check_hostport_text, &list, &n);
+    const char *(*check)(char *) = k->kind == K_HOSTPORTS ? check_hostport_text
+                                   : k->kind == K_ADDRESSES ? check_address_text
+                                   : k->off == offsetof(struct config, upstream_no_proxy)
+                                       ? check_no_proxy_text
+                                       : check_https_host_text;
+    int rc = get_string_list(&ld->y, vn, k->path, check, &list, &n);
     if (rc < 0)
         return rc;
     char ***dst = field(ld, k->off);
@@ -581,16 +686,64 @@ static int set_backends(struct loader *ld, const struct key *k, const yaml_node_
     return 0;
 }
 
+static int set_string(struct loader *ld, const struct key *k, const yaml_node_t *vn);
+
+/* listen.address: null (the default by dht mode), one address, or a list of them; the
+ * first is also kept as listen_address. */
+static int set_addresses(struct loader *ld, const struct key *k, const yaml_node_t *vn)
+{
+    struct config *c = ld->cfg;
+    char *one = NULL;
+    int rc;
+    if (vn->type == YAML_SEQUENCE_NODE) {
+        size_t items = (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
+        if (items > CONFIG_MAX_LISTEN)
+            return cy_fail(&ld->y, vn, k->path, -E2BIG, "more than %d addresses",
+                           CONFIG_MAX_LISTEN);
+        if ((rc = set_hostports(ld, k, vn)) < 0)
+            return rc;
+    } else {
+        struct key single = {k->path, K_ADDRESS, offsetof(struct config, listen_address), 0, 0, 0};
+        if ((rc = set_string(ld, &single, vn)) < 0)
+            return rc;
+        str_list_free(c->listen_addresses, c->n_listen_addresses);
+        c->listen_addresses = NULL;
+        c->n_listen_addresses = 0;
+        if (c->listen_address &&
+            (rc = str_list_copy(&c->listen_addresses, &c->n_listen_addresses,
+                                &c->listen_address, 1)) < 0)
+            return rc;
+    }
+    if (c->n_listen_addresses && !(one = strdup(c->listen_addresses[0])))
+        return -ENOMEM;
+    free(c->listen_address);
+    c->listen_address = one;
+    return 0;
+}
+
+static const char *check_string(enum kind kind, const char *s)
+{
+    switch (kind) {
+    case K_ADDRESS: return check_address(s);
+    case K_PROXY: return check_proxy_url(s);
+    case K_FILE:
+        if (check_path(s))
+            return check_path(s);
+        return access(s, R_OK) == 0 ? NULL : "cannot be read";
+    default: return check_path(s);
+    }
+}
+
 static int set_string(struct loader *ld, const struct key *k, const yaml_node_t *vn)
 {
     char buf[CONFIG_MAX_STRING + 1];
     char **dst = field(ld, k->off);
-    if (k->kind == K_ADDRESS && cy_is_null(vn))
+    if (k->kind != K_PATH && cy_is_null(vn))
         return str_dup(dst, NULL);
     int rc = cy_text(&ld->y, vn, k->path, buf);
     if (rc < 0)
         return rc;
-    const char *why = k->kind == K_ADDRESS ? check_address(buf) : check_path(buf);
+    const char *why = check_string(k->kind, buf);
     if (why)
         return cy_fail(&ld->y, vn, k->path, -EINVAL, "'%.*s' %s", CONFIG_SHOW, buf, why);
     return str_dup(dst, buf);
@@ -651,9 +804,14 @@ static int set_value(struct loader *ld, const struct key *k, const yaml_node_t *
         return cy_walk(&ld->y, vn, k->path, section_pair, ld);
     case K_ADDRESS:
     case K_PATH:
+    case K_FILE:
+    case K_PROXY:
         return set_string(ld, k, vn);
+    case K_ADDRESSES:
+        return set_addresses(ld, k, vn);
     case K_CIDRS:
         return set_cidrs(ld, k, vn);
+    case K_HOSTS:
     case K_HOSTPORTS:
         return set_hostports(ld, k, vn);
     case K_BACKENDS:

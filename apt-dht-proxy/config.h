@@ -20,11 +20,18 @@ struct config_backend {
     size_t n_mirrors;
 };
 
+#define CONFIG_MAX_LISTEN 8 /* listen.address entries */
+
 enum dht_mode_cfg { DHT_MODE_APTDHT = 0, DHT_MODE_BEP5, DHT_MODE_OFF };
 
 struct config {
     /* listen: */
-    char *listen_address;       /* NULL = "0.0.0.0" with the DHT on, "127.0.0.1" with it off */
+    /* listen.address, one address or a list of them (each gets a listener). Empty:
+     * "0.0.0.0" with the DHT on, "127.0.0.1" with it off. listen_address is a copy of
+     * the first, for the modules that need one address (the DHT's, the status client). */
+    char **listen_addresses;
+    size_t n_listen_addresses;  /* 0..CONFIG_MAX_LISTEN */
+    char *listen_address;       /* NULL = none set */
     uint16_t listen_port;       /* default 9977 */
     uint32_t max_connections;   /* listen.max_connections: the HTTP pool; default 1000 */
     uint32_t max_per_client;    /* listen.max_per_client: from one address; default 64 */
@@ -57,6 +64,15 @@ struct config {
     /* upstream: */
     uint32_t connect_timeout_s; /* upstream.connect_timeout, default 10 */
     uint32_t stall_timeout_s;   /* upstream.stall_timeout: no byte for this long = failure, default 30 */
+    char *upstream_proxy;       /* upstream.proxy: "http://host[:port]" for mirror transfers;
+                                   NULL = direct (never an environment proxy) */
+    char **upstream_no_proxy;   /* upstream.no_proxy: hosts and .domains reached directly */
+    size_t n_upstream_no_proxy;
+    char *upstream_ca_file;     /* upstream.ca_file: PEM CA bundle for https mirrors;
+                                   NULL = the system's store */
+    char **https_hosts;         /* upstream.https_hosts: hosts fetched over https when apt
+                                   asks for http (host names, as apt writes them) */
+    size_t n_https_hosts;
 
     /* dht: */
     enum dht_mode_cfg dht_mode; /* default apt-dht */

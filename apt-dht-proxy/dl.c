@@ -55,6 +55,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "apt-dht-proxy/fetch-int.h"
+#include "apt-dht-proxy/mirrors.h"
 #include "apt-dht-proxy/log.h"
 
 #define MEMORY_TOTAL ((uint64_t)256 << 20) /* all downloads in memory (disk full), bytes */
@@ -174,6 +175,7 @@ static int init(struct dl *d, const struct dl_request *req, const char *join_key
     for (size_t i = 0; i < req->n_urls; i++)
         if (!(d->urls[d->n_urls++] = strdup(req->urls[i])))
             return -ENOMEM;
+    mirrors_order(d->f->health, d->urls, d->n_urls, loop_now_ms()); /* failed ones last */
     d->immutable = req->immutable;
     d->cacheable = req->cacheable;
     d->verify_first = req->verify_first;

@@ -21,6 +21,8 @@
 
 #define DL_MAX_PEERS 16
 
+struct mirrors;
+
 struct dl_watch {
     void (*cb)(void *ud);
     void *ud;
@@ -60,13 +62,15 @@ struct xfer {
     bool doomed;     /* cancelled inside a libcurl callback: reaped by its deadline
                       * timer at once, its data ignored meanwhile */
     bool bad;        /* a peer's answer that contradicts the index (its size) */
+    bool self_refused; /* a mirror transfer that reached this proxy itself (PREREQFUNCTION) */
     char crange[96]; /* its Content-Range header; "" = none */
     time_t last_modified;
     /* loop_now_ms of its start, its response headers, its first body byte; 0 = not yet */
     uint64_t start_ms, answer_ms, first_byte_ms;
     uint64_t got;               /* body bytes it delivered as the writer */
     uint64_t win_ms, win_got;   /* the speed floor's window: its start and got then */
-    struct loop_timer deadline; /* its response headers (peers only) */
+    struct loop_timer deadline; /* its response headers (a peer's deadline from its round
+                                 * trip; a mirror's first-byte deadline once connected) */
     struct loop_timer tick;     /* the speed floor's check (peers only) */
 };
 
@@ -152,6 +156,11 @@ struct fetcher {
     unsigned seq;      /* for join keys of downloads that run alone */
     uint64_t mem_used; /* bytes of all in-memory bodies (disk full) */
     unsigned n_dls;    /* downloads not yet destroyed */
+    struct mirrors *health; /* mirrors that failed, backed off (mirrors.h) */
+    /* fetcher_set_upstream's copy; NULL = unset */
+    char *proxy, *no_proxy, *ca_file;
+    bool (*is_self)(void *ud, const char *ip, unsigned port);
+    void *self_ud;
     bool freed;        /* fetcher_free ran; the last dl_destroy frees the struct */
 };
 

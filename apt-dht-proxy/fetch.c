@@ -26,7 +26,14 @@
  * grace; below it the transfer is abandoned and the body goes on from the next source.
  * The deadline is on the headers only: a peer relaying a file as it arrives answers at
  * once and is then judged by its speed. Libcurl's own limits are not used for peers:
- * they cannot tell a late answer from a slow body. */
+ * they cannot tell a late answer from a slow body.
+ *
+ * A mirror that has connected must start its answer within FIRST_BYTE_MAX_MS (or the
+ * stall timeout if shorter): the transfer's deadline timer, armed when curl has the
+ * connection, stopped by the status line. Mirrors that fail (no connection, a 5xx, no
+ * first byte, a stall) are reported to mirrors.c, which backs them off; downloads order
+ * their mirrors through it. Mirror transfers alone go through upstream.proxy, and one
+ * that connected to this proxy's own address and port is refused. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +44,7 @@
 #include <time.h>
 #include "apt-dht-proxy/fetch-int.h"
 #include "apt-dht-proxy/log.h"
+#include "apt-dht-proxy/mirrors.h"
 #include "apt-dht-proxy/url.h"
 
 #define PEER_DEADLINE_DEFAULT_MS 250u       /* a peer's deadline when the caller gives none */
@@ -50,6 +58,8 @@
 /* ---- curl <-> loop glue ---- */
 
 static void transfer_ended(struct xfer *x, CURLcode res);
+static void mirror_answered(struct xfer *x);
+static void mirror_health(struct xfer *x, CURLcode res);
 
 static void check_done(struct fetcher *f)
 {
@@ -212,6 +222,7 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
     if (x->doomed)
         return n;
     if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        mirror_answered(x);
         const char *sp = memchr(buf, ' ', n);
         x->resp_status = sp && (size_t)(sp - buf) + 4 <= n ? (int)strtol(sp + 1, NULL, 10) : 0;
         x->last_modified = 0;
@@ -244,7 +255,9 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
 /* Why a mirror's answer is no body: its status, or the transfer's error. */
 static void mirror_reason(struct dl *d, struct xfer *x, CURLcode res, int st, const char *err)
 {
-    if (res != CURLE_OK && (x->os_errno == EMFILE || x->os_errno == ENFILE)) {
+    if (x->self_refused) {
+        /* on_prereq's reason stands: it names the address */
+    } else if (res != CURLE_OK && (x->os_errno == EMFILE || x->os_errno == ENFILE)) {
         dl_set_reason(d, 503, "proxy out of file descriptors; try again shortly");
         log_error("fetch %s: no socket for the mirror: %s (%s)", d->key, strerror(x->os_errno),
                   x->os_errno == EMFILE ? "EMFILE: the open-file limit"
@@ -268,6 +281,7 @@ static void mirror_failed(struct dl *d, struct xfer *x, CURLcode res)
 {
     int st = x->resp_status;
     bool body_started = x->writer && x->got > 0;
+    mirror_health(x, res);
     if (res == CURLE_OK && st == 304) {
         d->status = 304;
         dl_finish(d, DL_NOT_MODIFIED);
@@ -336,6 +350,83 @@ static void transfer_ended(struct xfer *x, CURLcode res)
         mirror_failed(d, x, res);
 }
 
+/* ---- mirror transfers: health, first-byte deadline, upstream proxy, self-detection ---- */
+
+#define FIRST_BYTE_MAX_MS 10000u
+
+static const char *mirror_url(const struct xfer *x)
+{
+    return x->peer ? NULL : x->d->urls[x->idx];
+}
+
+/* A mirror's status line arrived: its first byte is in, and the mirror is alive. */
+static void mirror_answered(struct xfer *x)
+{
+    if (x->peer)
+        return;
+    loop_timer_stop(x->d->f->loop, &x->deadline);
+    mirrors_ok(x->d->f->health, mirror_url(x));
+}
+
+/* A mirror transfer ended without a body: back the mirror off if it was the mirror's
+ * doing (not a refusal of ours: a ceiling, a loop, our own lack of descriptors). */
+static void mirror_health(struct xfer *x, CURLcode res)
+{
+    bool ours = res == CURLE_WRITE_ERROR || res == CURLE_ABORTED_BY_CALLBACK ||
+                x->self_refused || x->os_errno == EMFILE || x->os_errno == ENFILE;
+    if (!ours && (res != CURLE_OK || x->resp_status >= 500))
+        mirrors_failed(x->d->f->health, mirror_url(x), loop_now_ms());
+}
+
+static uint64_t first_byte_ms(const struct fetcher *f)
+{
+    uint64_t stall = (uint64_t)f->opts.stall_timeout_s * 1000;
+    return stall < FIRST_BYTE_MAX_MS ? stall : FIRST_BYTE_MAX_MS;
+}
+
+/* The mirror connected and did not start its answer within first_byte_ms. */
+static void mirror_no_answer(struct xfer *x)
+{
+    snprintf(x->errbuf, sizeof x->errbuf, "connected, but no answer within %llu ms",
+             (unsigned long long)first_byte_ms(x->d->f));
+    transfer_ended(x, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* curl has a connection and is about to send the request (CURLOPT_PREREQFUNCTION, once
+ * per request, redirects included): refuse this proxy's own address, else start the
+ * first-byte deadline. */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port)
+{
+    struct xfer *x = ud;
+    struct fetcher *f = x->d->f;
+    (void)local_ip;
+    (void)local_port;
+    if (f->is_self && f->is_self(f->self_ud, ip, (unsigned)port)) {
+        x->self_refused = true;
+        dl_set_reason(x->d, 508, "loop: the mirror's name resolves to this proxy (%s port %d)",
+                      ip, port);
+        return CURL_PREREQFUNC_ABORT;
+    }
+    loop_timer_stop(f->loop, &x->deadline);
+    loop_timer_start(f->loop, &x->deadline, first_byte_ms(f));
+    return CURL_PREREQFUNC_OK;
+}
+
+static void set_mirror_opts(struct fetcher *f, struct xfer *x, CURL *e)
+{
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+    if (f->proxy) {
+        curl_easy_setopt(e, CURLOPT_PROXY, f->proxy);
+        curl_easy_setopt(e, CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP);
+        /* https mirrors through a CONNECT tunnel; http ones as plain proxy requests */
+        if (f->no_proxy)
+            curl_easy_setopt(e, CURLOPT_NOPROXY, f->no_proxy);
+    }
+    if (f->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file);
+}
+
 /* ---- a peer's two clocks ---- */
 
 /* Its response headers are late (first expiry), or it is given up on (second); or it
@@ -350,6 +441,10 @@ static void on_deadline(struct loop *l, struct loop_timer *t, void *ud)
     }
     if (!x->easy || x->answered)
         return;
+    if (!x->peer) {
+        mirror_no_answer(x);
+        return;
+    }
     if (!x->late) {
         uint64_t waited = loop_now_ms() - x->start_ms;
         x->late = true;
@@ -493,6 +588,8 @@ int fetch_start(struct dl *d, bool peer, size_t idx, uint64_t offset)
         snprintf(d->source, sizeof d->source, "mirror %s", url);
     set_common_opts(f, x, e, url);
     set_limits(f, x, e);
+    if (!peer)
+        set_mirror_opts(f, x, e);
     set_headers(d, x, e);
     if (offset)
         log_debug("fetch %s from %s from byte %llu", d->key, url, (unsigned long long)offset);
@@ -625,7 +722,7 @@ int fetcher_new(struct fetcher **out, struct loop *l, struct cache *c,
              opts->user_agent ? opts->user_agent : "apt-dht");
     f->opts.user_agent = NULL; /* the caller's string need not outlive this call */
     fetcher_set_ceilings(f, opts->max_object, opts->max_index);
-    if (strmap_new(&f->inflight) < 0) {
+    if (strmap_new(&f->inflight) < 0 || mirrors_new(&f->health) < 0) {
         fetcher_free(f);
         return -ENOMEM;
     }
@@ -637,6 +734,32 @@ void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t
 {
     f->opts.connect_timeout_s = connect_timeout_s;
     f->opts.stall_timeout_s = stall_timeout_s;
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -ENOMEM : 0;
+}
+
+int fetcher_set_upstream(struct fetcher *f, const struct fetch_upstream *u)
+{
+    char *p = NULL, *np = NULL, *ca = NULL;
+    if (dup_opt(&p, u->proxy) < 0 || dup_opt(&np, u->no_proxy) < 0 || dup_opt(&ca, u->ca_file) < 0) {
+        free(p);
+        free(np);
+        free(ca);
+        return -ENOMEM;
+    }
+    free(f->proxy);
+    free(f->no_proxy);
+    free(f->ca_file);
+    f->proxy = p;
+    f->no_proxy = np;
+    f->ca_file = ca;
+    f->is_self = u->is_self;
+    f->self_ud = u->ud;
+    return 0;
 }
 
 void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index)
@@ -668,6 +791,12 @@ void fetcher_free(struct fetcher *f)
     }
     strmap_free(f->inflight, NULL);
     f->inflight = NULL;
+    mirrors_free(f->health);
+    f->health = NULL;
+    free(f->proxy);
+    free(f->no_proxy);
+    free(f->ca_file);
+    f->proxy = f->no_proxy = f->ca_file = NULL;
     f->multi = NULL;
     if (f->n_dls > 0)
         f->freed = true; /* readers still hold downloads: the last one frees f */

@@ -105,6 +105,19 @@ void fetcher_reconfigure(struct fetcher *f, uint32_t connect_timeout_s, uint32_t
 /* New ceilings (as fetch_opts; 0 = the default), for downloads started after the call. */
 void fetcher_set_ceilings(struct fetcher *f, uint64_t max_object, uint64_t max_index);
 
+/* How mirror transfers reach their mirrors (the upstream.* keys); peers use none of it. */
+struct fetch_upstream {
+    const char *proxy;    /* "http://HOST:PORT"; NULL = direct (never the environment's) */
+    const char *no_proxy; /* curl's comma-separated list of hosts reached directly; NULL */
+    const char *ca_file;  /* PEM CAs for https mirrors; NULL = the system's store */
+    /* true if ip (numeric) and port, the address a mirror transfer has connected to, are
+     * this proxy's own: the transfer is refused (a name that resolves to this host) */
+    bool (*is_self)(void *ud, const char *ip, unsigned port);
+    void *ud;
+};
+/* Copies u for every mirror transfer started after the call. 0 or -ENOMEM (unchanged). */
+int fetcher_set_upstream(struct fetcher *f, const struct fetch_upstream *u);
+
 /* Returns the download in progress for req->key or starts one; the caller holds a
  * reference (dl_unref when done). NULL with *err set (-ENOMEM, -ENAMETOOLONG...). */
 struct dl *fetcher_get(struct fetcher *f, const struct dl_request *req, int *err);

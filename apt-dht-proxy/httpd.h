@@ -18,8 +18,16 @@
 struct httpd;
 struct loop;
 
+#define HTTPD_MAX_LISTEN 8        /* listening sockets (CONFIG_MAX_LISTEN addresses) */
+#define HTTPD_LISTEN_FDS_START 3  /* systemd's SD_LISTEN_FDS_START */
+
 struct httpd_conf {
-    const char *address;      /* numeric IPv4/IPv6; NULL: 0.0.0.0, or 127.0.0.1 if local_only */
+    const char *const *addresses; /* numeric IPv4/IPv6, one listener each; none: 0.0.0.0,
+                                     or 127.0.0.1 if local_only */
+    size_t n_addresses;
+    const int *fds;           /* inherited listening sockets; when n_fds > 0 they are used
+                                 instead of addresses and port */
+    size_t n_fds;
     bool local_only;          /* the default address is loopback (dht.mode off) */
     uint16_t port;            /* 0 = any free port (httpd_port tells) */
     uint32_t max_connections; /* libmicrohttpd's pool */
@@ -36,8 +44,9 @@ struct httpd_calls {
     void *cls;
 };
 
-/* Binds, listens and joins the loop; *kick is the flag the caller sets when it resumes a
- * connection. 0, -EINVAL (address not numeric), -EADDRINUSE, -ENOMEM. */
+/* Binds, listens (or takes the inherited sockets) and joins the loop; *kick is the flag
+ * the caller sets when it resumes a connection. 0, -EINVAL (address not numeric),
+ * -EADDRINUSE, -E2BIG (more than HTTPD_MAX_LISTEN), -ENOTSOCK, -ENOMEM. */
 int httpd_start(struct httpd **out, struct loop *l, const struct httpd_conf *conf,
                 const struct httpd_calls *calls, bool *kick);
 uint16_t httpd_port(const struct httpd *h);
@@ -46,11 +55,26 @@ void httpd_set_limits(struct httpd *h, const struct conns_limits *lim);
 /* The request head on c is complete (its header deadline is over). */
 void httpd_head_arrived(struct MHD_Connection *c);
 
+/* Stops accepting connections (the open ones carry on): the first step of a graceful
+ * stop. An inherited socket keeps queueing connections for the next instance. */
+void httpd_quiesce(struct httpd *h);
+/* Connections open now, on every listener. */
+unsigned httpd_connections(const struct httpd *h);
+
 /* One run of libmicrohttpd now (the shutdown sequence drives it by hand). */
 void httpd_run(struct httpd *h);
 
 /* Leaves the loop and stops the daemon: every connection closes, completed handlers
- * run. Accepts NULL. */
+ * run; an inherited socket is closed here but not shut down (its owner keeps it and its
+ * queue). Accepts NULL. */
 void httpd_free(struct httpd *h);
+
+/* Socket activation (the protocol of sd_listen_fds(3), without libsystemd): when
+ * LISTEN_PID is this process, the LISTEN_FDS sockets from fd 3 on, each checked to be a
+ * listening TCP socket (IPv4 or IPv6), are written into fds (made close-on-exec). The
+ * variables are then removed from the environment. Returns how many (0: none were
+ * passed, or they were for another process), -E2BIG (more than max), -ENOTSOCK (one of
+ * them is not a listening TCP socket). */
+int httpd_listen_fds(int *fds, size_t max);
 
 #endif

@@ -21,6 +21,7 @@
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/hashdb.h"
 #include "apt-dht-proxy/import.h"
+#include "apt-dht-proxy/httpd.h"
 #include "apt-dht-proxy/index.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/loop.h"
@@ -44,6 +45,8 @@ struct options {
     bool verify; /* the `verify` command: check the cache and exit */
     const char *import_dir; /* the `import DIR` command: add DIR's .debs and exit */
     int ready_fd; /* daemonised: the parent waits on this pipe for "started"; -1 = none */
+    int listen_fds[HTTPD_MAX_LISTEN]; /* sockets from socket activation */
+    size_t n_listen_fds;
 };
 
 struct app {
@@ -57,7 +60,17 @@ struct app {
     struct server *server;
     struct p2p *p2p;
     struct status *status;
+    struct loop_timer drain; /* the graceful stop's check, every DRAIN_TICK_MS */
+    bool draining;           /* a stop signal came: new connections wait */
+    uint64_t drain_since_ms; /* when it came (loop_now_ms) */
 };
+
+/* A graceful stop (SIGTERM, SIGINT): no new connection is accepted, requests in flight
+ * finish, for at most DRAIN_MAX_MS; connections that opened but sent no request yet get
+ * DRAIN_GRACE_MS to send it. A second signal stops at once. */
+#define DRAIN_TICK_MS 50
+#define DRAIN_GRACE_MS 1000
+#define DRAIN_MAX_MS 5000
 
 static void usage(FILE *f)
 {
@@ -169,10 +182,35 @@ fail:
     return NULL;
 }
 
+static void on_drain(struct loop *l, struct loop_timer *t, void *ud)
+{
+    struct app *a = ud;
+    uint64_t now = loop_now_ms();
+    uint64_t spent = now > a->drain_since_ms ? now - a->drain_since_ms : 0;
+    if (server_drained(a->server, spent >= DRAIN_GRACE_MS)) {
+        loop_stop(l);
+    } else if (spent >= DRAIN_MAX_MS) {
+        log_warn("stopping with requests still in flight after %u s", DRAIN_MAX_MS / 1000);
+        loop_stop(l);
+    } else if (loop_timer_start(l, &a->drain, DRAIN_TICK_MS) < 0) {
+        loop_stop(l);
+    }
+}
+
 static void on_stop(struct loop *l, int signo, void *ud)
 {
-    log_info("signal %d: stopping", signo);
-    loop_stop(l);
+    struct app *a = ud;
+    if (a->draining) {
+        log_info("signal %d again: stopping now", signo);
+        loop_stop(l);
+        return;
+    }
+    log_info("signal %d: stopping (new connections wait; requests in flight finish)", signo);
+    a->draining = true;
+    a->drain_since_ms = loop_now_ms();
+    server_quiesce(a->server);
+    loop_timer_init(&a->drain, on_drain, a);
+    on_drain(l, &a->drain, a);
 }
 
 static void on_reload(struct loop *l, int signo, void *ud)
@@ -276,8 +314,12 @@ static int start_services(struct app *a)
         return r;
     if ((r = catalogue_set_expiry(a->cat, a->loop, a->cfg->keep_unreferenced_s)) < 0)
         return r;
+    server_set_listen_fds(a->server, a->opt.listen_fds, a->opt.n_listen_fds);
     if ((r = server_start(a->server)) < 0) {
-        log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
+        if (a->opt.n_listen_fds)
+            log_error("cannot serve on the sockets systemd passed: %s", strerror(-r));
+        else
+            log_error("cannot listen on port %u: %s", a->cfg->listen_port, strerror(-r));
         return r;
     }
     if (a->cfg->dht_mode != DHT_MODE_OFF) {
@@ -330,6 +372,25 @@ static void raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             log_warn("cannot raise the open-file limit: %s", strerror(errno));
     }
+}
+
+/* Socket activation: the listening sockets systemd (apt-dht.socket) passed, if any. They
+ * outlive a restart of the daemon, so connections that arrive meanwhile wait in their
+ * queue instead of being refused. Read before daemonising (LISTEN_PID is this pid). */
+static int take_listen_fds(struct options *o)
+{
+    int n = httpd_listen_fds(o->listen_fds, HTTPD_MAX_LISTEN);
+    if (n == -E2BIG)
+        log_error("socket activation: more than %d sockets passed (LISTEN_FDS)", HTTPD_MAX_LISTEN);
+    else if (n < 0)
+        log_error("socket activation: a socket passed in LISTEN_FDS is not a listening TCP socket");
+    if (n < 0)
+        return n;
+    o->n_listen_fds = (size_t)n;
+    if (n > 0)
+        log_info("socket activation: serving on %d socket%s passed by systemd (listen.address "
+                 "and listen.port are not used)", n, n == 1 ? "" : "s");
+    return 0;
 }
 
 /* Forks into the background. The parent stays until the child says it is serving (one
@@ -400,6 +461,7 @@ static int run(struct app *a)
              (unsigned long long)(cache_used(a->cache) >> 20));
     tell_ready(&a->opt);
     r = loop_run(a->loop);
+    loop_timer_stop(a->loop, &a->drain);
     stop_all(a);
     return r;
 }
@@ -438,6 +500,11 @@ int main(int argc, char **argv)
     if (a.opt.import_dir)
         return run_import(&a);
     raise_nofile();
+    if (take_listen_fds(&a.opt) < 0) {
+        config_done(a.cfg);
+        free(a.cfg);
+        return 1;
+    }
     if (!a.opt.foreground) {
         if (daemonise(&a.opt) < 0) {
             log_error("cannot daemonise: %s", strerror(errno));

@@ -3,8 +3,11 @@
  * A backend (approx style) is a name and an ordered list of mirrors. A request in proxy
  * or rewrite form for a host+path that one of a backend's mirrors serves is routed to that
  * backend, so every form shares its cache entries and its failover list. A request for any
- * other host goes to that host alone. Only archive-shaped paths are routed: the proxy is
- * never an open proxy.
+ * other host goes to that host alone, over http unless the request named https (the
+ * /HOST:443/ and /HTTPS/// spellings) or the host is one of upstream.https_hosts (the
+ * proxy then fetches https://HOST/PATH for apt's http://HOST/PATH; the cache key is the
+ * same either way). Only archive-shaped paths are routed: the proxy is never an open
+ * proxy.
  *
  * Cache keys: a backend's files are keyed by the backend's name ("NAME/PATH"), so
  * reordering, adding or replacing its mirrors keeps every cached file; a host of its own
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "apt-dht-proxy/config.h"
 #include "apt-dht-proxy/log.h"
 #include "apt-dht-proxy/router.h"
@@ -49,6 +53,8 @@ struct router {
     uint16_t own_port;
     struct local_addr local[ROUTER_MAX_LOCAL]; /* this host's interface addresses */
     size_t n_local;
+    char **https_hosts; /* upstream.https_hosts, lower-case */
+    size_t n_https_hosts;
 };
 
 static void read_local_addrs(struct router *r);
@@ -108,8 +114,12 @@ int router_new(struct router **out, const struct config *cfg, uint16_t own_port)
     r->own_port = own_port;
     read_local_addrs(r);
     r->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *r->backends);
-    if (!r->backends)
+    r->https_hosts = calloc(cfg->n_https_hosts ? cfg->n_https_hosts : 1, sizeof(char *));
+    if (!r->backends || !r->https_hosts)
         goto fail;
+    for (; r->n_https_hosts < cfg->n_https_hosts; r->n_https_hosts++)
+        if (!(r->https_hosts[r->n_https_hosts] = strdup(cfg->https_hosts[r->n_https_hosts])))
+            goto fail;
     for (size_t i = 0; i < cfg->n_backends; i++) {
         r->n_backends++;
         if (backend_init(&r->backends[i], &cfg->backends[i]) < 0)
@@ -132,6 +142,9 @@ void router_free(struct router *r)
         free(r->backends[i].name);
     }
     free(r->backends);
+    for (size_t i = 0; i < r->n_https_hosts; i++)
+        free(r->https_hosts[i]);
+    free(r->https_hosts);
     free(r);
 }
 
@@ -206,6 +219,17 @@ static int route_backend(struct route *rt, const struct backend *b, const char *
     for (size_t i = 0; r == 0 && i < b->n; i++)
         r = add_url(rt, b->mirrors[i].base, rel);
     return r;
+}
+
+/* upstream.https_hosts: apt asked for http://HOST/..., the mirror is fetched over https.
+ * An entry is HOST or HOST:PORT and matches the request's host exactly (a bare HOST
+ * entry does not upgrade a request that names a port). */
+static bool upgrade_to_https(const struct router *r, const char *host)
+{
+    for (size_t i = 0; i < r->n_https_hosts; i++)
+        if (strcasecmp(r->https_hosts[i], host) == 0)
+            return true;
+    return false;
 }
 
 /* The key root of a host of its own: the host, or "HOST:80" when a backend has its name. */
@@ -295,6 +319,19 @@ static bool is_self(const struct router *r, const char *hostport)
     return false;
 }
 
+bool router_is_self_addr(const struct router *r, const char *ip, unsigned port)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (!r || port != r->own_port)
+        return false;
+    if (inet_pton(AF_INET, ip, &v4) == 1)
+        return addr_is_local(r, AF_INET, &v4);
+    if (inet_pton(AF_INET6, ip, &v6) == 1)
+        return addr_is_local(r, AF_INET6, &v6);
+    return false;
+}
+
 /* The host's interface addresses, once, when the router is built. */
 static void read_local_addrs(struct router *r)
 {
@@ -347,7 +384,8 @@ unsigned router_resolve(const struct router *r, const struct url_target *t, stru
         *why = "not a Debian archive path; this proxy serves only dists/, pool/ and index files";
         return 403;
     }
-    int e = b ? route_backend(out, b, rel) : route_host(r, out, t->host, t->path, t->https);
+    int e = b ? route_backend(out, b, rel)
+              : route_host(r, out, t->host, t->path, t->https || upgrade_to_https(r, t->host));
     if (e < 0) {
         route_done(out);
         *why = e == -ENOMEM ? "out of memory" : "request path too long";

@@ -53,6 +53,10 @@ bool router_is_mirror_host(const struct router *r, const char *host);
  * (n bytes) and returns 1 when it differs, 0 when old_key stays (no backend serves it, or
  * it is not a key a request makes), -ENAMETOOLONG. */
 int router_rekey(const struct router *r, const char *old_key, char *out, size_t n);
+/* True if ip (numeric IPv4 or IPv6, as a socket reports it) and port are this proxy:
+ * its port and an address of this host. A mirror transfer that connected there was sent
+ * back to us by a name that resolves to this host. Accepts r NULL (false). */
+bool router_is_self_addr(const struct router *r, const char *ip, unsigned port);
 
 /* Frees what the route owns and zeroes it; accepts a zeroed route. */
 void route_done(struct route *rt);

@@ -61,6 +61,8 @@ struct server {
     unsigned uploads;    /* peer uploads in progress */
     struct httpd *httpd;  /* NULL until server_start */
     uint16_t port;
+    int listen_fds[HTTPD_MAX_LISTEN]; /* inherited sockets (socket activation) */
+    size_t n_listen_fds;
     bool ix_added;       /* the indexer's eventfd is in the loop */
     struct negcache *neg; /* recent mirror 404s */
     struct req *reqs;    /* every live request, for the index wake-up and shutdown */
@@ -691,6 +693,30 @@ static void on_commit(void *ud, const char *key, const char *path, const uint8_t
     catalogue_added(s->cat, key, path, sha256);
 }
 
+static bool is_self_addr(void *ud, const char *ip, unsigned port)
+{
+    struct server *s = ud;
+    return router_is_self_addr(s->router, ip, port);
+}
+
+/* The fetcher's upstream.proxy, no_proxy (curl wants one comma-separated string) and
+ * ca_file, and the check of where a mirror transfer connected. 0 or -ENOMEM. */
+static int set_upstream(struct server *s, const struct config *cfg)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < cfg->n_upstream_no_proxy; i++)
+        len += strlen(cfg->upstream_no_proxy[i]) + 1;
+    char *np = cfg->n_upstream_no_proxy ? malloc(len) : NULL;
+    if (cfg->n_upstream_no_proxy && !np)
+        return -ENOMEM;
+    for (size_t i = 0, at = 0; i < cfg->n_upstream_no_proxy; i++)
+        at += (size_t)snprintf(np + at, len - at, "%s%s", i ? "," : "", cfg->upstream_no_proxy[i]);
+    struct fetch_upstream u = {cfg->upstream_proxy, np, cfg->upstream_ca_file, is_self_addr, s};
+    int r = fetcher_set_upstream(s->fetcher, &u);
+    free(np);
+    return r;
+}
+
 int server_reconfigure(struct server *s, const struct config *cfg)
 {
     struct router *rt = NULL;
@@ -711,6 +737,8 @@ int server_reconfigure(struct server *s, const struct config *cfg)
         httpd_set_limits(s->httpd, &lim);
     negcache_set_ttl(s->neg, cfg->negative_ttl_s);
     fetcher_reconfigure(s->fetcher, cfg->connect_timeout_s, cfg->stall_timeout_s);
+    if (set_upstream(s, cfg) < 0)
+        log_warn("reload: upstream.proxy, no_proxy and ca_file not applied (out of memory)");
     fetcher_set_ceilings(s->fetcher, cfg->cache_max_object, cfg->cache_max_index);
     log_info("reload: clients, backends, upstream timeouts, negative cache, peer budget and "
              "upload limits applied%s",
@@ -753,7 +781,7 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
     };
     if (server_conf_copy(&s->conf, cfg, false) < 0 || negcache_new(&s->neg, cfg->negative_ttl_s) < 0)
         goto fail;
-    if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0)
+    if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0 || (r = set_upstream(s, cfg)) < 0)
         goto fail;
     *out = s;
     return 0;
@@ -777,7 +805,10 @@ int server_start(struct server *s)
 {
     const struct config *cfg = s->start_cfg;
     struct httpd_conf hc = {
-        .address = s->conf.listen_address,
+        .addresses = (const char *const *)cfg->listen_addresses,
+        .n_addresses = cfg->n_listen_addresses,
+        .fds = s->listen_fds,
+        .n_fds = s->n_listen_fds,
         .local_only = s->conf.dht_off,
         .port = s->conf.listen_port,
         .max_connections = s->conf.max_connections,
@@ -797,6 +828,23 @@ int server_start(struct server *s)
         return r;
     s->ix_added = s->ix != NULL;
     return 0;
+}
+
+void server_quiesce(struct server *s)
+{
+    if (s->httpd)
+        httpd_quiesce(s->httpd);
+}
+
+bool server_drained(const struct server *s, bool grace_over)
+{
+    return !s->reqs && (grace_over || !s->httpd || httpd_connections(s->httpd) == 0);
+}
+
+void server_set_listen_fds(struct server *s, const int *fds, size_t n)
+{
+    s->n_listen_fds = n < HTTPD_MAX_LISTEN ? n : HTTPD_MAX_LISTEN;
+    memcpy(s->listen_fds, fds, s->n_listen_fds * sizeof *fds);
 }
 
 void server_set_p2p(struct server *s, struct p2p *p2p)

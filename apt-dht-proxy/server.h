@@ -62,6 +62,16 @@ void server_view(const struct server *s, struct server_view *v);
  * non-archive path), and lets status_clients connect. */
 void server_set_status(struct server *s, struct status *st);
 
+/* A graceful stop: server_quiesce stops accepting connections; server_drained is true
+ * once no request is in flight and no connection is open (or, with grace_over, once
+ * only connections without a request are left: idle keep-alive ones). */
+void server_quiesce(struct server *s);
+bool server_drained(const struct server *s, bool grace_over);
+
+/* Listening sockets inherited from systemd (httpd_listen_fds): server_start serves on
+ * them instead of binding listen.address and listen.port. Call before server_start. */
+void server_set_listen_fds(struct server *s, const int *fds, size_t n);
+
 /* Attaches the DHT (after server_start, once the HTTP port is known). */
 void server_set_p2p(struct server *s, struct p2p *p2p);
 

@@ -67,7 +67,14 @@ static bool config_equal(const struct config *a, const struct config *b)
                         b->n_dht_bootstrap) ||
         a->dht_lan_discovery != b->dht_lan_discovery ||
         a->dht_resolve_only != b->dht_resolve_only || a->dht_ttl_s != b->dht_ttl_s ||
-        a->log_level != b->log_level || a->n_backends != b->n_backends)
+        a->log_level != b->log_level || a->n_backends != b->n_backends ||
+        !str_list_equal(a->listen_addresses, a->n_listen_addresses, b->listen_addresses,
+                        b->n_listen_addresses) ||
+        !str_equal(a->upstream_proxy, b->upstream_proxy) ||
+        !str_equal(a->upstream_ca_file, b->upstream_ca_file) ||
+        !str_list_equal(a->upstream_no_proxy, a->n_upstream_no_proxy, b->upstream_no_proxy,
+                        b->n_upstream_no_proxy) ||
+        !str_list_equal(a->https_hosts, a->n_https_hosts, b->https_hosts, b->n_https_hosts))
         return false;
     for (size_t i = 0; i < a->n_backends; i++) {
         if (!str_equal(a->backends[i].name, b->backends[i].name) ||
@@ -126,6 +133,11 @@ static void test_defaults(void)
     CU_ASSERT_FALSE(c.dht_resolve_only);
     CU_ASSERT_EQUAL(c.dht_ttl_s, 0);
     CU_ASSERT_EQUAL(c.log_level, LOG_LEVEL_INFO);
+    CU_ASSERT_EQUAL(c.n_listen_addresses, 0);
+    CU_ASSERT_PTR_NULL(c.upstream_proxy);
+    CU_ASSERT_PTR_NULL(c.upstream_ca_file);
+    CU_ASSERT_EQUAL(c.n_upstream_no_proxy, 0);
+    CU_ASSERT_EQUAL(c.n_https_hosts, 0);
     config_done(&c);
 }
 
@@ -142,7 +154,8 @@ static void test_shipped_conf(void)
                          "listen: {port: 1}\nallowed_clients: []\npeer_clients: []\n"
                          "cache: {dir: /x, max_size: 1, max_object: 1, max_index: 1, negative_ttl: 1}\n"
                          "state_dir: /y\n"
-                         "upstream: {connect_timeout: 1, stall_timeout: 1}\n"
+                         "upstream: {connect_timeout: 1, stall_timeout: 1, proxy: \"http://p.example\","
+                         " no_proxy: [x.example], ca_file: /dev/null, https_hosts: [h.example]}\n"
                          "backends: {x: [http://mirror.example]}\n"
                          "dht: {mode: off, port: 5, bootstrap: [\"node.example:1\"],"
                          " lan_discovery: no, resolve_only: yes, ttl: 5}\n"
@@ -205,6 +218,10 @@ static const char full_yaml[] =
     "upstream:\n"
     "  connect_timeout: 5\n"
     "  stall_timeout: 120\n"
+    "  proxy: \"http://proxy.example:3128\"\n"
+    "  no_proxy: [.lan.example, 192.0.2.5, \"*\"]\n"
+    "  ca_file: /dev/null\n"
+    "  https_hosts: [Deb.Example, \"mirror2.example:8443\", \"[2001:db8::2]\"]\n"
     "backends:\n"
     "  debian: [http://mirror.example/debian/, HTTPS://mirror2.example/debian]\n"
     "  debian-security:\n"
@@ -244,6 +261,16 @@ static void check_full(const struct config *c)
     CU_ASSERT_STRING_EQUAL(c->state_dir, "/srv/state");
     CU_ASSERT_EQUAL(c->connect_timeout_s, 5);
     CU_ASSERT_EQUAL(c->stall_timeout_s, 120);
+    CU_ASSERT_STRING_EQUAL(c->upstream_proxy, "http://proxy.example:3128");
+    CU_ASSERT_EQUAL_FATAL(c->n_upstream_no_proxy, 3);
+    CU_ASSERT_STRING_EQUAL(c->upstream_no_proxy[0], ".lan.example");
+    CU_ASSERT_STRING_EQUAL(c->upstream_no_proxy[2], "*");
+    CU_ASSERT_STRING_EQUAL(c->upstream_ca_file, "/dev/null");
+    CU_ASSERT_EQUAL_FATAL(c->n_https_hosts, 3);
+    CU_ASSERT_STRING_EQUAL(c->https_hosts[1], "mirror2.example:8443");
+    CU_ASSERT_STRING_EQUAL(c->https_hosts[0], "deb.example");
+    CU_ASSERT_EQUAL_FATAL(c->n_listen_addresses, 1);
+    CU_ASSERT_STRING_EQUAL(c->listen_addresses[0], "::");
     CU_ASSERT_EQUAL_FATAL(c->n_backends, 3);
     CU_ASSERT_STRING_EQUAL(c->backends[0].name, "debian");
     CU_ASSERT_EQUAL_FATAL(c->backends[0].n_mirrors, 2);
@@ -298,6 +325,8 @@ static void test_value_forms(void)
         {"listen: {address: 10.0.0.1}\ndht: {lan_discovery: true}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1,
          "10.0.0.1"},
         {"listen: {address: ~}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1, NULL},
+        {"listen: {address: [127.0.0.1, \"::1\"]}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1, "127.0.0.1"},
+        {"listen: {address: []}", DHT_MODE_APTDHT, LOG_LEVEL_INFO, 1, NULL},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct config c;
@@ -310,6 +339,12 @@ static void test_value_forms(void)
         CU_ASSERT_EQUAL((int)c.dht_lan_discovery, rows[i].lan);
         const char *want = i < 2 ? "192.0.2.9" : rows[i].address; /* untouched by rows 0, 1 */
         CU_ASSERT_TRUE(str_equal(c.listen_address, want));
+        /* the list holds the same first address (and both of row 4's) */
+        CU_ASSERT_EQUAL(c.n_listen_addresses, i == 4 ? 2u : want ? 1u : 0u);
+        if (c.n_listen_addresses)
+            CU_ASSERT_STRING_EQUAL(c.listen_addresses[0], want);
+        if (i == 4 && c.n_listen_addresses == 2)
+            CU_ASSERT_STRING_EQUAL(c.listen_addresses[1], "::1");
         config_done(&c);
     }
 }
@@ -442,6 +477,32 @@ static const struct bad_case bad_cases[] = {
     {"peer_clients:\n  - 10.0.0/8\n", -EINVAL,
      "t.yaml:2: key 'peer_clients': '10.0.0/8' is not an address block (ADDRESS or "
      "ADDRESS/PREFIX)"},
+    {"listen:\n  address: [127.0.0.1, localhost]\n", -EINVAL,
+     "t.yaml:2: key 'listen.address': 'localhost' is not a numeric IPv4 or IPv6 address"},
+    {"listen: {address: [1.1.1.1, 1.1.1.2, 1.1.1.3, 1.1.1.4, 1.1.1.5, 1.1.1.6, 1.1.1.7, 1.1.1.8, "
+     "1.1.1.9]}\n", -E2BIG, "t.yaml:1: key 'listen.address': more than 8 addresses"},
+    {"upstream: {proxy: \"proxy.example:3128\"}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.proxy': 'proxy.example:3128' is not http://HOST[:PORT]"},
+    {"upstream: {proxy: \"http://proxy.example:0\"}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.proxy': 'http://proxy.example:0' is not http://HOST[:PORT]"},
+    {"upstream: {proxy: \"http://proxy.example/path\"}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.proxy': 'http://proxy.example/path' is not http://HOST[:PORT]"},
+    {"upstream: {proxy: \"http://u:p@proxy.example\"}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.proxy': 'http://u:p@proxy.example' is not http://HOST[:PORT]"},
+    {"upstream: {no_proxy: \"x.example\"}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.no_proxy': expected a list, found a single value"},
+    {"upstream: {no_proxy: [\"x y\"]}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.no_proxy': 'x y' is not a host name, .domain, address or *"},
+    {"upstream: {https_hosts: [\"*\"]}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.https_hosts': '*' is not HOST or HOST:PORT"},
+    {"upstream: {https_hosts: [\"http://deb.example\"]}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.https_hosts': 'http://deb.example' is not HOST or HOST:PORT"},
+    {"upstream: {https_hosts: [\"2001:db8::1\"]}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.https_hosts': '2001:db8::1' is not HOST or HOST:PORT"},
+    {"upstream: {ca_file: certs/ca.pem}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.ca_file': 'certs/ca.pem' is not an absolute path"},
+    {"upstream: {ca_file: /nonexistent/ca.pem}\n", -EINVAL,
+     "t.yaml:1: key 'upstream.ca_file': '/nonexistent/ca.pem' cannot be read"},
     {"listen:\n  address: localhost\n", -EINVAL,
      "t.yaml:2: key 'listen.address': 'localhost' is not a numeric IPv4 or IPv6 address"},
     {"dht:\n  bootstrap:\n    - node.example:9977\n    - node.example\n", -EINVAL,

@@ -247,6 +247,61 @@ static void test_https(void)
     router_free(r);
 }
 
+/* upstream.https_hosts: apt's http://HOST/PATH (proxy and rewrite form) is fetched as
+ * https://HOST/PATH under the key of the http spelling; other hosts, and HOST with a
+ * port, keep http. */
+static void test_https_hosts(void)
+{
+    static const struct {
+        const char *raw, *url, *key;
+    } rows[] = {
+        {"http://deb.example/debian/pool/a.deb", "https://deb.example/debian/pool/a.deb",
+         "deb.example/debian/pool/a.deb"},
+        {"/deb.example/debian/pool/a.deb", "https://deb.example/debian/pool/a.deb",
+         "deb.example/debian/pool/a.deb"},
+        {"http://DEB.example/debian/dists/s/InRelease", "https://deb.example/debian/dists/s/InRelease",
+         "deb.example/debian/dists/s/InRelease"},
+        {"http://other.example/debian/pool/a.deb", "http://other.example/debian/pool/a.deb",
+         "other.example/debian/pool/a.deb"},
+        {"http://deb.example:8080/debian/pool/a.deb", "http://deb.example:8080/debian/pool/a.deb",
+         "deb.example:8080/debian/pool/a.deb"},
+        {"http://127.0.0.1:8443/debian/pool/a.deb", "https://127.0.0.1:8443/debian/pool/a.deb",
+         "127.0.0.1:8443/debian/pool/a.deb"},
+    };
+    struct router *r =
+        router_from("upstream: {https_hosts: [Deb.Example, \"127.0.0.1:8443\"]}\n", OWN_PORT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct route rt;
+        const char *why;
+        unsigned st = resolve(r, rows[i].raw, &rt, &why);
+        if (st || strcmp(rt.urls[0], rows[i].url) != 0)
+            fprintf(stderr, "\n  row %zu: %s -> %u %s", i, rows[i].raw, st, st ? why : rt.urls[0]);
+        CU_ASSERT_EQUAL_FATAL(st, 0);
+        CU_ASSERT_EQUAL(rt.n_urls, 1);
+        CU_ASSERT_STRING_EQUAL(rt.urls[0], rows[i].url);
+        CU_ASSERT_STRING_EQUAL(rt.key, rows[i].key);
+        route_done(&rt);
+    }
+    router_free(r);
+}
+
+/* Where a mirror transfer connected: this proxy is its port on a local address. */
+static void test_self_addr(void)
+{
+    struct router *r = router_from("", OWN_PORT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_TRUE(router_is_self_addr(r, "127.0.0.1", OWN_PORT));
+    CU_ASSERT_TRUE(router_is_self_addr(r, "127.0.1.1", OWN_PORT));
+    CU_ASSERT_TRUE(router_is_self_addr(r, "::1", OWN_PORT));
+    CU_ASSERT_TRUE(router_is_self_addr(r, "::ffff:127.0.0.1", OWN_PORT));
+    CU_ASSERT_FALSE(router_is_self_addr(r, "127.0.0.1", OWN_PORT + 1));
+    CU_ASSERT_FALSE(router_is_self_addr(r, "192.0.2.1", OWN_PORT)); /* TEST-NET: not ours */
+    CU_ASSERT_FALSE(router_is_self_addr(r, "not-an-ip", OWN_PORT));
+    CU_ASSERT_FALSE(router_is_self_addr(NULL, "127.0.0.1", OWN_PORT));
+    router_free(r);
+}
+
 static void test_self_port_80(void)
 {
     static const char *const self[] = {"http://localhost/debian/pool/a.deb",
@@ -539,6 +594,8 @@ int main(void)
         {"one file, every form, one route", test_forms},
         {"refusals: 403 with a reason, nothing to free", test_refusals},
         {"self on port 80", test_self_port_80},
+        {"upstream.https_hosts", test_https_hosts},
+        {"router_is_self_addr", test_self_addr},
         {"https mirrors in rewrite and proxy mode", test_https},
         {"a long mirror prefix is no part of the key", test_too_long},
         {"by-hash siblings", test_by_hash},
