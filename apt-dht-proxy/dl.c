@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "apt-dht-proxy/fetch-int.h"
@@ -355,6 +357,8 @@ void dl_set_reason(struct dl *d, int status, const char *fmt, ...)
 
 int dl_reset_body(struct dl *d)
 {
+    d->body_gen++; /* the one place a body starts over: relay responses can tell */
+    d->hints[0] = '\0';
     d->state = DL_CONNECTING;
     d->mismatch = false;
     d->reason[0] = '\0';
@@ -484,8 +488,8 @@ bool dl_append(struct dl *d, const char *buf, size_t n)
     bool from_peer = d->src == SRC_PEER;
     if (d->f->opts.on_bytes)
         d->f->opts.on_bytes(d->f->opts.ud, from_peer, n);
-    if (!from_peer)
-        dl_notify(d); /* a peer's bytes are delivered only once verified */
+    if (!from_peer || d->relays)
+        dl_notify(d); /* a peer's bytes reach apt only once verified; relays take them now */
     return true;
 }
 
@@ -610,19 +614,22 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
     if (!peer_phase(d))
         return;
     if (d->src == SRC_PEER && d->easy) {
-        if (d->received > 0)
-            return;    /* a peer is sending: let it finish */
+        if (d->received > 0 || d->state == DL_STREAMING)
+            return;    /* a peer is sending (or has answered 200 and relays): let it finish */
         fetch_stop(d); /* not the peer's fault: our budget ran out; no report */
     }
     dl_next_source(d);
 }
 
-int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+/* Puts a peer at peers[at] (at <= n_peers), shifting the later ones. */
+static int add_peer_at(struct dl *d, size_t at, const struct sockaddr *sa, socklen_t salen,
+                       const char *url)
 {
     if (!peer_phase(d) || d->budget_over || d->n_peers == DL_MAX_PEERS ||
-        salen > sizeof d->peers[0].sa)
+        salen > sizeof d->peers[0].sa || at > d->n_peers)
         return -EAGAIN;
-    struct dl_peer *p = &d->peers[d->n_peers];
+    memmove(&d->peers[at + 1], &d->peers[at], (d->n_peers - at) * sizeof d->peers[0]);
+    struct dl_peer *p = &d->peers[at];
     memset(p, 0, sizeof *p);
     memcpy(&p->sa, sa, salen);
     p->salen = salen;
@@ -631,9 +638,137 @@ int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const 
     const char *end = h ? strstr(h + 3, "/~/") : NULL;
     snprintf(p->label, sizeof p->label, "%.*s", end ? (int)(end - h - 3) : 0, h ? h + 3 : "");
     d->n_peers++;
+    return 0;
+}
+
+int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+{
+    int r = add_peer_at(d, d->n_peers, sa, salen, url);
+    if (r == 0 && d->src == SRC_AWAIT_PEER)
+        dl_next_source(d);
+    return r;
+}
+
+int dl_add_owner(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url,
+                 bool pull)
+{
+    int r = add_peer_at(d, d->n_peers, sa, salen, url);
+    if (r < 0)
+        return r;
+    d->peers[d->n_peers - 1].pull = pull;
+    d->peers[d->n_peers - 1].quiet = true;
     if (d->src == SRC_AWAIT_PEER)
         dl_next_source(d);
     return 0;
+}
+
+/* ---- relays ---- */
+
+static bool peer_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len)
+{
+    for (size_t i = 0; i < d->n_peers; i++)
+        if (d->peers[i].salen == len && memcmp(&d->peers[i].sa, sa, len) == 0)
+            return true;
+    return false;
+}
+
+/* One "ADDR:PORT" or "[ADDR]:PORT" of a relay hint into sa; false if malformed. */
+static bool hint_addr(const char *h, size_t n, struct sockaddr_storage *sa, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *colon = n ? memrchr(h, ':', n) : NULL;
+    size_t hl = colon ? (size_t)(colon - h) : 0;
+    char *end;
+    if (!colon || hl == 0 || n - hl - 1 < 1 || n - hl - 1 > 5)
+        return false;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end != h + n || port == 0 || port > 65535)
+        return false;
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']')
+        h++, hl -= 2;
+    if (hl >= sizeof host)
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memset(sa, 0, sizeof *sa);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return true;
+    }
+    return false;
+}
+
+/* The relays a busy peer named (d->hints) go right after it, in its order, as quiet
+ * peers; malformed entries and peers already listed are skipped. */
+static void add_hints(struct dl *d)
+{
+    const char *cur = d->peers[d->peer_idx - 1].url;
+    const char *path = strstr(cur, "/~/");
+    size_t at = d->peer_idx;
+    for (const char *h = d->hints; path && *h;) {
+        const char *comma = strchr(h, ',');
+        size_t n = comma ? (size_t)(comma - h) : strlen(h);
+        struct sockaddr_storage sa;
+        socklen_t len;
+        char url[160];
+        while (n && *h == ' ')
+            h++, n--;
+        if (hint_addr(h, n, &sa, &len) && !peer_listed(d, (struct sockaddr *)&sa, len) &&
+            snprintf(url, sizeof url, "http://%.*s%s", (int)n, h, path) < (int)sizeof url &&
+            add_peer_at(d, at, (struct sockaddr *)&sa, len, url) == 0) {
+            d->peers[at].quiet = true;
+            log_debug("fetch %s: trying relay %s next", d->key, d->peers[at].label);
+            at++;
+        }
+        h += n + (comma ? 1 : 0);
+        if (!comma)
+            break;
+    }
+    d->hints[0] = '\0';
+}
+
+void dl_peer_declined(struct dl *d)
+{
+    struct dl_peer *p = &d->peers[d->peer_idx - 1];
+    log_debug("fetch %s: peer %s declined (%d)%s%s", d->key, p->label, d->resp_status,
+              d->hints[0] ? "; relays: " : "", d->hints);
+    if (d->hints[0])
+        add_hints(d);
+    dl_next_source(d);
+}
+
+uint64_t dl_relay_available(const struct dl *d)
+{
+    if (d->state == DL_DONE)
+        return d->received;
+    if (d->state != DL_STREAMING || d->total < 0)
+        return 0;
+    if (d->received >= (uint64_t)d->total)
+        return (uint64_t)d->total - (d->total > 0); /* the last byte waits for DONE */
+    return d->received;
+}
+
+unsigned dl_body_gen(const struct dl *d)
+{
+    return d->body_gen;
+}
+
+void dl_relay_count(struct dl *d, int delta)
+{
+    if (delta > 0)
+        d->relays++;
+    else if (d->relays > 0)
+        d->relays--;
 }
 
 void dl_peers_done(struct dl *d)

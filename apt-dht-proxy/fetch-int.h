@@ -31,6 +31,8 @@ struct dl_peer {
     socklen_t salen;
     char url[160];
     char label[80]; /* "ADDR:PORT" for logs */
+    bool pull;      /* ask it to fetch the file for us (X-Apt-Dht-Fetch: our key) */
+    bool quiet;     /* an owner or a relay hint: its 404 or 503 is no failure of its own */
 };
 
 /* Where a download takes its bytes from. Changes only through set_source() in dl.c,
@@ -91,6 +93,11 @@ struct dl {
     bool budget_over;         /* the time to wait for peers ran out: no new peer is started */
     bool lookup_claimed;      /* dl_claim_lookup returned true once */
     struct loop_timer budget_timer;
+
+    /* relaying (the peer route serves the body while it arrives, see dl_relay_available) */
+    unsigned body_gen; /* bumped by dl_reset_body: a relay response can tell a restart */
+    unsigned relays;   /* relay responses reading: a peer's bytes are notified too */
+    char hints[200];   /* X-Apt-Dht-Relays of the current peer's 503, "" = none */
 
     /* the transfer under way (fetch.c) */
     CURL *easy; /* NULL = none running */
@@ -154,6 +161,9 @@ void dl_peer_failed(struct dl *d, enum peer_result r);
 /* Starts the next source: the next peer while peers are wanted (or waits for the lookup
  * to name one, within the budget), else the next mirror; when none is left, fails. */
 void dl_next_source(struct dl *d);
+/* The current peer declined (its 404 or 503; quiet peers and any 503): the relays it
+ * named are tried next, and it is not reported as failed. */
+void dl_peer_declined(struct dl *d);
 /* Ends the download for good: readers are told, the in-flight slot is freed and the
  * fetcher's reference dropped. */
 void dl_finish(struct dl *d, enum dl_state st);

@@ -158,6 +158,14 @@ static size_t headers_complete(struct dl *d)
     return dl_body_begins(d, cl >= 0 ? (int64_t)cl : -1) ? 1 : 0; /* 0: CURLE_WRITE_ERROR */
 }
 
+/* A busy peer's 503 names the relays it feeds (X-Apt-Dht-Relays: ADDR:PORT,...); dl.c
+ * tries them next (dl_peer_declined). */
+static void relay_hints(struct dl *d, const char *buf, size_t n)
+{
+    if (!header_value(buf, n, "X-Apt-Dht-Relays", d->hints, sizeof d->hints))
+        d->hints[0] = '\0';
+}
+
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
     struct dl *d = ud;
@@ -171,6 +179,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
     }
     if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
         return headers_complete(d) ? n : 0;
+    if (d->src == SRC_PEER && d->resp_status == 503)
+        relay_hints(d, buf, n);
     if (header_value(buf, n, "Last-Modified", val, sizeof val))
         d->last_modified = curl_getdate(val, NULL) > 0 ? curl_getdate(val, NULL) : 0;
     return n;
@@ -234,6 +244,15 @@ static void mirror_failed(struct dl *d, CURLcode res, int st, bool body_started)
     dl_finish(d, DL_FAILED);
 }
 
+/* A peer that answers 503 (busy) declines, and so does an owner or relay that answers
+ * 404 (it does not have the file and may not fetch it): neither is its failure. */
+static bool peer_declined(const struct dl *d, CURLcode res, int st)
+{
+    if (res != CURLE_OK || d->mismatch)
+        return false;
+    return st == 503 || (st == 404 && d->peers[d->peer_idx - 1].quiet);
+}
+
 static void transfer_ended(struct dl *d, CURLcode res)
 {
     bool body_started = d->state == DL_STREAMING;
@@ -245,6 +264,8 @@ static void transfer_ended(struct dl *d, CURLcode res)
     fetch_stop(d);
     if (res == CURLE_OK && st == 200 && body_started)
         dl_complete(d);
+    else if (d->src == SRC_PEER && peer_declined(d, res, st))
+        dl_peer_declined(d);
     else if (d->src == SRC_PEER)
         dl_peer_failed(d, d->mismatch ? PEER_BAD_DATA : PEER_FAILED);
     else
@@ -291,6 +312,15 @@ static void set_limits(struct fetcher *f, struct dl *d, CURL *e)
     }
 }
 
+/* Asks an owner to fetch the file for us: it checks our key against its own hash index
+ * before it fetches anything (see uploads.c). */
+static void pull_header(struct dl *d)
+{
+    char h[URL_MAX_KEY + 32];
+    if (snprintf(h, sizeof h, "X-Apt-Dht-Fetch: %s", d->key) < (int)sizeof h)
+        d->hdrs = curl_slist_append(d->hdrs, h);
+}
+
 /* Conditional headers are written here rather than with CURLOPT_TIMECONDITION: a mirror
  * that ignores If-Modified-Since answers 200 with the same date, and libcurl would then
  * drop the body and pretend a 304 under our own 200 status. */
@@ -303,6 +333,8 @@ static void set_headers(struct dl *d, CURL *e)
         strftime(h, sizeof h, "If-Modified-Since: %a, %d %b %Y %H:%M:%S GMT", &tm);
         d->hdrs = curl_slist_append(d->hdrs, h);
     }
+    if (d->src == SRC_PEER && d->peers[d->peer_idx - 1].pull)
+        pull_header(d);
     if (d->hdrs)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, d->hdrs);
 }
@@ -473,6 +505,32 @@ void fetcher_free(struct fetcher *f)
         f->freed = true; /* readers still hold downloads: the last one frees f */
     else
         free(f);
+}
+
+/* ---- relaying ---- */
+
+struct find_sha_ctx {
+    const uint8_t *sha256;
+    struct dl *found;
+};
+
+static void match_sha256(const char *key, void *value, void *ud)
+{
+    struct find_sha_ctx *c = ud;
+    struct dl *d = value;
+    if (!c->found && d->have_expect && d->expect.have_sha256 && d->expect.size != UINT64_MAX &&
+        d->src != SRC_ENDED && memcmp(d->expect.sha256, c->sha256, 32) == 0)
+        c->found = d;
+}
+
+struct dl *fetcher_find_sha256(struct fetcher *f, const uint8_t sha256[32], uint64_t *size)
+{
+    struct find_sha_ctx c = {sha256, NULL};
+    if (f->inflight)
+        strmap_each(f->inflight, match_sha256, &c);
+    if (c.found)
+        *size = c.found->expect.size;
+    return c.found;
 }
 
 /* ---- what the status page reads ---- */
