@@ -649,9 +649,19 @@ int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const 
     return r;
 }
 
+static bool peer_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len)
+{
+    for (size_t i = 0; i < d->n_peers; i++)
+        if (d->peers[i].salen == len && memcmp(&d->peers[i].sa, sa, len) == 0)
+            return true;
+    return false;
+}
+
 int dl_add_owner(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url,
                  bool pull)
 {
+    if (peer_listed(d, sa, salen))
+        return -EEXIST; /* a holder the lookup found: asked already, as a holder */
     int r = add_peer_at(d, d->n_peers, sa, salen, url);
     if (r < 0)
         return r;
@@ -663,14 +673,6 @@ int dl_add_owner(struct dl *d, const struct sockaddr *sa, socklen_t salen, const
 }
 
 /* ---- relays ---- */
-
-static bool peer_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len)
-{
-    for (size_t i = 0; i < d->n_peers; i++)
-        if (d->peers[i].salen == len && memcmp(&d->peers[i].sa, sa, len) == 0)
-            return true;
-    return false;
-}
 
 /* One "ADDR:PORT" or "[ADDR]:PORT" of a relay hint into sa; false if malformed. */
 static bool hint_addr(const char *h, size_t n, struct sockaddr_storage *sa, socklen_t *len)

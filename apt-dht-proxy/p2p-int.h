@@ -78,6 +78,9 @@ void p2p_ifs_refresh(struct p2p *p);
 size_t p2p_peers_order(struct p2p *p, const struct sockaddr_storage *in, size_t n_in, bool all,
                        struct sockaddr_storage *out, size_t max);
 
+/* True if sa is on one of this host's subnets. */
+bool p2p_peers_near(const struct p2p *p, const struct sockaddr *sa);
+
 /* Counts the peers banned now and those backed off now (a banned peer counts once). */
 void p2p_peers_count(const struct p2p *p, unsigned *banned, unsigned *backed_off);
 

@@ -362,3 +362,8 @@ bool p2p_is_self(const struct p2p *p, const struct sockaddr *sa)
 {
     return is_self(p, sa);
 }
+
+bool p2p_peers_near(const struct p2p *p, const struct sockaddr *sa)
+{
+    return same_subnet(p, sa) && !is_self(p, sa);
+}

@@ -294,7 +294,7 @@ static int start_dl(struct req *r, const struct route *rt, const struct hashdb_e
     }
     set_dl(r, d, w);
     if (peers)
-        peers_find(s->p2p, s->loop, d, expect->sha256);
+        peers_find(s->p2p, s->loop, d, expect->sha256, true);
     return 0;
 }
 
