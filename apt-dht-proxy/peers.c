@@ -55,6 +55,8 @@ static void add_owners(struct find_ctx *x)
     uint8_t self[20];
     size_t n = p2p_lan_nodes(x->p2p, lan, 64, self);
     size_t k = owner_rank(self, lan, n, x->sha256, owners, OWNER_MAX); /* key: first 160 bits */
+    if (k == 0)
+        log_debug("%s: this node owns it among %zu live LAN node(s)", dl_key(x->d), n + 1);
     for (size_t i = 0; i < k; i++) {
         char url[200];
         const struct sockaddr *sa = (const struct sockaddr *)&owners[i].addr;
