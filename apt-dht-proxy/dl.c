@@ -582,8 +582,11 @@ void dl_peer_failed(struct dl *d, enum peer_result r)
 void dl_next_source(struct dl *d)
 {
     bool peers = d->src == SRC_NEW ? d->await_peers : peer_phase(d);
-    /* once the budget is spent, a failed peer is not replaced */
-    if (peers && !d->budget_over) {
+    /* once the budget is spent, a failed peer is not replaced, except by an owner or a
+     * relay (quiet): they fetch the file once for the LAN, where a mirror would be one
+     * more fetch */
+    bool next_quiet = d->peer_idx < d->n_peers && d->peers[d->peer_idx].quiet;
+    if (peers && (!d->budget_over || next_quiet)) {
         if (d->peer_idx < d->n_peers) {
             d->peer_idx++;
             set_source(d, SRC_PEER);

@@ -162,8 +162,9 @@ static size_t headers_complete(struct dl *d)
  * tries them next (dl_peer_declined). */
 static void relay_hints(struct dl *d, const char *buf, size_t n)
 {
-    if (!header_value(buf, n, "X-Apt-Dht-Relays", d->hints, sizeof d->hints))
-        d->hints[0] = '\0';
+    char v[sizeof d->hints];
+    if (header_value(buf, n, "X-Apt-Dht-Relays", v, sizeof v))
+        memcpy(d->hints, v, sizeof v); /* other header lines leave it alone */
 }
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)

@@ -529,6 +529,6 @@ enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, cons
                  (unsigned long long)to, (unsigned long long)size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
     }
-    snprintf(a->source, sizeof a->source, "relay (%s)", dl_source(d));
+    snprintf(a->source, sizeof a->source, "relay");
     return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }

@@ -235,7 +235,8 @@ static enum MHD_Result relay(struct uploads *u, struct answer *a, struct upload 
     up->watch = dl_watch(d, on_relay_news, a);
     if (!up->watch)
         return answer_error(a, 500, "out of memory");
-    log_info("%s: relaying %s to a peer while it arrives (%s)", a->target, key, dl_source(d));
+    log_info("%s: relaying %s to a peer while it arrives (from %s)", a->target, key,
+             dl_source(d)[0] ? dl_source(d) : "a source not chosen yet");
     return answer_relay(a, d, size, key);
 }
 

@@ -37,6 +37,8 @@ enum srv_mode {
     SRV_SILENT, /* reads the request and never answers */
     SRV_LIE,    /* 200 announcing LIE_LEN bytes, the body, then close */
     SRV_ENDLESS, /* 200 without Content-Length: ENDLESS_N bodies, then close */
+    SRV_BUSY,   /* 503 naming the relay at srv.hint_port (X-Apt-Dht-Relays) */
+    SRV_NOTHERE, /* 404 */
 };
 
 #define LIE_LEN (200 * BODY_LEN)
@@ -54,6 +56,8 @@ struct srv {
     uint16_t port;
     enum srv_mode mode;
     int requests;
+    uint16_t hint_port; /* SRV_BUSY */
+    bool pulled;        /* a request carried X-Apt-Dht-Fetch */
     struct conn *conns[8]; /* kept open until srv_stop */
     size_t n_conns;
 };
@@ -96,6 +100,19 @@ static void answer(struct conn *c)
     s->requests++;
     if (s->mode == SRV_SILENT)
         return;
+    s->pulled |= strstr(c->buf, "X-Apt-Dht-Fetch: " KEY "\r\n") != NULL;
+    if (s->mode == SRV_BUSY || s->mode == SRV_NOTHERE) {
+        int n = s->mode == SRV_BUSY
+                    ? snprintf(hdr, sizeof hdr,
+                               "HTTP/1.1 503 Busy\r\nX-Apt-Dht-Relays: bogus, 127.0.0.1:%u\r\n"
+                               "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                               s->hint_port)
+                    : snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                                                "Connection: close\r\n\r\n");
+        send_all(c->fd, hdr, (size_t)n);
+        shutdown(c->fd, SHUT_WR);
+        return;
+    }
     memcpy(body, w.body, sizeof body);
     if (s->mode == SRV_LIE || s->mode == SRV_ENDLESS) {
         int n = s->mode == SRV_LIE
@@ -442,6 +459,64 @@ static void test_bad_peer_then_mirror(void)
     teardown();
 }
 
+/* A busy peer's 503 names a relay: the relay is tried next and serves; the busy peer is
+ * not reported as failed, and the mirror is not asked. */
+static void test_busy_peer_names_relay(void)
+{
+    struct srv m, busy, relay;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&relay, SRV_OK);
+    srv_start(&busy, SRV_BUSY);
+    busy.hint_port = relay.port;
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &busy);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", relay.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT_EQUAL(busy.requests, 1);
+    CU_ASSERT_EQUAL(relay.requests, 1);
+    CU_ASSERT_EQUAL(w.peer_results, 1); /* the relay's PEER_OK only */
+    CU_ASSERT_EQUAL(w.last_peer_result, PEER_OK);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&busy);
+    srv_stop(&relay);
+    teardown();
+}
+
+/* An owner is asked to pull (X-Apt-Dht-Fetch: our key); its 404 is no failure of its
+ * own, and the mirror serves. */
+static void test_owner_declines(void)
+{
+    struct srv m, o;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&o, SRV_NOTHERE);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(o.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/~/sha256/00", o.port);
+    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), 0);
+    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), -EEXIST);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_TRUE(o.pulled);
+    CU_ASSERT_EQUAL(w.peer_results, 0);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&o);
+    teardown();
+}
+
 /* Starts a download of key from port with no expectation (the index does not know it). */
 static struct dl *start_unknown(const char *key, uint16_t port, bool immutable)
 {
@@ -600,6 +675,9 @@ int main(void)
         {"failover to the next mirror", test_mirror_failover},
         {"mirror's wrong file: tail held back, not cached", test_mirror_mismatch},
         {"a good peer serves, the mirror is not asked", test_good_peer},
+        {"a busy peer's 503 names a relay, tried next", test_busy_peer_names_relay},
+        {"an owner asked to pull declines with 404: no failure, the mirror serves",
+         test_owner_declines},
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
         {"the peer budget runs out: the mirror", test_budget_runs_out},
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
