@@ -144,6 +144,19 @@ enum MHD_Result answer_error(struct answer *a, unsigned status, const char *reas
     return queue(a, status, resp);
 }
 
+enum MHD_Result answer_busy(struct answer *a, const char *relays)
+{
+    static const char body[] = "busy with this file; ask its relays\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, "X-Apt-Dht-Relays", relays);
+    snprintf(a->source, sizeof a->source, "-");
+    return queue(a, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
+}
+
 static const char *content_type_of(const char *key)
 {
     size_t n = strlen(key);

@@ -110,6 +110,10 @@ enum MHD_Result answer_stream(struct answer *a, struct dl *d, const char *key);
  * upload; the owner keeps d referenced for as long as the answer lives. */
 enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, const char *key);
 
+/* 503 to a peer: this host already sends the file to enough peers; relays names them
+ * ("ADDR:PORT,...", X-Apt-Dht-Relays), to be asked instead. */
+enum MHD_Result answer_busy(struct answer *a, const char *relays);
+
 /* HTTP dates (RFC 9110 5.6.7): formats IMF-fixdate; parses it and the two obsolete
  * forms. http_date_parse returns -1 for anything else. */
 void http_date(time_t t, char *out, size_t n);

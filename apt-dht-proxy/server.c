@@ -496,14 +496,6 @@ static const struct sockaddr *client_of(struct req *r)
     return sa;
 }
 
-/* GET|HEAD /~/sha256/HEX from a peer (uploads.h). */
-static enum MHD_Result serve_peer(struct req *r, const struct sockaddr *sa,
-                                  const uint8_t sha256[32])
-{
-    req_set_phase(r, REQ_ANSWERED);
-    return uploads_serve(r->s->up, &r->ans, sa, sha256, &r->upload);
-}
-
 /* The checks every request passes before it is parsed. NULL = go on. */
 static const char *method_refusal(const struct req *r, unsigned *status)
 {
@@ -542,7 +534,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     if (t.form == URL_PEER) {
         if (!sa || !cidr_match_any(s->conf.peers, s->conf.n_peers, sa))
             return refuse(r, MHD_HTTP_FORBIDDEN, "client not allowed to use the peer service");
-        return serve_peer(r, sa, t.sha256);
+        req_set_phase(r, REQ_ANSWERED); /* the peer route is uploads.h's */
+        return uploads_serve(s->up, &r->ans, sa, t.sha256, &r->upload);
     }
     if (!sa || !cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa))
         return refuse(r, MHD_HTTP_FORBIDDEN, "client not in allowed_clients");

@@ -204,22 +204,6 @@ static unsigned going_to(struct uploads *u, const uint8_t sha256[32], const stru
     return count;
 }
 
-static enum MHD_Result busy(struct answer *a, const char *relays)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        strlen("busy with this file; ask its relays\n"), "busy with this file; ask its relays\n",
-        MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
-    MHD_add_response_header(resp, "X-Apt-Dht-Relays", relays);
-    a->status = MHD_HTTP_SERVICE_UNAVAILABLE;
-    snprintf(a->source, sizeof a->source, "-");
-    enum MHD_Result r = MHD_queue_response(a->conn, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
-    MHD_destroy_response(resp);
-    return r;
-}
-
 /* ---- answering ---- */
 
 static void on_relay_news(void *ud)
@@ -303,11 +287,6 @@ static struct dl *pull(struct uploads *u, const char *key, const uint8_t sha256[
     return d;
 }
 
-static enum MHD_Result refuse(struct answer *a, unsigned status, const char *why)
-{
-    return answer_error(a, status, why);
-}
-
 enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct sockaddr *client,
                               const uint8_t sha256[32], struct upload **out)
 {
@@ -317,12 +296,12 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
     uint64_t size = 0;
     *out = NULL;
     if (!u->p2p)
-        return refuse(a, MHD_HTTP_NOT_FOUND, "peer sharing is off on this host");
+        return answer_error(a, MHD_HTTP_NOT_FOUND, "peer sharing is off on this host");
     if (u->n >= u->max_uploads)
-        return refuse(a, MHD_HTTP_SERVICE_UNAVAILABLE, "too many uploads; try another peer");
+        return answer_error(a, MHD_HTTP_SERVICE_UNAVAILABLE, "too many uploads; try another peer");
     if (!a->head && going_to(u, sha256, client, relays, sizeof relays) >= UPLOADS_FANOUT &&
         relays[0])
-        return busy(a, relays);
+        return answer_busy(a, relays);
     int fd = cache_open_sha256(u->env.cache, sha256, &st, key, sizeof key);
     struct dl *d = fd < 0 ? fetcher_find_sha256(u->env.fetcher, sha256, &size) : NULL;
     if (d)
@@ -331,13 +310,13 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
     if (pk && (d = pull(u, pk, sha256, &size, &why)) != NULL)
         log_info("%s: fetching it for a peer that asked this host as its owner", pk);
     if (fd < 0 && !d)
-        return refuse(a, MHD_HTTP_NOT_FOUND, why);
+        return answer_error(a, MHD_HTTP_NOT_FOUND, why);
     struct upload *up = record_new(u, a, client, sha256);
     if (!up) {
         if (fd >= 0)
             close(fd);
         dl_unref(d);
-        return refuse(a, 500, "out of memory");
+        return answer_error(a, 500, "out of memory");
     }
     *out = up;
     a->upload = true;

@@ -95,7 +95,7 @@ static void send_all(int fd, const void *p, size_t n)
 static void answer(struct conn *c)
 {
     struct srv *s = c->s;
-    char hdr[128];
+    char hdr[256];
     uint8_t body[BODY_LEN];
     s->requests++;
     if (s->mode == SRV_SILENT)
@@ -104,7 +104,8 @@ static void answer(struct conn *c)
     if (s->mode == SRV_BUSY || s->mode == SRV_NOTHERE) {
         int n = s->mode == SRV_BUSY
                     ? snprintf(hdr, sizeof hdr,
-                               "HTTP/1.1 503 Busy\r\nX-Apt-Dht-Relays: bogus, 127.0.0.1:%u\r\n"
+                               "HTTP/1.1 503 Busy\r\nX-Apt-Dht-Relays: bogus, :80, 1.2.3.4:99999, "
+                               "[::1]:0, 1.2.3.4:, [::1:80, 127.0.0.1:%u\r\n"
                                "Content-Length: 0\r\nConnection: close\r\n\r\n",
                                s->hint_port)
                     : snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
@@ -459,8 +460,9 @@ static void test_bad_peer_then_mirror(void)
     teardown();
 }
 
-/* A busy peer's 503 names a relay: the relay is tried next and serves; the busy peer is
- * not reported as failed, and the mirror is not asked. */
+/* A busy peer's 503 names a relay (after malformed entries, which are skipped): the relay
+ * is tried next and serves; the busy peer is not reported as failed, and the mirror is
+ * not asked. */
 static void test_busy_peer_names_relay(void)
 {
     struct srv m, busy, relay;
