@@ -617,8 +617,10 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
     if (!peer_phase(d))
         return;
     if (d->src == SRC_PEER && d->easy) {
-        if (d->received > 0 || d->state == DL_STREAMING)
-            return;    /* a peer is sending (or has answered 200 and relays): let it finish */
+        if (d->received > 0 || d->state == DL_STREAMING || d->peers[d->peer_idx - 1].quiet)
+            return;    /* a peer is sending, has answered 200 (a relay), or is an owner or
+                        * relay that may be slow to answer but is the one mirror fetch for
+                        * the LAN: let it finish (its own timeouts bound it) */
         fetch_stop(d); /* not the peer's fault: our budget ran out; no report */
     }
     dl_next_source(d);

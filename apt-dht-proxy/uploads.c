@@ -29,7 +29,6 @@
 
 struct upload {
     struct uploads *u;
-    struct answer *a;
     uint8_t sha256[32];
     struct sockaddr_storage to; /* the peer's HTTP address, for relay hints */
     struct dl *dl;              /* a relay's download (referenced), else NULL */
@@ -120,14 +119,13 @@ static void peer_http_addr(struct uploads *u, const struct sockaddr *client,
     set_port(out, htons(u->port));
 }
 
-static struct upload *record_new(struct uploads *u, struct answer *a,
-                                 const struct sockaddr *client, const uint8_t sha256[32])
+static struct upload *record_new(struct uploads *u, const struct sockaddr *client,
+                                 const uint8_t sha256[32])
 {
     struct upload *up = calloc(1, sizeof *up);
     if (!up)
         return NULL;
     up->u = u;
-    up->a = a;
     memcpy(up->sha256, sha256, 32);
     peer_http_addr(u, client, &up->to);
     up->listed = true;
@@ -185,16 +183,15 @@ static unsigned going_to(struct uploads *u, const uint8_t sha256[32], const stru
             continue;
         count++;
         char host[INET6_ADDRSTRLEN];
-        const struct sockaddr *sa = (const struct sockaddr *)&up->to;
-        const void *ip = sa->sa_family == AF_INET
-                             ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-                             : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-        uint16_t port = ntohs(sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
-                                                       : ((const struct sockaddr_in6 *)sa)->sin6_port);
-        if (same_host(&up->to, client) || !inet_ntop(sa->sa_family, ip, host, sizeof host))
+        bool v4 = up->to.ss_family == AF_INET;
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)&up->to;
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&up->to;
+        const void *ip = v4 ? (const void *)&a4->sin_addr : (const void *)&a6->sin6_addr;
+        unsigned port = ntohs(v4 ? a4->sin_port : a6->sin6_port);
+        if (same_host(&up->to, client) || !inet_ntop(up->to.ss_family, ip, host, sizeof host))
             continue;
-        int w = snprintf(out + len, n - len, sa->sa_family == AF_INET ? "%s%s:%u" : "%s[%s]:%u",
-                         len ? "," : "", host, port);
+        int w = snprintf(out + len, n - len, v4 ? "%s%s:%u" : "%s[%s]:%u", len ? "," : "", host,
+                         port);
         if (w < 0 || (size_t)w >= n - len) {
             out[len] = '\0';
             break;
@@ -211,8 +208,8 @@ static void on_relay_news(void *ud)
     answer_resume(ud);
 }
 
-static enum MHD_Result relay(struct uploads *u, struct answer *a, struct upload *up,
-                             struct dl *d, uint64_t size, const char *key)
+static enum MHD_Result relay(struct answer *a, struct upload *up, struct dl *d, uint64_t size,
+                             const char *key)
 {
     up->dl = d; /* the reference passes to the record */
     dl_relay_count(d, +1);
@@ -311,7 +308,7 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
         log_info("%s: fetching it for a peer that asked this host as its owner", pk);
     if (fd < 0 && !d)
         return answer_error(a, MHD_HTTP_NOT_FOUND, why);
-    struct upload *up = record_new(u, a, client, sha256);
+    struct upload *up = record_new(u, client, sha256);
     if (!up) {
         if (fd >= 0)
             close(fd);
@@ -323,5 +320,5 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
     snprintf(a->source, sizeof a->source, "upload");
     if (fd >= 0)
         return answer_fd(a, fd, &st, key);
-    return relay(u, a, up, d, size, pk ? pk : dl_key(d));
+    return relay(a, up, d, size, pk ? pk : dl_key(d));
 }
