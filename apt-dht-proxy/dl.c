@@ -765,6 +765,18 @@ uint64_t dl_relay_available(const struct dl *d)
     return d->received;
 }
 
+bool dl_source_is_host(const struct dl *d, const struct sockaddr *host)
+{
+    const struct sockaddr_storage *p = d->peer_idx ? &d->peers[d->peer_idx - 1].sa : NULL;
+    if (d->src != SRC_PEER || !p || host->sa_family != p->ss_family)
+        return false;
+    if (host->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)p)->sin_addr,
+                      &((const struct sockaddr_in *)host)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)p)->sin6_addr,
+                  &((const struct sockaddr_in6 *)host)->sin6_addr, 16) == 0;
+}
+
 unsigned dl_body_gen(const struct dl *d)
 {
     return d->body_gen;

@@ -148,6 +148,9 @@ uint64_t dl_relay_available(const struct dl *d);
 /* Changes each time the body starts over (a new source): a relay response that has
  * sent bytes of an earlier body must abort. */
 unsigned dl_body_gen(const struct dl *d);
+/* True while d's transfer is from a peer at host's address (any port): a relay must not
+ * serve a host its own bytes back (two hosts each waiting on the other). */
+bool dl_source_is_host(const struct dl *d, const struct sockaddr *host);
 /* A relay response starts (+1) or stops (-1) reading d: while any reads, watchers are
  * told of a peer's bytes too, not only of a mirror's. */
 void dl_relay_count(struct dl *d, int delta);

@@ -43,3 +43,21 @@ size_t owner_rank(const uint8_t self_id[20], const struct p2p_node *nodes, size_
     }
     return k;
 }
+
+bool owner_runner_up(const uint8_t self_id[20], const struct p2p_node *nodes, size_t n,
+                     const uint8_t key[20], struct p2p_node *out)
+{
+    uint8_t best_w[32], w[32];
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(nodes[i].id, self_id, 20) == 0)
+            continue;
+        weight(nodes[i].id, key, w);
+        if (!found || memcmp(w, best_w, 32) > 0) {
+            memcpy(best_w, w, 32);
+            *out = nodes[i];
+            found = true;
+        }
+    }
+    return found;
+}

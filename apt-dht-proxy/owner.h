@@ -9,6 +9,7 @@
 #ifndef APT_DHT_OWNER_H
 #define APT_DHT_OWNER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "apt-dht-proxy/p2p.h"
@@ -21,5 +22,12 @@
  * this node owns the key. A node with self's id is ignored (it is this node). */
 size_t owner_rank(const uint8_t self_id[20], const struct p2p_node *nodes, size_t n,
                   const uint8_t key[20], struct p2p_node *out, size_t max);
+
+/* The node that ranks first among the n nodes alone (this node left out): who would own
+ * the key without us. For a node that owns the key itself: the one most likely to be
+ * fetching it already when this node asks late (it fetched when this node declined).
+ * false when n is 0. */
+bool owner_runner_up(const uint8_t self_id[20], const struct p2p_node *nodes, size_t n,
+                     const uint8_t key[20], struct p2p_node *out);
 
 #endif

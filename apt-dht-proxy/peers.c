@@ -6,8 +6,10 @@
  * nodes that rank above this one as the file's owner (owner.h) follow, best first,
  * skipping those banned or backed off: each is asked to fetch the file for us (it does
  * only if its own signed indices give the same SHA-256 and size) or to relay what it
- * has. When this node ranks first nothing is added and the download goes to its mirror
- * as it did before owners existed: a lone host's cold path is unchanged. */
+ * has. When this node ranks first, the next in rank is asked only whether it has the
+ * file in flight (it fetched it if it asked us before our own indices listed it), which
+ * it declines at once otherwise; then the mirror. A lone host has nobody to ask: its
+ * cold path is unchanged. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <netinet/in.h>
@@ -53,19 +55,25 @@ static void add_owners(struct find_ctx *x)
 {
     struct p2p_node lan[64], owners[OWNER_MAX];
     uint8_t self[20];
+    bool pull = true;
     size_t n = p2p_lan_nodes(x->p2p, lan, 64, self);
     size_t k = owner_rank(self, lan, n, x->sha256, owners, OWNER_MAX); /* key: first 160 bits */
-    if (k == 0)
-        log_debug("%s: this node owns it among %zu live LAN node(s)", dl_key(x->d), n + 1);
+    if (k == 0 && owner_runner_up(self, lan, n, x->sha256, owners)) {
+        /* Ours, but the next in rank may be fetching it already: it did if it asked us
+         * while our indices did not list the file yet (our apt was behind). A plain
+         * request: it relays what it has in flight, or declines at once. */
+        k = 1;
+        pull = false;
+    }
     for (size_t i = 0; i < k; i++) {
         char url[200];
         const struct sockaddr *sa = (const struct sockaddr *)&owners[i].addr;
         socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                   : sizeof(struct sockaddr_in);
         if (usable(x->p2p, sa) && p2p_peer_url(sa, x->sha256, url, sizeof url) == 0 &&
-            dl_add_owner(x->d, sa, len, url, true) == 0)
-            log_debug("%s: asking owner %s (rank %zu of %zu live LAN nodes)", dl_key(x->d), url,
-                      i + 1, n + 1);
+            dl_add_owner(x->d, sa, len, url, pull) == 0)
+            log_debug("%s: asking %s %s (%zu live LAN nodes)", dl_key(x->d),
+                      pull ? "owner" : "the next in rank, we own it:", url, n + 1);
     }
 }
 

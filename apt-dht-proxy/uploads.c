@@ -301,6 +301,12 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
         return answer_busy(a, relays);
     int fd = cache_open_sha256(u->env.cache, sha256, &st, key, sizeof key);
     struct dl *d = fd < 0 ? fetcher_find_sha256(u->env.fetcher, sha256, &size) : NULL;
+    /* A plain request from the host this download comes from would make two hosts wait
+     * on each other: declined. A pull-through request is served all the same: it comes
+     * from a host that ranks us first, and that host declines our plain request (the
+     * owner asks the next in rank), so our download moves on to the mirror. */
+    if (d && !pull_key(a) && dl_source_is_host(d, client))
+        return answer_error(a, MHD_HTTP_NOT_FOUND, "this host gets that file from you");
     if (d)
         dl_ref(d);
     const char *pk = fd < 0 && !d ? pull_key(a) : NULL;

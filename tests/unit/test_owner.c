@@ -93,12 +93,35 @@ static void test_leaving_moves_only_its_keys(void)
     }
 }
 
+static void test_runner_up(void)
+{
+    struct p2p_node nodes[N], out, top[1];
+    uint8_t key[20];
+    make_nodes(nodes);
+    for (unsigned k = 0; k < 50; k++) {
+        key_of(k, key);
+        int o = owner_from(nodes, 0, key);
+        /* the owner's runner-up is whom everyone else would rank first without it */
+        CU_ASSERT_TRUE(owner_runner_up(nodes[o].id, nodes, N, key, &out));
+        CU_ASSERT(memcmp(out.id, nodes[o].id, 20) != 0);
+        struct p2p_node others[N];
+        size_t m = 0;
+        for (int i = 0; i < N; i++)
+            if (i != o)
+                others[m++] = nodes[i];
+        size_t above = owner_rank(out.id, others, m, key, top, 1);
+        CU_ASSERT_EQUAL(above, 0); /* nobody but the owner ranks above the runner-up */
+    }
+    CU_ASSERT_FALSE(owner_runner_up(nodes[0].id, nodes, 1, key, &out)); /* only ourselves */
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
         {"every view of the same nodes names the same owner", test_views_agree},
         {"rank order; the owner sees nobody above it", test_rank_order_and_self},
         {"a node leaving moves only the keys it owned", test_leaving_moves_only_its_keys},
+        {"the owner's runner-up ranks first among the others", test_runner_up},
         {NULL, NULL},
     };
     return unit_run("owner", cases);
