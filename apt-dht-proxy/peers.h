@@ -18,7 +18,8 @@ struct p2p;
 /* Starts the lookup for d (once per download: dl_claim_lookup decides); on any failure
  * the download is told there are no peers. Holds a reference to d while it runs. With
  * forward, when the lookup is over the nodes that rank above this one as the file's
- * owner (owner.h) are added after the holders, to be asked to fetch it for us; without
+ * owner (owner.h) are added after the holders, to be asked to fetch it for us (or, when
+ * this node owns it, the next in rank, asked only for what it has in flight); without
  * (a download this node runs for another's pull-through request), none are. */
 void peers_find(struct p2p *p2p, struct loop *l, struct dl *d, const uint8_t sha256[32],
                 bool forward);
