@@ -519,6 +519,58 @@ static void test_owner_declines(void)
     teardown();
 }
 
+/* What a relay sees of a lying peer's body, then the mirror's. */
+static struct {
+    uint64_t most_from_peer; /* dl_relay_available at its largest while a peer sent */
+    unsigned gens;           /* body generations seen */
+    unsigned last_gen;
+} relay_view;
+
+static void relay_watch(void *ud)
+{
+    struct dl *d = ud;
+    if (dl_body_gen(d) != relay_view.last_gen) {
+        relay_view.last_gen = dl_body_gen(d);
+        relay_view.gens++;
+    }
+    if (strncmp(dl_source(d), "peer ", 5) == 0 && dl_state(d) == DL_STREAMING &&
+        dl_relay_available(d) > relay_view.most_from_peer)
+        relay_view.most_from_peer = dl_relay_available(d);
+}
+
+/* A relay of a download in flight: it may send a peer's unverified bytes as they come,
+ * all but the last; the lying peer's body and the mirror's are two generations (a relay
+ * that sent bytes of the first must cut its response); once DONE, every byte, and the
+ * download is found by its SHA-256 only while in flight. */
+static void test_relay_view(void)
+{
+    struct srv m, p;
+    uint64_t size = 0;
+    setup();
+    memset(&relay_view, 0, sizeof relay_view);
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_BAD);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    CU_ASSERT_PTR_EQUAL(fetcher_find_sha256(w.f, w.expect.sha256, &size), d);
+    CU_ASSERT_EQUAL(size, BODY_LEN);
+    dl_relay_count(d, +1); /* a peer's bytes are notified too */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dl_watch(d, relay_watch, d));
+    relay_view.last_gen = dl_body_gen(d);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_EQUAL(relay_view.most_from_peer, BODY_LEN - 1); /* the last byte held back */
+    CU_ASSERT(relay_view.gens >= 2);                         /* the peer's, the mirror's */
+    CU_ASSERT_EQUAL(dl_relay_available(d), BODY_LEN);
+    CU_ASSERT_PTR_NULL(fetcher_find_sha256(w.f, w.expect.sha256, &size)); /* ended */
+    dl_relay_count(d, -1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
 /* Starts a download of key from port with no expectation (the index does not know it). */
 static struct dl *start_unknown(const char *key, uint16_t port, bool immutable)
 {
@@ -678,6 +730,7 @@ int main(void)
         {"mirror's wrong file: tail held back, not cached", test_mirror_mismatch},
         {"a good peer serves, the mirror is not asked", test_good_peer},
         {"a busy peer's 503 names a relay, tried next", test_busy_peer_names_relay},
+        {"a relay's view: a peer's bytes but the last, generations, DONE", test_relay_view},
         {"an owner asked to pull declines with 404: no failure, the mirror serves",
          test_owner_declines},
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
