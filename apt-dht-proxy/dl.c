@@ -372,6 +372,7 @@ void dl_set_reason(struct dl *d, int status, const char *fmt, ...)
 
 int dl_reset_body(struct dl *d)
 {
+    d->body_gen++; /* the one place a body starts over: relay responses can tell */
     d->state = DL_CONNECTING;
     d->mismatch = false;
     d->reason[0] = '\0';
@@ -597,8 +598,8 @@ bool dl_append(struct dl *d, struct xfer *x, const char *buf, size_t n)
     x->got += n;
     if (d->f->opts.on_bytes)
         d->f->opts.on_bytes(d->f->opts.ud, x->peer, n);
-    if (!d->tainted)
-        dl_notify(d); /* a peer's bytes are delivered only once verified */
+    if (!d->tainted || d->relays)
+        dl_notify(d); /* a peer's bytes reach apt only once verified; relays take them now */
     return true;
 }
 
@@ -825,8 +826,11 @@ void dl_next_source(struct dl *d)
 {
     bool failed;
     bool peers = d->src == SRC_NEW ? d->await_peers : peer_phase(d);
-    /* once the budget is spent, a failed peer is not replaced */
-    if (peers && !d->budget_over) {
+    /* once the budget is spent, a failed peer is not replaced, except by an owner or a
+     * relay (quiet): they fetch the file once for the LAN, where a mirror would be one
+     * more fetch */
+    bool next_quiet = d->peer_idx < d->n_peers && d->peers[d->peer_idx].quiet;
+    if (peers && (!d->budget_over || next_quiet)) {
         if (start_next_peer(d, &failed) || failed)
             return;
         if (fetch_running(d) > 0)
@@ -859,9 +863,13 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
     d->budget_over = true;
     if (!peer_phase(d))
         return;
-    for (size_t i = 0; i < DL_MAX_XFERS; i++)
-        if (d->xf[i].easy && d->xf[i].writer)
-            return; /* a peer is sending: let it finish (it is the only transfer) */
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        const struct xfer *x = &d->xf[i];
+        if (x->easy && !x->doomed && (x->writer || (x->peer && d->peers[x->idx].quiet)))
+            return; /* a peer is sending (it is the only transfer), or an owner or relay
+                     * is asked, the one mirror fetch for the LAN: let it go on (its own
+                     * deadlines bound it) */
+    }
     /* not the peers' fault that our budget ran out, unless they missed their deadline */
     for (size_t i = 0; i < DL_MAX_XFERS; i++) {
         struct xfer *x = &d->xf[i];
@@ -874,12 +882,14 @@ static void on_budget(struct loop *l, struct loop_timer *t, void *ud)
     dl_next_source(d);
 }
 
-int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+int dl_add_peer_at(struct dl *d, size_t at, const struct sockaddr *sa, socklen_t salen,
+                   const char *url)
 {
     if (!peer_phase(d) || d->budget_over || d->n_peers == DL_MAX_PEERS ||
-        salen > sizeof d->peers[0].sa)
+        salen > sizeof d->peers[0].sa || at > d->n_peers)
         return -EAGAIN;
-    struct dl_peer *p = &d->peers[d->n_peers];
+    memmove(&d->peers[at + 1], &d->peers[at], (d->n_peers - at) * sizeof d->peers[0]);
+    struct dl_peer *p = &d->peers[at];
     memset(p, 0, sizeof *p);
     memcpy(&p->sa, sa, salen);
     p->salen = salen;
@@ -888,11 +898,66 @@ int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const 
     const char *end = h ? strstr(h + 3, "/~/") : NULL;
     snprintf(p->label, sizeof p->label, "%.*s", end ? (int)(end - h - 3) : 0, h ? h + 3 : "");
     d->n_peers++;
+    return 0;
+}
+
+/* A new peer to try: at once when the download waits for one, beside the others when
+ * the peers asked are late. */
+static void peer_added(struct dl *d)
+{
     if (d->src == SRC_AWAIT_PEER)
         dl_next_source(d);
     else
-        hedge(d); /* the peers asked are late: this one is asked too */
+        hedge(d);
+}
+
+int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
+{
+    int r = dl_add_peer_at(d, d->n_peers, sa, salen, url);
+    if (r == 0)
+        peer_added(d);
+    return r;
+}
+
+static bool peer_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len)
+{
+    for (size_t i = 0; i < d->n_peers; i++)
+        if (d->peers[i].salen == len && memcmp(&d->peers[i].sa, sa, len) == 0)
+            return true;
+    return false;
+}
+
+int dl_add_owner(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url,
+                 bool pull)
+{
+    if (peer_listed(d, sa, salen))
+        return -EEXIST; /* a holder the lookup found: asked already, as a holder */
+    int r = dl_add_peer_at(d, d->n_peers, sa, salen, url);
+    if (r < 0)
+        return r;
+    d->peers[d->n_peers - 1].pull = pull;
+    d->peers[d->n_peers - 1].quiet = true;
+    peer_added(d);
     return 0;
+}
+
+bool dl_peer_is_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len)
+{
+    return peer_listed(d, sa, len);
+}
+
+void dl_peer_declined(struct dl *d, struct xfer *x)
+{
+    log_debug("fetch %s: peer %s declined (%d)%s%s", d->key, d->peers[x->idx].label,
+              x->resp_status, x->hints[0] ? "; relays: " : "", x->hints);
+    fetch_cancel(x);
+    if (x->hints[0])
+        dl_add_hints(d, x);
+    if (!x->writer && fetch_running(d) > 0) {
+        hedge(d); /* the other goes on; and beside it the next, if it is late too */
+        return;
+    }
+    dl_next_source(d);
 }
 
 void dl_peers_done(struct dl *d)

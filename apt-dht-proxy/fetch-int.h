@@ -34,6 +34,8 @@ struct dl_peer {
     socklen_t salen;
     char url[160];
     char label[80]; /* "ADDR:PORT" for logs */
+    bool pull;      /* ask it to fetch the file for us (X-Apt-Dht-Fetch: our key) */
+    bool quiet;     /* an owner or a relay hint: its 404 or 503 is no failure of its own */
 };
 
 /* One HTTP transfer from one source (fetch.c). A download runs at most DL_MAX_XFERS at
@@ -64,6 +66,7 @@ struct xfer {
     bool bad;        /* a peer's answer that contradicts the index (its size) */
     bool self_refused; /* a mirror transfer that reached this proxy itself (PREREQFUNCTION) */
     char crange[96]; /* its Content-Range header; "" = none */
+    char hints[200]; /* a busy peer's X-Apt-Dht-Relays (its 503); "" = none */
     time_t last_modified;
     /* loop_now_ms of its start, its response headers, its first body byte; 0 = not yet */
     uint64_t start_ms, answer_ms, first_byte_ms;
@@ -132,6 +135,10 @@ struct dl {
     bool budget_over;         /* the time to wait for peers ran out: no new peer is started */
     bool lookup_claimed;      /* dl_claim_lookup returned true once */
     struct loop_timer budget_timer;
+
+    /* relaying (the peer route serves the body while it arrives, see dl_relay_available) */
+    unsigned body_gen; /* bumped by dl_reset_body: a relay response can tell a restart */
+    unsigned relays;   /* relay responses reading: a peer's bytes are notified too */
 
     /* the transfers under way (fetch.c) */
     struct xfer xf[DL_MAX_XFERS];
@@ -226,6 +233,18 @@ void dl_peer_late(struct dl *d, struct xfer *x);
  * bytes): the next peer while peers are wanted (or waits for the lookup to name one,
  * within the budget), else the next mirror; when none is left, fails. */
 void dl_next_source(struct dl *d);
+/* Puts a peer at peers[at] (at <= n_peers), the later ones shifted; starts nothing.
+ * 0, or -EAGAIN when peers are no longer taken (the table full, the budget over). */
+int dl_add_peer_at(struct dl *d, size_t at, const struct sockaddr *sa, socklen_t salen,
+                   const char *url);
+/* The peer of x declined (a 503, or an owner's or relay's 404): the relays it named are
+ * tried next (dl-relay.c's dl_add_hints), and it is not reported as failed. */
+void dl_peer_declined(struct dl *d, struct xfer *x);
+/* The relays x's busy peer named go right after the peers already started, as quiet
+ * peers; malformed entries and peers already listed are skipped (dl-relay.c). */
+void dl_add_hints(struct dl *d, struct xfer *x);
+/* True if a peer at sa is in d's list already. */
+bool dl_peer_is_listed(const struct dl *d, const struct sockaddr *sa, socklen_t len);
 /* A mirror's transfer died after its body began: resumes from the next mirror when
  * the file is immutable and one is left; false: none (the caller fails the download). */
 bool dl_resume_mirror(struct dl *d, struct xfer *x);

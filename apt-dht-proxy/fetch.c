@@ -214,6 +214,15 @@ static size_t headers_complete(struct xfer *x)
     return 1;
 }
 
+/* A busy peer's 503 names the relays it feeds (X-Apt-Dht-Relays: ADDR:PORT,...); dl.c
+ * tries them next (dl_peer_declined). */
+static void relay_hints(struct xfer *x, const char *buf, size_t n)
+{
+    char v[sizeof x->hints];
+    if (header_value(buf, n, "X-Apt-Dht-Relays", v, sizeof v))
+        memcpy(x->hints, v, sizeof v); /* other header lines leave it alone */
+}
+
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
     struct xfer *x = ud;
@@ -231,6 +240,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
     }
     if (n <= 2 && (buf[0] == '\r' || buf[0] == '\n'))
         return headers_complete(x) ? n : 0;
+    if (x->peer && x->resp_status == 503)
+        relay_hints(x, buf, n);
     if (header_value(buf, n, "Last-Modified", val, sizeof val))
         x->last_modified = curl_getdate(val, NULL) > 0 ? curl_getdate(val, NULL) : 0;
     else
@@ -321,6 +332,15 @@ static void mirror_measured(struct fetcher *f, const struct xfer *x)
     f->mirror_rate = f->mirror_rate > 0 ? 0.7 * f->mirror_rate + 0.3 * rate : rate;
 }
 
+/* A peer that answers 503 (busy) declines, and so does an owner or relay that answers
+ * 404 (it does not have the file and may not fetch it): neither is its failure. */
+static bool peer_declined(const struct xfer *x, CURLcode res)
+{
+    if (res != CURLE_OK || x->bad)
+        return false;
+    return x->resp_status == 503 || (x->resp_status == 404 && x->d->peers[x->idx].quiet);
+}
+
 static void transfer_ended(struct xfer *x, CURLcode res)
 {
     struct dl *d = x->d;
@@ -341,6 +361,8 @@ static void transfer_ended(struct xfer *x, CURLcode res)
         if (!x->peer)
             mirror_measured(d->f, x);
         dl_complete(d, x);
+    } else if (x->peer && peer_declined(x, res)) {
+        dl_peer_declined(d, x);
     } else if (x->peer) {
         if (res != CURLE_OK && res != CURLE_WRITE_ERROR)
             log_info("fetch %s: peer %s: %s", d->key, d->peers[x->idx].label,
@@ -522,6 +544,15 @@ static void set_limits(struct fetcher *f, struct xfer *x, CURL *e)
     }
 }
 
+/* Asks an owner to fetch the file for us: it checks our key against its own hash index
+ * before it fetches anything (see uploads.c). */
+static void pull_header(struct dl *d, struct xfer *x)
+{
+    char h[URL_MAX_KEY + 32];
+    if (snprintf(h, sizeof h, "X-Apt-Dht-Fetch: %s", d->key) < (int)sizeof h)
+        x->hdrs = curl_slist_append(x->hdrs, h);
+}
+
 /* Conditional headers are written here rather than with CURLOPT_TIMECONDITION: a mirror
  * that ignores If-Modified-Since answers 200 with the same date, and libcurl would then
  * drop the body and pretend a 304 under our own 200 status. A resumed body asks for the
@@ -539,6 +570,8 @@ static void set_headers(struct dl *d, struct xfer *x, CURL *e)
         strftime(h, sizeof h, "If-Modified-Since: %a, %d %b %Y %H:%M:%S GMT", &tm);
         x->hdrs = curl_slist_append(x->hdrs, h);
     }
+    if (x->peer && d->peers[x->idx].pull)
+        pull_header(d, x);
     if (x->hdrs)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 }
@@ -802,6 +835,33 @@ void fetcher_free(struct fetcher *f)
         f->freed = true; /* readers still hold downloads: the last one frees f */
     else
         free(f);
+}
+
+/* ---- relaying ---- */
+
+struct find_sha_ctx {
+    const uint8_t *sha256;
+    struct dl *found;
+};
+
+static void match_sha256(const char *key, void *value, void *ud)
+{
+    struct find_sha_ctx *c = ud;
+    struct dl *d = value;
+    (void)key;
+    if (!c->found && d->have_expect && d->expect.have_sha256 && d->expect.size != UINT64_MAX &&
+        d->src != SRC_ENDED && memcmp(d->expect.sha256, c->sha256, 32) == 0)
+        c->found = d;
+}
+
+struct dl *fetcher_find_sha256(struct fetcher *f, const uint8_t sha256[32], uint64_t *size)
+{
+    struct find_sha_ctx c = {sha256, NULL};
+    if (f->inflight)
+        strmap_each(f->inflight, match_sha256, &c);
+    if (c.found)
+        *size = c.found->expect.size;
+    return c.found;
 }
 
 /* ---- what the status page reads ---- */

@@ -155,6 +155,30 @@ uint64_t dl_started_ms(const struct dl *d);
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url);
 void dl_peers_done(struct dl *d);
 bool dl_claim_lookup(struct dl *d);
+/* Like dl_add_peer, for a node the file's owner rank names (owner.h): it is asked to fetch
+ * the file for us (pull, with our cache key) or to serve what it has, and its 404 or 503
+ * does not count against it. Same conditions and returns as dl_add_peer. */
+int dl_add_owner(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url,
+                 bool pull);
+
+/* ---- relaying: the peer route serving a download still in flight ---- */
+
+/* The download in flight whose expected SHA-256 is sha256 and whose size the index gives
+ * (*size receives it), or NULL. Downloads in flight are few: this is a scan. */
+struct dl *fetcher_find_sha256(struct fetcher *f, const uint8_t sha256[32], uint64_t *size);
+/* Bytes of the current body a relay may send now, whatever the source (a peer's too,
+ * unverified: the receiver verifies the whole file), the last byte held back until the
+ * download is DONE (verified). */
+uint64_t dl_relay_available(const struct dl *d);
+/* Changes each time the body starts over (a new source): a relay response that has
+ * sent bytes of an earlier body must abort. */
+unsigned dl_body_gen(const struct dl *d);
+/* True while d's transfer is from a peer at host's address (any port): a relay must not
+ * serve a host its own bytes back (two hosts each waiting on the other). */
+bool dl_source_is_host(const struct dl *d, const struct sockaddr *host);
+/* A relay response starts (+1) or stops (-1) reading d: while any reads, watchers are
+ * told of a peer's bytes too, not only of a mirror's. */
+void dl_relay_count(struct dl *d, int delta);
 
 /* A download in progress, as the status page shows it. Strings point into the download
  * and are valid during the callback only. */

@@ -87,6 +87,8 @@ size_t p2p_peers_order(struct p2p *p, const struct sockaddr_storage *in, size_t 
 /* A peer transfer's deadline for its response headers from an estimator (see
  * p2p-peers.c), ms. */
 uint32_t p2p_rtt_deadline_ms(const struct p2p_rtt *r);
+/* True if sa is on one of this host's subnets. */
+bool p2p_peers_near(const struct p2p *p, const struct sockaddr *sa);
 
 /* Counts the peers banned now and those backed off now (a banned peer counts once). */
 void p2p_peers_count(const struct p2p *p, unsigned *banned, unsigned *backed_off);

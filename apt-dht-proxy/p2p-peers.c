@@ -117,9 +117,13 @@ void p2p_ifs_refresh(struct p2p *p)
         size_t len = 0;
         memset(l, 0, sizeof *l);
         l->family = i->ifa_addr->sa_family;
-        memcpy(l->addr, sa_bytes(i->ifa_addr, &len), len);
-        if (i->ifa_netmask)
-            memcpy(l->mask, sa_bytes(i->ifa_netmask, &len), len);
+        /* sa_bytes sets len: call it before len is read (argument order is unspecified) */
+        const uint8_t *bytes = sa_bytes(i->ifa_addr, &len);
+        memcpy(l->addr, bytes, len);
+        if (i->ifa_netmask) {
+            bytes = sa_bytes(i->ifa_netmask, &len);
+            memcpy(l->mask, bytes, len);
+        }
         l->ifindex = if_nametoindex(i->ifa_name);
         l->multicast = (i->ifa_flags & IFF_MULTICAST) && !(i->ifa_flags & IFF_LOOPBACK);
     }
@@ -439,4 +443,9 @@ bool p2p_peer_view(struct p2p *p, const struct sockaddr *sa, struct p2p_peer_vie
 bool p2p_is_self(const struct p2p *p, const struct sockaddr *sa)
 {
     return is_self(p, sa);
+}
+
+bool p2p_peers_near(const struct p2p *p, const struct sockaddr *sa)
+{
+    return same_subnet(p, sa) && !is_self(p, sa);
 }

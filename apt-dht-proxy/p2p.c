@@ -738,6 +738,17 @@ size_t p2p_nodes(const struct p2p *p, struct p2p_node *out, size_t max)
     return n > 0 ? (size_t)n : 0;
 }
 
+size_t p2p_lan_nodes(struct p2p *p, struct p2p_node *out, size_t max, uint8_t self_id[20])
+{
+    struct p2p_node all[64];
+    size_t n = p2p_nodes(p, all, 64), k = 0;
+    memcpy(self_id, dht_id(p->dht), 20);
+    for (size_t i = 0; i < n && k < max; i++)
+        if (all[i].good && p2p_peers_near(p, (const struct sockaddr *)&all[i].addr))
+            out[k++] = all[i];
+    return k;
+}
+
 const char *p2p_dialect(const struct p2p *p)
 {
     return p->conf.mode == DHT_MODE_BEP5 ? "bep5" : "apt-dht";

@@ -5,7 +5,10 @@
  * response that reads the shared temp file as it grows and suspends the connection when
  * it has caught up (the request's watcher on the download resumes it). An upload to a
  * peer under peers.upload_rate is a callback response that takes tokens from one bucket
- * shared by all uploads and sleeps on a timer when the bucket is empty. */
+ * shared by all uploads and sleeps on a timer when the bucket is empty. A relay is an
+ * upload of a download still in flight: a callback response like a stream's, but it
+ * sends a peer's unverified bytes too (the receiver verifies the whole file) and holds
+ * only the last byte back until the download is verified. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <stdio.h>
@@ -51,6 +54,10 @@ void responder_init(struct responder *rs, struct loop *l, struct stats *stats,
     rs->stats = stats;
     rs->upload_kib_s = upload_kib_s;
     rs->tokens_ms = loop_now_ms();
+    const char *lie = getenv("APT_DHT_TEST_CORRUPT_UPLOADS");
+    rs->corrupt_uploads = lie && strcmp(lie, "1") == 0;
+    if (rs->corrupt_uploads)
+        log_warn("test hook APT_DHT_TEST_CORRUPT_UPLOADS=1: every upload to a peer is corrupted");
 }
 
 static void pace_wake(struct loop *l, struct loop_timer *t, void *ud)
@@ -135,6 +142,19 @@ enum MHD_Result answer_error(struct answer *a, unsigned status, const char *reas
     if (status >= 500)
         a->rs->stats->errors++;
     return queue(a, status, resp);
+}
+
+enum MHD_Result answer_busy(struct answer *a, const char *relays)
+{
+    static const char body[] = "busy with this file; ask its relays\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, "X-Apt-Dht-Relays", relays);
+    snprintf(a->source, sizeof a->source, "-");
+    return queue(a, MHD_HTTP_SERVICE_UNAVAILABLE, resp);
 }
 
 static const char *content_type_of(const char *key)
@@ -258,6 +278,8 @@ static ssize_t upload_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return 0;
     }
     ssize_t got = pread(a->up_fd, buf, n, (off_t)(a->up_off + pos));
+    if (got > 0 && pos == 0 && a->rs->corrupt_uploads)
+        buf[0] ^= 0x5a; /* the test hook: a lying peer */
     return got > 0 ? got : MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
@@ -271,7 +293,7 @@ static void reader_release(void *cls)
 static struct MHD_Response *file_response(struct answer *a, int fd, uint64_t off, uint64_t len)
 {
     struct MHD_Response *resp;
-    if (!(a->upload && a->rs->upload_kib_s > 0)) {
+    if (!(a->upload && (a->rs->upload_kib_s > 0 || a->rs->corrupt_uploads))) {
         resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
         if (!resp)
             close(fd);
@@ -429,4 +451,97 @@ enum MHD_Result answer_stream(struct answer *a, struct dl *d, const char *key)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
     snprintf(a->source, sizeof a->source, "%s", dl_source(d));
     return queue(a, MHD_HTTP_OK, resp);
+}
+
+/* ---- relays: downloads in flight, to peers ---- */
+
+/* How many of the relay's bytes may go now: what has arrived, within the range and the
+ * upload rate. 0 with *wait set = suspend; -1 = cut the response short. */
+static ssize_t relay_room(struct answer *a, uint64_t pos, size_t max, bool *wait)
+{
+    struct dl *d = a->dl;
+    *wait = false;
+    if (dl_body_gen(d) != a->relay_gen) {
+        if (pos > 0) {
+            log_warn("%s: the download started over from another source; cutting the relay "
+                     "after %llu bytes", a->target, (unsigned long long)pos);
+            return -1;
+        }
+        a->relay_gen = dl_body_gen(d); /* nothing sent yet: follow the new body */
+    }
+    enum dl_state st = dl_state(d);
+    if (st == DL_FAILED || st == DL_NOT_MODIFIED) {
+        log_warn("%s: %s; cutting the relay after %llu bytes", a->target, dl_reason(d),
+                 (unsigned long long)pos);
+        return -1;
+    }
+    uint64_t at = a->up_off + pos, avail = dl_relay_available(d);
+    if (at >= avail) {
+        *wait = true;
+        return 0;
+    }
+    size_t n = avail - at < max ? (size_t)(avail - at) : max;
+    if (a->rs->upload_kib_s && (n = take_tokens(a->rs, n)) == 0) {
+        if (!loop_timer_armed(&a->pace_timer))
+            loop_timer_start(a->rs->loop, &a->pace_timer, 20);
+        *wait = true;
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct answer *a = cls;
+    bool wait;
+    if (pos >= a->up_len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (a->rs->stopping)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (max > a->up_len - pos)
+        max = (size_t)(a->up_len - pos);
+    ssize_t n = relay_room(a, pos, max, &wait);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0) {
+        if (wait)
+            answer_suspend(a); /* the download's watcher or the pace timer resumes it */
+        return 0;
+    }
+    ssize_t got = dl_read(a->dl, a->up_off + pos, buf, (size_t)n);
+    if (got <= 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (pos == 0 && a->rs->corrupt_uploads)
+        buf[0] ^= 0x5a; /* the test hook: a lying relay */
+    a->bytes += (uint64_t)got;
+    a->rs->stats->bytes_uploaded += (uint64_t)got;
+    return got;
+}
+
+enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, const char *key)
+{
+    uint64_t from = 0, to = size ? size - 1 : 0;
+    char cr[96];
+    int rr = parse_range(header(a, "Range"), size, &from, &to);
+    if (rr < 0) {
+        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+        return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    a->dl = d;
+    a->relay_gen = dl_body_gen(d);
+    a->up_off = from;
+    a->up_len = size ? to - from + 1 : 0;
+    struct MHD_Response *resp = MHD_create_response_from_callback(a->up_len, 256 * 1024,
+                                                                  relay_reader, a, reader_release);
+    if (!resp)
+        return answer_error(a, 500, "out of memory");
+    answer_ref(a); /* the response's */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
+    if (rr > 0) {
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
+                 (unsigned long long)to, (unsigned long long)size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    snprintf(a->source, sizeof a->source, "relay");
+    return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }

@@ -31,6 +31,7 @@ struct responder {
     bool kick;            /* a connection was resumed: run libmicrohttpd before the wait */
     bool stopping;        /* shutting down: nothing suspends any more */
     uint32_t upload_kib_s; /* peers.upload_rate for all uploads, 0 = unpaced */
+    bool corrupt_uploads; /* test hook APT_DHT_TEST_CORRUPT_UPLOADS=1: every upload lies */
     double tokens;        /* upload bytes that may go out now */
     uint64_t tokens_ms;   /* when tokens was last refilled */
 };
@@ -52,8 +53,11 @@ struct answer {
     uint64_t up_off, up_len;
     struct loop_timer pace_timer;
     struct cache_wait *check; /* the cache check this answer waits for; NULL = none */
+    unsigned relay_gen;   /* a relay: the body generation (dl_body_gen) its bytes are of */
 };
 
+/* Also reads the test hook APT_DHT_TEST_CORRUPT_UPLOADS (HACKING.md): "1" makes every
+ * upload to a peer flip its first byte, to test the receivers' verification and bans. */
 void responder_init(struct responder *rs, struct loop *l, struct stats *stats,
                     uint32_t upload_kib_s);
 
@@ -97,6 +101,18 @@ int answer_cached(struct answer *a, struct cache *c, const char *key, const char
 /* The download d, streamed as its bytes become available; the owner keeps d referenced
  * for as long as the answer lives. */
 enum MHD_Result answer_stream(struct answer *a, struct dl *d, const char *key);
+
+/* The download d in flight, relayed to a peer (answer.upload is set): 200 with the
+ * Content-Length size (what the index gives) at once, or 206 for a Range, then the bytes
+ * received so far and the rest as they come, whatever d's source; a range beyond what
+ * has arrived waits. The last byte goes only once d is DONE (verified); the response is
+ * cut short if d fails or its body starts over (dl_body_gen). Paced and counted as an
+ * upload; the owner keeps d referenced for as long as the answer lives. */
+enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, const char *key);
+
+/* 503 to a peer: this host already sends the file to enough peers; relays names them
+ * ("ADDR:PORT,...", X-Apt-Dht-Relays), to be asked instead. */
+enum MHD_Result answer_busy(struct answer *a, const char *relays);
 
 /* HTTP dates (RFC 9110 5.6.7): formats IMF-fixdate; parses it and the two obsolete
  * forms. http_date_parse returns -1 for anything else. */

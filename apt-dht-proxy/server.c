@@ -11,8 +11,9 @@
  * Every decision is policy_decide() (policy.h), a pure function of the facts gathered
  * here; this file only gathers them and applies the result. Responses are built by
  * respond.h; a waiting request is suspended and resumed by a watcher on its download or
- * by a timer, never spun on. A peer's request (/~/sha256/HEX) is answered from complete,
- * verified cache entries only, within the upload limits. */
+ * by a timer, never spun on. A peer's request (/~/sha256/HEX) is uploads.h's: from the
+ * cache, from a download in flight (a relay), or by a pull-through download this file
+ * starts for it (pull_start) when this host's own indices vouch for the file. */
 #include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +41,7 @@
 #include "apt-dht-proxy/server-conf.h"
 #include "apt-dht-proxy/server.h"
 #include "apt-dht-proxy/status.h"
+#include "apt-dht-proxy/uploads.h"
 #include "apt-dht-proxy/url.h"
 #include "apt-dht-proxy/version.h"
 
@@ -58,7 +60,7 @@ struct server {
     const struct config *start_cfg; /* the config the router is first built from */
     struct responder rs;
     struct stats stats;
-    unsigned uploads;    /* peer uploads in progress */
+    struct uploads *up;  /* the peer route */
     struct httpd *httpd;  /* NULL until server_start */
     uint16_t port;
     int listen_fds[HTTPD_MAX_LISTEN]; /* inherited sockets (socket activation) */
@@ -89,7 +91,7 @@ struct req {
     struct server *s;
     struct req *prev, *next;
     enum req_phase phase;
-    bool peer;           /* a peer fetching a file of ours (counted in s->uploads) */
+    struct upload *upload; /* a peer fetching a file of ours (uploads.h), else NULL */
     bool index_waited;   /* waited for the indexer once already (or timed out) */
     bool retried;        /* joined a download that failed early; decided afresh once */
     bool by_hash_tried;  /* fell back to the by-hash copy of an index once */
@@ -124,6 +126,7 @@ static void req_release(struct answer *a)
         dl_unref(r->dl);
     }
     answer_done(&r->ans);
+    upload_free(r->upload);
     route_done(&r->route);
     free(r);
 }
@@ -271,11 +274,13 @@ static time_t cached_mtime(struct cache *c, const char *key)
     return st.st_mtime;
 }
 
-/* Starts (or joins) the download of route rt with the policy's expectations. */
-static int start_dl(struct req *r, const struct route *rt, const struct hashdb_entry *expect,
-                    const struct policy_out *o)
+/* The download of route rt (started or joined), referenced, with its DHT lookup when
+ * peers may serve it; forward: the lookup may hand it to the file's owner (not for a
+ * download this host runs for another's pull-through request). NULL with *err. */
+static struct dl *get_dl(struct server *s, const struct route *rt,
+                         const struct hashdb_entry *expect, bool verify_first, time_t ims,
+                         bool forward, int *err)
 {
-    struct server *s = r->s;
     /* Peers are asked for immutable files whose SHA-256 and size are known: they are
      * verified before a byte is delivered, and a peer's length is never believed.
      * InRelease and the by-name indices come from mirrors. */
@@ -286,16 +291,28 @@ static int start_dl(struct req *r, const struct route *rt, const struct hashdb_e
         .n_urls = rt->n_urls,
         .immutable = rt->cls == URL_IMMUTABLE,
         .cacheable = true,
-        .verify_first = o->verify_first,
+        .verify_first = verify_first,
         .expect = expect,
-        .if_modified_since = o->conditional ? cached_mtime(s->cache, rt->key) : 0,
+        .if_modified_since = ims,
         .await_peers = peers,
         .peer_budget_ms = s->conf.peer_budget_ms,
     };
     for (size_t i = 0; i < rt->n_urls; i++)
         q.urls[i] = rt->urls[i];
+    struct dl *d = fetcher_get(s->fetcher, &q, err);
+    if (d && peers)
+        peers_find(s->p2p, s->loop, d, expect->sha256, forward);
+    return d;
+}
+
+/* Starts (or joins) the download of route rt with the policy's expectations. */
+static int start_dl(struct req *r, const struct route *rt, const struct hashdb_entry *expect,
+                    const struct policy_out *o)
+{
+    struct server *s = r->s;
     int err = 0;
-    struct dl *d = fetcher_get(s->fetcher, &q, &err);
+    time_t ims = o->conditional ? cached_mtime(s->cache, rt->key) : 0;
+    struct dl *d = get_dl(s, rt, expect, o->verify_first, ims, true, &err);
     if (!d)
         return err;
     struct dl_watch *w = dl_watch(d, on_dl_change, r);
@@ -304,9 +321,15 @@ static int start_dl(struct req *r, const struct route *rt, const struct hashdb_e
         return -ENOMEM;
     }
     set_dl(r, d, w);
-    if (peers)
-        peers_find(s->p2p, s->loop, d, expect->sha256);
     return 0;
+}
+
+/* A peer asked this host, as the file's owner, to fetch route rt for it, and this host's
+ * own index gives e (uploads.c checked key, SHA-256 and class). */
+static struct dl *pull_start(void *ud, const struct route *rt, const struct hashdb_entry *e)
+{
+    int err = 0;
+    return get_dl(ud, rt, e, false, 0, false, &err);
 }
 
 /* The by-hash download that replaces a by-name index the mirror got wrong. */
@@ -484,27 +507,6 @@ static const struct sockaddr *client_of(struct req *r)
     return sa;
 }
 
-/* GET|HEAD /~/sha256/HEX from a peer: only complete, verified cache entries. */
-static enum MHD_Result serve_peer(struct req *r, const uint8_t sha256[32])
-{
-    struct server *s = r->s;
-    struct stat st;
-    char key[URL_MAX_KEY];
-    if (!s->p2p)
-        return refuse(r, MHD_HTTP_NOT_FOUND, "peer sharing is off on this host");
-    if (s->uploads >= s->conf.max_uploads)
-        return refuse(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many uploads; try another peer");
-    int fd = cache_open_sha256(s->cache, sha256, &st, key, sizeof key);
-    if (fd < 0)
-        return refuse(r, MHD_HTTP_NOT_FOUND, "not shared by this peer");
-    r->peer = true;
-    r->ans.upload = true;
-    s->uploads++;
-    snprintf(r->ans.source, sizeof r->ans.source, "upload");
-    req_set_phase(r, REQ_ANSWERED);
-    return answer_fd(&r->ans, fd, &st, key);
-}
-
 /* The checks every request passes before it is parsed. NULL = go on. */
 static const char *method_refusal(const struct req *r, unsigned *status)
 {
@@ -543,7 +545,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     if (t.form == URL_PEER) {
         if (!sa || !cidr_match_any(s->conf.peers, s->conf.n_peers, sa))
             return refuse(r, MHD_HTTP_FORBIDDEN, "client not allowed to use the peer service");
-        return serve_peer(r, t.sha256);
+        req_set_phase(r, REQ_ANSWERED); /* the peer route is uploads.h's */
+        return uploads_serve(s->up, &r->ans, sa, t.sha256, &r->upload);
     }
     if (!sa || !cidr_match_any(s->conf.allowed, s->conf.n_allowed, sa))
         return refuse(r, MHD_HTTP_FORBIDDEN, "client not in allowed_clients");
@@ -613,7 +616,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     log_request(r->client, r->method, r->target, status, r->ans.bytes, r->ans.source,
                 loop_now_ms() - r->start_ms);
     stats_served(&s->stats, status, r->ans.bytes, r->ans.source);
-    if (r->peer && status < 300)
+    if (r->upload && status < 300)
         s->stats.uploads++;
     if (s->status)
         status_note(s->status, c, r->client, r->method, r->target, status, r->ans.bytes);
@@ -623,8 +626,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     loop_timer_stop(s->loop, &r->index_timer);
     loop_timer_stop(s->loop, &r->ans.pace_timer);
-    if (r->peer && s->uploads)
-        s->uploads--;
+    uploads_end(s->up, r->upload);
     answer_unref(&r->ans);
 }
 
@@ -717,6 +719,11 @@ static int set_upstream(struct server *s, const struct config *cfg)
     return r;
 }
 
+static void sync_uploads(struct server *s)
+{
+    uploads_set(s->up, s->p2p, s->router, s->conf.max_uploads, s->port);
+}
+
 int server_reconfigure(struct server *s, const struct config *cfg)
 {
     struct router *rt = NULL;
@@ -732,6 +739,7 @@ int server_reconfigure(struct server *s, const struct config *cfg)
         s->router = rt;
     }
     s->rs.upload_kib_s = cfg->peer_upload_kib_s;
+    sync_uploads(s);
     struct conns_limits lim = server_conf_limits(cfg);
     if (s->httpd)
         httpd_set_limits(s->httpd, &lim);
@@ -783,6 +791,9 @@ int server_new(struct server **out, const struct config *cfg, struct loop *l, st
         goto fail;
     if ((r = fetcher_new(&s->fetcher, l, c, &fo)) < 0 || (r = set_upstream(s, cfg)) < 0)
         goto fail;
+    struct uploads_env ue = {c, s->fetcher, db, pull_start, s};
+    if ((r = uploads_new(&s->up, &ue)) < 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -821,6 +832,7 @@ int server_start(struct server *s)
     if (r < 0)
         return r;
     s->port = httpd_port(s->httpd);
+    sync_uploads(s);
     if ((r = router_new(&s->router, cfg, s->port)) < 0)
         return r;
     s->start_cfg = NULL; /* the caller may free it from now on */
@@ -850,6 +862,7 @@ void server_set_listen_fds(struct server *s, const int *fds, size_t n)
 void server_set_p2p(struct server *s, struct p2p *p2p)
 {
     s->p2p = p2p;
+    sync_uploads(s);
 }
 
 void server_set_status(struct server *s, struct status *st)
@@ -865,7 +878,7 @@ void server_view(const struct server *s, struct server_view *v)
         .fetcher = s->fetcher,
         .neg = s->neg,
         .ix = s->ix,
-        .uploads = s->uploads,
+        .uploads = uploads_count(s->up),
         .max_uploads = s->conf.max_uploads,
         .peer_budget_ms = s->conf.peer_budget_ms,
         .port = s->port,
@@ -915,6 +928,7 @@ void server_free(struct server *s)
     if (s->ix_added)
         loop_del_fd(s->loop, indexer_event_fd(s->ix));
     httpd_free(s->httpd); /* every connection closes: on_completed for each request */
+    uploads_free(s->up);
     negcache_free(s->neg);
     router_free(s->router);
     server_conf_done(&s->conf);

@@ -5,8 +5,11 @@
 #   (b) acng        one apt-cacher-ng for the whole lab, in its own namespace
 #   (c) apt-dht     apt-dht-proxy on every host (LAN discovery, no bootstrap)
 # For each: the total wall time until all 8 hosts have the set (apt-get update
-# + download of every package), and the bytes the mirror served. Prints a
-# Markdown table and saves it under bench/results/.
+# + download of every package), the bytes the mirror served, the CPU of the
+# caching daemons, and how even the upload load is: the bytes each lab member
+# sent on its link (eth0's tx counter; hosts and apt-cacher-ng's machine) and
+# the largest share of them that one member sent. Prints a Markdown table and
+# saves it under bench/results/.
 #
 # The lab is tests/lab/lab.sh: network namespaces on one bridge, nothing sent
 # from or to the root namespace, everything removed at exit. The mirror's
@@ -104,6 +107,21 @@ daemon_ticks() { _dt=0; for _p in $DAEMON_PIDS; do _dt=$((_dt + $(cpu_ticks "$_p
 span() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { printf "%.1f", (b - a) / d }'; }
 DAEMON_PIDS=""
 
+# Upload accounting: what each member (hosts, and acng when it is there) sent on its
+# link during a round, from its eth0's tx counter (requests and DHT datagrams included:
+# they are small next to the files).
+tx_bytes() { lab_exec "$1" cat /sys/class/net/eth0/statistics/tx_bytes 2>/dev/null || echo 0; }
+uploaders() { echo "$(lab_hosts)${ACNG_UP:+ acng}"; }
+tx_snapshot() { for _m in $(uploaders); do echo "$_m $(tx_bytes "$_m")"; done > "$1"; }
+# tx_report BEFORE: "h1=MiB,h2=MiB,... SHARE%(MEMBER)" of the bytes sent since BEFORE.
+tx_report() {
+    for _m in $(uploaders); do echo "$_m $(tx_bytes "$_m")"; done |
+        awk 'NR == FNR { b[$1] = $2; next }
+             { d = $2 - b[$1]; if (d < 0) d = 0; t += d; s = s (s ? "," : "") $1 "=" sprintf("%.0f", d / 1048576)
+               if (d > m) { m = d; who = $1 } }
+             END { printf "%s %.0f%%(%s)\n", s, t ? 100 * m / t : 0, who ? who : "-" }' "$1" -
+}
+
 # ---------------------------------------------------------------------------
 
 # host_fetch HOST HOW [URL]: apt-get update + download in HOST; records the
@@ -171,11 +189,13 @@ round() {
     LAB_APT_TAG=$_name
     _from=$(( $(wc -l < "$MIRROR_LOG") + 1 ))
     log "round $_name: $BENCH_HOSTS hosts, schedule $BENCH_SCHEDULE"
+    tx_snapshot "$T/round/tx0"
     _c0=$(busy_ticks) _d0=$(daemon_ticks)
     _t0=$(date +%s.%N)
     run_hosts "$@"
     _t1=$(date +%s.%N)
     _cpu=$(span "$_c0" "$(busy_ticks)" "$HZ") _dcpu=$(span "$_d0" "$(daemon_ticks)" "$HZ")
+    _tx=$(tx_report "$T/round/tx0")
     sleep 1   # the mirror logs an answer when it is finished
     tail -n "+$_from" "$MIRROR_LOG" > "$T/round/mirror.log"
     _served=$(lab_mirror_served '*' "$T/round/mirror.log")
@@ -204,8 +224,8 @@ round() {
         _tf=$(cat "$T/round/first.done")
         _first=$(span "$_t0" "$_tf") _rest=$(span "$_tf" "$_t1")
     fi
-    echo "$_name $_secs $_first $_rest $_cpu $_dcpu ${_served#* } ${_debs% *} $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
-    log "round $_name: $_secs s (host 1: $_first s, the rest: $_rest s; CPU busy $_cpu s, of which the caching daemons $_dcpu s), mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad"
+    echo "$_name $_secs $_first $_rest $_cpu $_dcpu ${_served#* } ${_debs% *} $_tx $_ok/$BENCH_HOSTS$_bad" >> "$T/results"
+    log "round $_name: $_secs s (host 1: $_first s, the rest: $_rest s; CPU busy $_cpu s, of which the caching daemons $_dcpu s), mirror sent ${_served#* } bytes (${_debs% *} .deb answers), $_ok/$BENCH_HOSTS hosts complete$_bad; sent per member (MiB): ${_tx% *}, the largest share ${_tx#* }"
     LAB_APT_TAG=""
 }
 
@@ -235,11 +255,11 @@ VerboseLog: 1
 EOF
         lab_bg acng "$T/acng/stderr" apt-cacher-ng -c "$T/acng/conf"
         acng_pid=$LAB_BG_PID
-        DAEMON_PIDS=$acng_pid
+        DAEMON_PIDS=$acng_pid ACNG_UP=1
         lab_wait_tcp acng "$(lab_addr acng)" "$ACNG_PORT" 15 \
             || { cat "$T/acng/stderr" >&2; hard_error "apt-cacher-ng did not start"; }
         round acng via "http://$(lab_addr acng):$ACNG_PORT"
-        DAEMON_PIDS=""
+        DAEMON_PIDS="" ACNG_UP=""
         lab_stop_bg "$acng_pid" 10
         rm -rf "$T/acng/cache"
         ;;
@@ -279,9 +299,10 @@ mkdir -p "$top_srcdir/bench/results"
     echo
     first_col="host 1 alone"
     [ "$BENCH_SCHEDULE" != departed ] || first_col="hosts 1 and 2, then host 1 departs"
-    echo "| setup | wall time (s) | $first_col (s) | the others (s) | CPU busy (s) | caching daemons' CPU (s) | mirror sent (MiB) | mirror / set | .deb answers | hosts complete |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    while read -r name secs first rest cpu dcpu bytes debs ok; do
+    echo "| setup | wall time (s) | $first_col (s) | the others (s) | CPU busy (s) | caching daemons' CPU (s) | mirror sent (MiB) | mirror / set | .deb answers | largest upload share | hosts complete |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    : > "$T/uploads"
+    while read -r name secs first rest cpu dcpu bytes debs sent share ok; do
         case $name in
             direct) label="(a) every host direct to the mirror" ;;
             acng) label="(b) one apt-cacher-ng for the lab" ;;
@@ -289,8 +310,11 @@ mkdir -p "$top_srcdir/bench/results"
             *) label=$name ;;
         esac
         ratio=$(awk -v b="$bytes" -v s="$set_bytes" 'BEGIN { printf "%.2f", b / s }')
-        echo "| $label | $secs | $first | $rest | $cpu | $dcpu | $(mib "$bytes") | $ratio | $debs | $ok |"
+        echo "| $label | $secs | $first | $rest | $cpu | $dcpu | $(mib "$bytes") | $ratio | $debs | $share | $ok |"
+        echo "- $label, MiB sent per member: $(echo "$sent" | sed 's/,/, /g')" >> "$T/uploads"
     done < "$T/results"
+    echo
+    cat "$T/uploads"
     if [ -s "$T/latency" ]; then
         read -r p50 p99 nlat < "$T/latency"
         echo
