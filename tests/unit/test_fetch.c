@@ -42,14 +42,8 @@ enum srv_mode {
     SRV_BAD_HALF,   /* as SRV_HALF, with a wrong byte in that half */
     SRV_NORANGE,    /* as SRV_OK, ignoring Range (always 200 and the whole body) */
     SRV_BADRANGE,   /* a Range is answered 206 with the wrong Content-Range */
-    SRV_OK,     /* 200 with the body */
-    SRV_BAD,    /* 200 with a body of the same length that differs in one byte */
-    SRV_HALF,   /* 200 announcing the whole body, half of it, then silence */
-    SRV_SILENT, /* reads the request and never answers */
-    SRV_LIE,    /* 200 announcing LIE_LEN bytes, the body, then close */
-    SRV_ENDLESS, /* 200 without Content-Length: ENDLESS_N bodies, then close */
-    SRV_BUSY,   /* 503 naming the relay at srv.hint_port (X-Apt-Dht-Relays) */
-    SRV_NOTHERE, /* 404 */
+    SRV_BUSY,       /* 503 naming the relay at srv.hint_port (X-Apt-Dht-Relays) */
+    SRV_NOTHERE,    /* 404 */
 };
 
 #define LIE_LEN (200 * BODY_LEN)
@@ -69,8 +63,8 @@ struct srv {
     int requests;
     int ranged;            /* requests that asked a Range */
     long last_offset;      /* the last Range's first byte; -1 = none */
-    uint16_t hint_port; /* SRV_BUSY */
-    bool pulled;        /* a request carried X-Apt-Dht-Fetch */
+    uint16_t hint_port;    /* SRV_BUSY */
+    bool pulled;           /* a request carried X-Apt-Dht-Fetch */
     struct conn *conns[8]; /* kept open until srv_stop */
     size_t n_conns;
 };
@@ -583,102 +577,6 @@ static void test_stalled_peer_resumed_from_mirror(void)
     srv_start(&m, SRV_OK);
     srv_start(&p, SRV_HALF);
     struct dl *d = start(&m.port, 1, true, 5000);
-/* A busy peer's 503 names a relay (after malformed entries, which are skipped): the relay
- * is tried next and serves; the busy peer is not reported as failed, and the mirror is
- * not asked. */
-static void test_busy_peer_names_relay(void)
-{
-    struct srv m, busy, relay;
-    setup();
-    srv_start(&m, SRV_OK);
-    srv_start(&relay, SRV_OK);
-    srv_start(&busy, SRV_BUSY);
-    busy.hint_port = relay.port;
-    struct dl *d = start(&m.port, 1, true, 5000);
-    add_peer(d, &busy);
-    dl_peers_done(d);
-    run();
-    check_body(d);
-    char want[64];
-    snprintf(want, sizeof want, "peer 127.0.0.1:%u", relay.port);
-    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
-    CU_ASSERT_EQUAL(busy.requests, 1);
-    CU_ASSERT_EQUAL(relay.requests, 1);
-    CU_ASSERT_EQUAL(w.peer_results, 1); /* the relay's PEER_OK only */
-    CU_ASSERT_EQUAL(w.last_peer_result, PEER_OK);
-    CU_ASSERT_EQUAL(m.requests, 0);
-    done(d);
-    srv_stop(&m);
-    srv_stop(&busy);
-    srv_stop(&relay);
-    teardown();
-}
-
-/* An owner is asked to pull (X-Apt-Dht-Fetch: our key); its 404 is no failure of its
- * own, and the mirror serves. */
-static void test_owner_declines(void)
-{
-    struct srv m, o;
-    setup();
-    srv_start(&m, SRV_OK);
-    srv_start(&o, SRV_NOTHERE);
-    struct dl *d = start(&m.port, 1, true, 5000);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons(o.port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/~/sha256/00", o.port);
-    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), 0);
-    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), -EEXIST);
-    dl_peers_done(d);
-    run();
-    check_body(d);
-    CU_ASSERT_TRUE(o.pulled);
-    CU_ASSERT_EQUAL(w.peer_results, 0);
-    CU_ASSERT_EQUAL(m.requests, 1);
-    done(d);
-    srv_stop(&m);
-    srv_stop(&o);
-    teardown();
-}
-
-/* What a relay sees of a lying peer's body, then the mirror's. */
-static struct {
-    uint64_t most_from_peer; /* dl_relay_available at its largest while a peer sent */
-    unsigned gens;           /* body generations seen */
-    unsigned last_gen;
-} relay_view;
-
-static void relay_watch(void *ud)
-{
-    struct dl *d = ud;
-    if (dl_body_gen(d) != relay_view.last_gen) {
-        relay_view.last_gen = dl_body_gen(d);
-        relay_view.gens++;
-    }
-    if (strncmp(dl_source(d), "peer ", 5) == 0 && dl_state(d) == DL_STREAMING &&
-        dl_relay_available(d) > relay_view.most_from_peer)
-        relay_view.most_from_peer = dl_relay_available(d);
-}
-
-/* A relay of a download in flight: it may send a peer's unverified bytes as they come,
- * all but the last; the lying peer's body and the mirror's are two generations (a relay
- * that sent bytes of the first must cut its response); once DONE, every byte, and the
- * download is found by its SHA-256 only while in flight. */
-static void test_relay_view(void)
-{
-    struct srv m, p;
-    uint64_t size = 0;
-    setup();
-    memset(&relay_view, 0, sizeof relay_view);
-    srv_start(&m, SRV_OK);
-    srv_start(&p, SRV_BAD);
-    struct dl *d = start(&m.port, 1, true, 5000);
-    CU_ASSERT_PTR_EQUAL(fetcher_find_sha256(w.f, w.expect.sha256, &size), d);
-    CU_ASSERT_EQUAL(size, BODY_LEN);
-    dl_relay_count(d, +1); /* a peer's bytes are notified too */
-    CU_ASSERT_PTR_NOT_NULL_FATAL(dl_watch(d, relay_watch, d));
-    relay_view.last_gen = dl_body_gen(d);
     add_peer(d, &p);
     dl_peers_done(d);
     run();
@@ -803,6 +701,112 @@ static void test_headers_then_stall(void)
     CU_ASSERT_EQUAL(m.requests, 1);
     CU_ASSERT_EQUAL(m.ranged, 0);
     CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p);
+    teardown();
+}
+
+/* A busy peer's 503 names a relay (after malformed entries, which are skipped): the relay
+ * is tried next and serves; the busy peer is not reported as failed, and the mirror is
+ * not asked. */
+static void test_busy_peer_names_relay(void)
+{
+    struct srv m, busy, relay;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&relay, SRV_OK);
+    srv_start(&busy, SRV_BUSY);
+    busy.hint_port = relay.port;
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &busy);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", relay.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT_EQUAL(busy.requests, 1);
+    CU_ASSERT_EQUAL(relay.requests, 1);
+    CU_ASSERT_EQUAL(w.peer_results, 1); /* the relay's PEER_OK only */
+    CU_ASSERT_EQUAL(w.last_peer_result, PEER_OK);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&busy);
+    srv_stop(&relay);
+    teardown();
+}
+
+/* An owner is asked to pull (X-Apt-Dht-Fetch: our key); its 404 is no failure of its
+ * own, and the mirror serves. */
+static void test_owner_declines(void)
+{
+    struct srv m, o;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&o, SRV_NOTHERE);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(o.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/~/sha256/00", o.port);
+    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), 0);
+    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), -EEXIST);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    CU_ASSERT_TRUE(o.pulled);
+    CU_ASSERT_EQUAL(w.peer_results, 0);
+    CU_ASSERT_EQUAL(m.requests, 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&o);
+    teardown();
+}
+
+/* What a relay sees of a lying peer's body, then the mirror's. */
+static struct {
+    uint64_t most_from_peer; /* dl_relay_available at its largest while a peer sent */
+    unsigned gens;           /* body generations seen */
+    unsigned last_gen;
+} relay_view;
+
+static void relay_watch(void *ud)
+{
+    struct dl *d = ud;
+    if (dl_body_gen(d) != relay_view.last_gen) {
+        relay_view.last_gen = dl_body_gen(d);
+        relay_view.gens++;
+    }
+    if (strncmp(dl_source(d), "peer ", 5) == 0 && dl_state(d) == DL_STREAMING &&
+        dl_relay_available(d) > relay_view.most_from_peer)
+        relay_view.most_from_peer = dl_relay_available(d);
+}
+
+/* A relay of a download in flight: it may send a peer's unverified bytes as they come,
+ * all but the last; the lying peer's body and the mirror's are two generations (a relay
+ * that sent bytes of the first must cut its response); once DONE, every byte, and the
+ * download is found by its SHA-256 only while in flight. */
+static void test_relay_view(void)
+{
+    struct srv m, p;
+    uint64_t size = 0;
+    setup();
+    memset(&relay_view, 0, sizeof relay_view);
+    srv_start(&m, SRV_OK);
+    srv_start(&p, SRV_BAD);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    CU_ASSERT_PTR_EQUAL(fetcher_find_sha256(w.f, w.expect.sha256, &size), d);
+    CU_ASSERT_EQUAL(size, BODY_LEN);
+    dl_relay_count(d, +1); /* a peer's bytes are notified too */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dl_watch(d, relay_watch, d));
+    relay_view.last_gen = dl_body_gen(d);
+    add_peer(d, &p);
+    dl_peers_done(d);
+    run();
+    check_body(d);
     CU_ASSERT_EQUAL(relay_view.most_from_peer, BODY_LEN - 1); /* the last byte held back */
     CU_ASSERT(relay_view.gens >= 2);                         /* the peer's, the mirror's */
     CU_ASSERT_EQUAL(dl_relay_available(d), BODY_LEN);
