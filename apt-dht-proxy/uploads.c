@@ -235,11 +235,20 @@ static int route_of_key(const struct router *r, const char *key, struct route *r
     char raw[URL_MAX_TARGET], enc[URL_MAX_TARGET];
     struct url_target t;
     const char *slash = strchr(key, '/');
+    int first = slash ? (int)(slash - key) : 0;
     *why = "X-Apt-Dht-Fetch: not a cache key this host can route";
-    if (!r || !slash || slash == key || (size_t)(slash - key) > URL_MAX_HOST ||
-        url_encode_path(slash, enc, sizeof enc) < 0 ||
-        snprintf(raw, sizeof raw, "http://%.*s%s", (int)(slash - key), key, enc) >=
-            (int)sizeof raw ||
+    if (!r || !slash || slash == key || (size_t)first > URL_MAX_HOST ||
+        url_encode_path(slash, enc, sizeof enc) < 0)
+        return -EINVAL;
+    /* "NAME/PATH" of a backend (or "HOST/PATH" in rewrite mode): the origin form */
+    if (snprintf(raw, sizeof raw, "/%.*s%s", first, key, enc) < (int)sizeof raw &&
+        url_parse(raw, &t) == 0 && t.form == URL_ORIGIN && router_resolve(r, &t, rt, why) == 0) {
+        if (strcmp(rt->key, key) == 0)
+            return 0;
+        route_done(rt);
+    }
+    /* "HOST[:PORT]/PATH" of a host of its own: the proxy form */
+    if (snprintf(raw, sizeof raw, "http://%.*s%s", first, key, enc) >= (int)sizeof raw ||
         url_parse(raw, &t) < 0 || t.form != URL_ABSOLUTE)
         return -EINVAL;
     return router_resolve(r, &t, rt, why) == 0 ? 0 : -EINVAL;

@@ -39,11 +39,11 @@ apt_update "$c"
 wait_for 10 grep -q "apt-dht-tools" "$T/o/log" || true # the indexer's parse (logged or not)
 sleep 1
 
-host=${MIRROR_URL#http://}
+# a backend's files are keyed by its name
 tools_path=$(awk '$1 == "apt-dht-tools" { print $4 }' "$FIXTURE_DIR/packages.txt")
 tools_sum=$(awk '$1 == "apt-dht-tools" { print $6 }' "$FIXTURE_DIR/packages.txt")
 hello_sum=$(awk '$1 == "apt-dht-hello" { print $6 }' "$FIXTURE_DIR/packages.txt")
-tools_key="$host/debian/$tools_path"
+tools_key="fixture/$tools_path"
 peer_url="http://127.0.0.1:$P/~/sha256/$tools_sum"
 
 # ask WANT-STATUS WANT-TEXT [CURL-ARGS...]: one peer request for the tools package.
@@ -56,15 +56,15 @@ ask() {
 
 # --- 1. refusals ---------------------------------------------------------------
 ask 404 "not shared by this peer"
-ask 404 "do not list that key" -H "X-Apt-Dht-Fetch: $host/debian/pool/main/n/nope/nope_1_all.deb"
-ask 404 "another SHA-256" -H "X-Apt-Dht-Fetch: $host/debian/$(awk '$1 == "apt-dht-hello" { print $4 }' "$FIXTURE_DIR/packages.txt")"
+ask 404 "do not list that key" -H "X-Apt-Dht-Fetch: fixture/pool/main/n/nope/nope_1_all.deb"
+ask 404 "another SHA-256" -H "X-Apt-Dht-Fetch: fixture/$(awk '$1 == "apt-dht-hello" { print $4 }' "$FIXTURE_DIR/packages.txt")"
 ask 404 "do not list that key" -H "X-Apt-Dht-Fetch: ../../etc/passwd"
 ask 404 "do not list that key" -H "X-Apt-Dht-Fetch: $(printf 'x%.0s' $(seq 1 300))/a"
 # an index file by name is volatile: listed (by its Release) with a SHA-256, never pulled
 pk_rel=$(ls "$FIXTURE_ROOT/dists/bookworm/main/binary-amd64/" | grep -m1 '^Packages')
 pk_sum=$(sha256_of "$FIXTURE_ROOT/dists/bookworm/main/binary-amd64/$pk_rel")
 st=$(tcurl -o "$T/body" -w '%{http_code}' \
-    -H "X-Apt-Dht-Fetch: $host/debian/dists/bookworm/main/binary-amd64/$pk_rel" \
+    -H "X-Apt-Dht-Fetch: fixture/dists/bookworm/main/binary-amd64/$pk_rel" \
     "http://127.0.0.1:$P/~/sha256/$pk_sum")
 check_eq 404 "$st" "status of a pull-through request for $pk_rel"
 grep -q "immutable" "$T/body" || fail "answer for $pk_rel: $(cat "$T/body")"
