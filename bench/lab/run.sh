@@ -33,7 +33,10 @@
 #                    departed (hosts 1 and 2 one after the other, then host 1's link
 #                    dies while the DHT still lists it, then hosts 3.. at once; "the
 #                    others" is the time of hosts 3..; run it again with
-#                    BENCH_DHT_MODE=off for the no-DHT figure)
+#                    BENCH_DHT_MODE=off for the no-DHT figure), churn (all at
+#                    once; after BENCH_CHURN_AT s (default 2) the links of hosts 2 and
+#                    3 die, host 3's comes back BENCH_CHURN_BACK s later (default 3),
+#                    host 2's when the others are done)
 #   BENCH_ROUNDS     which rounds to run (default "direct acng apt-dht")
 #   BENCH_DHT_MODE   dht.mode of the apt-dht round (default apt-dht)
 #   BENCH_VERIFY     1 (default): check every downloaded file against the pool
@@ -50,6 +53,7 @@ export top_srcdir top_builddir
 
 : "${BENCH_HOSTS:=8}" "${BENCH_COUNT:=10}" "${BENCH_SIZE_MIB:=20}" "${BENCH_RATE:=200mbit}"
 : "${BENCH_DELAY:=}" "${BENCH_HOST_RATE:=}" "${BENCH_SCHEDULE:=first-then-rest}" "${BENCH_ROUNDS:=direct acng apt-dht}"
+: "${BENCH_CHURN_AT:=2}" "${BENCH_CHURN_BACK:=3}"
 : "${BENCH_DHT_MODE:=apt-dht}" "${BENCH_VERIFY:=1}" "${APT_TIME_LIMIT:=900}" "${APT_RETRIES:=3}"
 export APT_TIME_LIMIT APT_RETRIES
 LAB_APT_QUIET=1
@@ -149,6 +153,29 @@ run_departed() {
     ip -n "$LAB_ID-br" link set v-h1 up || hard_error "cannot bring h1's link back"
 }
 
+# run_churn HOW [URL]: the churn schedule: every host at once, as parallel; after
+# BENCH_CHURN_AT seconds the links of hosts 2 and 3 die (their veths in the bridge: packets
+# vanish), BENCH_CHURN_BACK seconds later host 3's comes back, and host 2's once every
+# other host is done; then host 2 finishes too. Every apt run must succeed.
+run_churn() {
+    _pids=""
+    for _bh in $(lab_hosts); do
+        host_fetch "$_bh" "$@" &
+        if [ "$_bh" = h2 ]; then _p2=$!; else _pids="$_pids $!"; fi
+    done
+    sleep "$BENCH_CHURN_AT"
+    ip -n "$LAB_ID-br" link set v-h2 down || hard_error "cannot take h2's link down"
+    ip -n "$LAB_ID-br" link set v-h3 down || hard_error "cannot take h3's link down"
+    log "churn: h2 and h3 departed"
+    sleep "$BENCH_CHURN_BACK"
+    ip -n "$LAB_ID-br" link set v-h3 up || hard_error "cannot bring h3's link back"
+    log "churn: h3 is back"
+    for _p in $_pids; do wait "$_p" || true; done
+    ip -n "$LAB_ID-br" link set v-h2 up || hard_error "cannot bring h2's link back"
+    log "churn: h2 is back"
+    wait "$_p2" || true
+}
+
 # peer_latency: "p50 p99 N" in ms over the lines of every host's proxy log since
 # PEER_LOG_FROM_h* that say how long after a miss a LAN peer's first byte came.
 peer_latency() {
@@ -167,6 +194,7 @@ peer_latency() {
 # run_hosts HOW [URL]: every host fetches the set, in BENCH_SCHEDULE order.
 run_hosts() {
     [ "$BENCH_SCHEDULE" != departed ] || { run_departed "$@"; return; }
+    [ "$BENCH_SCHEDULE" != churn ] || { run_churn "$@"; return; }
     _pids=""
     for _bh in $(lab_hosts); do
         case $BENCH_SCHEDULE in
