@@ -47,6 +47,9 @@ static struct policy_out first(const struct policy_in *in)
         return miss(fetch(in->have_expect, false, false));
     }
     if (in->have_expect && !in->release_name) {
+        /* a newer InRelease of its suite is being parsed: the listed bytes may change */
+        if (in->release_queued && !in->index_waited)
+            return act(ACT_WAIT_INDEX);
         /* an index the last InRelease lists: only the listed bytes will do */
         if (in->expect_sha256 && in->cached && in->cached_matches)
             return hit();

@@ -59,6 +59,8 @@ struct policy_in {
     bool neg_hit;        /* the mirror answered 404 for it recently */
     bool index_pending;  /* the indexer has files queued */
     bool index_waited;   /* this request waited for the indexer already */
+    bool release_queued; /* the InRelease or Release of this file's suite waits to be parsed:
+                          * the expected hash may be about to change */
     bool retried;        /* this request already decided afresh once */
     bool by_hash_tried;  /* this request already fell back to by-hash */
     const struct policy_dl *dl; /* NULL: no download yet (the first decision) */

@@ -223,6 +223,23 @@ static bool is_release_name(const char *key)
            strcmp(b, "Release.gpg") == 0;
 }
 
+/* True while the InRelease or Release of the suite of key (".../dists/SUITE/...") waits
+ * for the indexer: an index by name must not be judged by the hashes of the one before. */
+static bool suite_release_queued(struct indexer *ix, const char *key)
+{
+    char rel[URL_MAX_KEY + 16];
+    const char *d = strstr(key, "/dists/");
+    const char *end = d ? strchr(d + 7, '/') : NULL;
+    if (!ix || !end)
+        return false;
+    int n = (int)(end - key + 1);
+    snprintf(rel, sizeof rel, "%.*sInRelease", n, key);
+    if (indexer_queued(ix, rel))
+        return true;
+    snprintf(rel, sizeof rel, "%.*sRelease", n, key);
+    return indexer_queued(ix, rel);
+}
+
 /* A miss whose content is known may be a cache entry under another key, or a file
  * imported from outside: catalogue_adopt makes it this key's entry. Asked before a
  * download is joined only (a request that waits on one is past that decision). */
@@ -249,6 +266,8 @@ static void gather(struct req *r, struct policy_in *in, struct hashdb_entry *e)
     in->neg_hit = negcache_has(s->neg, r->route.key, loop_now_ms());
     in->index_pending = s->ix && indexer_pending(s->ix) > 0;
     in->index_waited = r->index_waited;
+    in->release_queued = in->cls == URL_VOLATILE && !in->release_name && in->have_expect &&
+                         suite_release_queued(s->ix, r->route.key);
     in->retried = r->retried;
     in->by_hash_tried = r->by_hash_tried;
 }

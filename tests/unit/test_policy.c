@@ -78,6 +78,12 @@ static const struct row rows[] = {
     {"listed, cached not matching", {LISTED, STALE}, FETCH_MISS(true, true)},
     {"listed, absent", {LISTED}, FETCH_MISS(true, true)},
     {"listed, absent, indexer pending", {LISTED, .index_pending = true}, FETCH_MISS(true, true)},
+    /* a newer InRelease of its suite waits for the indexer: wait for it, once */
+    {"listed, cached matching, its Release queued", {LISTED, CACHED, .release_queued = true},
+     DO(ACT_WAIT_INDEX)},
+    {"listed, cached matching, its Release queued, waited",
+     {LISTED, CACHED, .release_queued = true, .index_waited = true},
+     HIT},
     /* only a SHA-1 listed: the cache records SHA-256, so its copy cannot be trusted */
     {"listed SHA-1 only, cached", {UNKNOWN, .have_expect = true, CACHED}, FETCH_MISS(true, true)},
     {"listed SHA-1 only, absent", {UNKNOWN, .have_expect = true}, FETCH_MISS(true, true)},
