@@ -2,6 +2,7 @@
  * refused or yields a path that is safe under the cache dir and re-encodes canonically
  * (decoding the re-encoded path gives the same path back). */
 #include "aptdht-config.h"
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     url_is_archive_path(t.path);
     url_classify(t.path);
     char enc[URL_MAX_PATH * 3 + URL_MAX_HOST + 8];
-    int n = snprintf(enc, sizeof enc, "/%s", t.host);
+    /* the rewrite spelling of the same host and path: "/HOST/PATH", except for an https
+     * host with an explicit :80, which that spelling would read as http and drop the
+     * port: acng's "/HTTPS///HOST:80/PATH" then. (The scheme itself may differ:
+     * http://HOST:443/ in proxy form and /HOST:443/ name one host and port, one cache
+     * key, fetched over http and https.) */
+    size_t hl = strlen(t.host);
+    bool https80 = t.https && hl > 3 && strcmp(t.host + hl - 3, ":80") == 0;
+    int n = snprintf(enc, sizeof enc, https80 ? "/HTTPS///%s" : "/%s", t.host);
     if (n < 0 || (size_t)n >= sizeof enc)
         return 0;
     if (url_encode_path(t.path, enc + n, sizeof enc - (size_t)n) < 0)
