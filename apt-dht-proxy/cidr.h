@@ -25,6 +25,10 @@ int cidr_parse(const char *s, struct cidr *out);
  * is inside any of the n blocks. */
 bool cidr_match_any(const struct cidr *blocks, size_t n, const struct sockaddr *sa);
 
+/* True if a and b (sockaddr_in or sockaddr_in6) are the same address, whatever their
+ * ports: one host's listening address and the address it connected from. */
+bool sa_same_host(const struct sockaddr *a, const struct sockaddr *b);
+
 /* Replaces *dst (n_dst blocks, freed) with a copy of src's n blocks. 0 or -ENOMEM (then
  * *dst is as it was). */
 int cidr_list_copy(struct cidr **dst, size_t *n_dst, const struct cidr *src, size_t n);

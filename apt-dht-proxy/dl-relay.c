@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "apt-dht-proxy/cidr.h"
 #include "apt-dht-proxy/fetch-int.h"
 #include "apt-dht-proxy/log.h"
 
@@ -99,24 +100,14 @@ uint64_t dl_relay_available(const struct dl *d)
     return d->received;
 }
 
-static bool same_host(const struct sockaddr_storage *p, const struct sockaddr *host)
-{
-    if (host->sa_family != p->ss_family)
-        return false;
-    if (host->sa_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)p)->sin_addr,
-                      &((const struct sockaddr_in *)host)->sin_addr, 4) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)p)->sin6_addr,
-                  &((const struct sockaddr_in6 *)host)->sin6_addr, 16) == 0;
-}
-
 bool dl_source_is_host(const struct dl *d, const struct sockaddr *host)
 {
     if (d->src != SRC_PEER)
         return false;
     for (size_t i = 0; i < DL_MAX_XFERS; i++) {
         const struct xfer *x = &d->xf[i];
-        if (x->easy && !x->doomed && x->peer && same_host(&d->peers[x->idx].sa, host))
+        if (x->easy && !x->doomed && x->peer &&
+            sa_same_host((const struct sockaddr *)&d->peers[x->idx].sa, host))
             return true;
     }
     return false;

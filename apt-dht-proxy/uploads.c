@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "apt-dht-proxy/cidr.h"
 #include "apt-dht-proxy/cache.h"
 #include "apt-dht-proxy/fetch.h"
 #include "apt-dht-proxy/hashdb.h"
@@ -33,7 +34,7 @@ struct upload {
     struct sockaddr_storage to; /* the peer's HTTP address, for relay hints */
     struct dl *dl;              /* a relay's download (referenced), else NULL */
     struct dl_watch *watch;
-    bool listed;                /* in u->list and counted (until uploads_end) */
+    bool listed; /* in u->list and counted (until uploads_end) */
     struct upload *prev, *next;
 };
 
@@ -65,8 +66,8 @@ void uploads_free(struct uploads *u)
     free(u);
 }
 
-void uploads_set(struct uploads *u, struct p2p *p2p, const struct router *rt,
-                 unsigned max_uploads, uint16_t port)
+void uploads_set(struct uploads *u, struct p2p *p2p, const struct router *rt, unsigned max_uploads,
+                 uint16_t port)
 {
     u->router = rt;
     u->port = port;
@@ -80,17 +81,6 @@ unsigned uploads_count(const struct uploads *u)
 }
 
 /* ---- the records ---- */
-
-static bool same_host(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-    if (a->ss_family != b->sa_family)
-        return false;
-    if (b->sa_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-                      &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-}
 
 static void set_port(struct sockaddr_storage *sa, uint16_t port_be)
 {
@@ -108,10 +98,11 @@ static void peer_http_addr(struct uploads *u, const struct sockaddr *client,
     struct p2p_node nodes[64];
     size_t n = p2p_nodes(u->p2p, nodes, 64);
     memset(out, 0, sizeof *out);
-    memcpy(out, client, client->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                       : sizeof(struct sockaddr_in));
+    memcpy(out, client,
+           client->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                         : sizeof(struct sockaddr_in));
     for (size_t i = 0; i < n; i++) {
-        if (same_host(&nodes[i].addr, client)) {
+        if (sa_same_host((const struct sockaddr *)&nodes[i].addr, client)) {
             *out = nodes[i].addr;
             return;
         }
@@ -188,10 +179,11 @@ static unsigned going_to(struct uploads *u, const uint8_t sha256[32], const stru
         const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&up->to;
         const void *ip = v4 ? (const void *)&a4->sin_addr : (const void *)&a6->sin6_addr;
         unsigned port = ntohs(v4 ? a4->sin_port : a6->sin6_port);
-        if (same_host(&up->to, client) || !inet_ntop(up->to.ss_family, ip, host, sizeof host))
+        if (sa_same_host((const struct sockaddr *)&up->to, client) ||
+            !inet_ntop(up->to.ss_family, ip, host, sizeof host))
             continue;
-        int w = snprintf(out + len, n - len, v4 ? "%s%s:%u" : "%s[%s]:%u", len ? "," : "", host,
-                         port);
+        int w =
+            snprintf(out + len, n - len, v4 ? "%s%s:%u" : "%s[%s]:%u", len ? "," : "", host, port);
         if (w < 0 || (size_t)w >= n - len) {
             out[len] = '\0';
             break;
@@ -229,8 +221,7 @@ static const char *pull_key(struct answer *a)
 }
 
 /* The route of a cache key ("HOST/PATH"), as apt's proxy form of it would get. */
-static int route_of_key(const struct router *r, const char *key, struct route *rt,
-                        const char **why)
+static int route_of_key(const struct router *r, const char *key, struct route *rt, const char **why)
 {
     char raw[URL_MAX_TARGET], enc[URL_MAX_TARGET];
     struct url_target t;
@@ -272,8 +263,8 @@ static const char *index_refusal(struct uploads *u, const char *key, const uint8
 /* A pull-through request: the download starts here only if this host's own index lists
  * key with exactly this SHA-256 and a size, and key routes here as an immutable file
  * under that same key. NULL with *why otherwise. */
-static struct dl *pull(struct uploads *u, const char *key, const uint8_t sha256[32],
-                       uint64_t *size, const char **why)
+static struct dl *pull(struct uploads *u, const char *key, const uint8_t sha256[32], uint64_t *size,
+                       const char **why)
 {
     struct hashdb_entry e;
     struct route rt;

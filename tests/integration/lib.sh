@@ -435,6 +435,40 @@ proxy_kill9() {
     PROXY_PID=""
 }
 
+# p2p_node_start NAME PORT [BOOTSTRAP-PORT]: one of several proxies on loopback sharing
+# through the DHT, with its own cache and state under $T/NAME (log $T/NAME/log, PID in
+# PID_NAME); P2P_MODE (default apt-dht) is its dialect, P2P_LOG_LEVEL (default debug)
+# its log level; LAN discovery off, the peer budget 2 s (lookups on a loaded machine).
+p2p_node_start() {
+    _n=$1 _p=$2 _b=${3:-}
+    mkdir -p "$T/$_n/cache" "$T/$_n/state"
+    _boot=""
+    [ -n "$_b" ] && _boot="\"127.0.0.1:$_b\""
+    cat > "$T/$_n/apt-dht.conf" <<EOC
+listen: {address: 127.0.0.1, port: $_p}
+backends: {fixture: [$MIRROR_URL/debian]}
+dht: {mode: ${P2P_MODE:-apt-dht}, lan_discovery: false, bootstrap: [$_boot]}
+peers: {budget: 2000}
+log: {level: ${P2P_LOG_LEVEL:-debug}}
+EOC
+    "$(proxy_bin)" -f -c "$T/$_n/apt-dht.conf" --cache-dir "$T/$_n/cache" \
+        --state-dir "$T/$_n/state" >> "$T/$_n/log" 2>&1 &
+    eval "PID_$_n=$!"
+    track_pid "$!"
+    wait_port "$_p" 15 || { tail -20 "$T/$_n/log"; fail "proxy $_n did not start"; }
+}
+
+# p2p_client NAME PORT: a sandboxed apt ($T/client-NAME) using the proxy on PORT by
+# backend name: update, download every fixture package, check them.
+p2p_client() {
+    _c="$T/client-$1"
+    apt_sandbox "$_c"
+    apt_sources "$_c" backend fixture "http://127.0.0.1:$2"
+    apt_update "$_c"
+    apt_download_all "$_c" "$_c/downloads" || fail "host $1: apt could not download everything"
+    apt_check_downloads "$_c/downloads"
+}
+
 # http_status URL [CURL-ARGS...]: print the HTTP status code curl got (000 when none).
 http_status() {
     _u=$1; shift

@@ -226,12 +226,33 @@ static void test_match_edges(void)
     CU_ASSERT_FALSE(cidr_match_any(wide, 2, (struct sockaddr *)&v4));
 }
 
+/* Same address, any port; different addresses or families never match. */
+static void test_same_host(void)
+{
+    struct sockaddr_storage a, b;
+    make_addr("10.0.0.1", &a);
+    make_addr("10.0.0.1", &b);
+    ((struct sockaddr_in *)&b)->sin_port = htons(9977);
+    CU_ASSERT_TRUE(sa_same_host((struct sockaddr *)&a, (struct sockaddr *)&b));
+    make_addr("10.0.0.2", &b);
+    CU_ASSERT_FALSE(sa_same_host((struct sockaddr *)&a, (struct sockaddr *)&b));
+    make_addr("::ffff:10.0.0.1", &b);
+    CU_ASSERT_FALSE(sa_same_host((struct sockaddr *)&a, (struct sockaddr *)&b));
+    make_addr("fd00::1", &a);
+    make_addr("fd00::1", &b);
+    ((struct sockaddr_in6 *)&b)->sin6_port = htons(1);
+    CU_ASSERT_TRUE(sa_same_host((struct sockaddr *)&a, (struct sockaddr *)&b));
+    make_addr("fd00::2", &b);
+    CU_ASSERT_FALSE(sa_same_host((struct sockaddr *)&a, (struct sockaddr *)&b));
+}
+
 int main(void)
 {
     static const struct unit_case cases[] = {
         {"cidr_parse", test_parse},
         {"cidr_match_any", test_match},
         {"cidr_match_any: edges", test_match_edges},
+        {"sa_same_host: the address, not the port", test_same_host},
         {NULL, NULL},
     };
     return unit_run("cidr", cases);

@@ -25,29 +25,9 @@ NODE_BIN=$(node_bin)
 fixture_build
 mirror_start
 
-# start_node NAME PORT [BOOTSTRAP-PORT]: a proxy with its own cache and state.
-start_node() {
-    _n=$1 _p=$2 _b=${3:-}
-    mkdir -p "$T/$_n/cache" "$T/$_n/state"
-    _boot=""
-    [ -n "$_b" ] && _boot="\"127.0.0.1:$_b\""
-    cat > "$T/$_n/apt-dht.conf" <<EOC
-listen: {address: 127.0.0.1, port: $_p}
-backends: {fixture: [$MIRROR_URL/debian]}
-dht: {mode: ${P2P_MODE:-apt-dht}, lan_discovery: false, bootstrap: [$_boot]}
-peers: {budget: 2000}
-log: {level: debug}
-EOC
-    "$(proxy_bin)" -f -c "$T/$_n/apt-dht.conf" --cache-dir "$T/$_n/cache" \
-        --state-dir "$T/$_n/state" >> "$T/$_n/log" 2>&1 &
-    eval "PID_$_n=$!"
-    track_pid "$!"
-    wait_port "$_p" 15 || { tail -20 "$T/$_n/log"; fail "proxy $_n did not start"; }
-}
-
 PA=$(free_port); PB=$(free_port)
-start_node a "$PA"
-start_node b "$PB" "$PA"
+p2p_node_start a "$PA"
+p2p_node_start b "$PB" "$PA"
 wait_for 20 grep -q "dht: alone -> active" "$T/b/log" || fail "node b never joined the DHT"
 
 # fake BEHAVE FILE...: a fake peer behaving so, announced as the holder of each FILE (a

@@ -17,40 +17,10 @@ NODE_BIN=$(node_bin)
 fixture_build
 mirror_start
 
-# start_node NAME PORT [BOOTSTRAP-PORT]: a proxy with its own cache and state.
-start_node() {
-    _n=$1 _p=$2 _b=${3:-}
-    mkdir -p "$T/$_n/cache" "$T/$_n/state"
-    _boot=""
-    [ -n "$_b" ] && _boot="\"127.0.0.1:$_b\""
-    cat > "$T/$_n/apt-dht.conf" <<EOC
-listen: {address: 127.0.0.1, port: $_p}
-backends: {fixture: [$MIRROR_URL/debian]}
-dht: {mode: ${P2P_MODE:-apt-dht}, lan_discovery: false, bootstrap: [$_boot]}
-peers: {budget: 2000}
-log: {level: debug}
-EOC
-    "$(proxy_bin)" -f -c "$T/$_n/apt-dht.conf" --cache-dir "$T/$_n/cache" \
-        --state-dir "$T/$_n/state" >> "$T/$_n/log" 2>&1 &
-    eval "PID_$_n=$!"
-    track_pid "$!"
-    wait_port "$_p" 15 || { tail -20 "$T/$_n/log"; fail "proxy $_n did not start"; }
-}
-
-# client NAME PORT: a sandboxed apt using proxy NAME by backend name; update + download all.
-client() {
-    _c="$T/client-$1"
-    apt_sandbox "$_c"
-    apt_sources "$_c" backend fixture "http://127.0.0.1:$2"
-    apt_update "$_c"
-    apt_download_all "$_c" "$_c/downloads" || fail "host $1: apt could not download everything"
-    apt_check_downloads "$_c/downloads"
-}
-
 PA=$(free_port); PB=$(free_port); PC=$(free_port)
-start_node a "$PA"
-start_node b "$PB" "$PA"
-start_node c "$PC" "$PA"
+p2p_node_start a "$PA"
+p2p_node_start b "$PB" "$PA"
+p2p_node_start c "$PC" "$PA"
 wait_for 20 grep -q "dht: alone -> active" "$T/b/log" || fail "node b never joined the DHT"
 wait_for 20 grep -q "dht: alone -> active" "$T/c/log" || fail "node c never joined the DHT"
 
@@ -87,7 +57,7 @@ wait_port "$FAKE_PORT" 10 || fail "fake peer did not start"
     --timeout 20 announce "$big_key" "$FAKE_PORT" > "$T/announce.log" 2>&1 \
     || { cat "$T/announce.log"; fail "could not announce the lying peer"; }
 
-client a "$PA"
+p2p_client a "$PA"
 grep -q "fake peer:" "$T/fake.log" || fail "the lying peer was never asked"
 grep -q "peer 127.0.0.1:$FAKE_PORT served data that failed verification: banned" "$T/a/log" \
     || fail "the lying peer was not banned"
@@ -96,7 +66,7 @@ check_eq "$pool_total" "$(mirror_bytes '*/pool/*')" "pool bytes from the mirror 
 log "host a: lying peer rejected and banned; apt got every file right"
 
 # --- 2. host b: everything from peers ------------------------------------------------
-client b "$PB"
+p2p_client b "$PB"
 check_eq "$pool_total" "$(mirror_bytes '*/pool/*')" "pool bytes from the mirror after host b"
 n_peer=$(grep -c "GET /fixture/pool/.* 200 [0-9]* peer 127.0.0.1:$PA " "$T/b/log" || true)
 [ "$n_peer" -ge 6 ] || fail "host b got only $n_peer pool files from peer a"
@@ -104,7 +74,7 @@ log "host b: $n_peer pool files from peer a, zero pool bytes from the mirror"
 
 # --- 3. host a gone: host c still served, by b ------------------------------------
 stop_pid "$PID_a" 10
-client c "$PC"
+p2p_client c "$PC"
 check_eq "$pool_total" "$(mirror_bytes '*/pool/*')" "pool bytes from the mirror after host c"
 grep -q "GET /fixture/pool/.* 200 [0-9]* peer 127.0.0.1:$PB " "$T/c/log" \
     || fail "host c got nothing from peer b"

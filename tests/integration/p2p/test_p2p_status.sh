@@ -23,34 +23,6 @@ mirror_start
 SHOTS=${STATUS_SHOT_DIR:-$top_builddir/tests/integration/p2p}
 mkdir -p "$SHOTS"
 
-# start_node NAME PORT [BOOTSTRAP-PORT]: a proxy with its own cache and state.
-start_node() {
-    _n=$1 _p=$2 _b=${3:-}
-    mkdir -p "$T/$_n/cache" "$T/$_n/state"
-    _boot=""
-    [ -n "$_b" ] && _boot="\"127.0.0.1:$_b\""
-    cat > "$T/$_n/apt-dht.conf" <<EOC
-listen: {address: 127.0.0.1, port: $_p}
-backends: {fixture: [$MIRROR_URL/debian]}
-dht: {mode: apt-dht, lan_discovery: false, bootstrap: [$_boot]}
-peers: {budget: 2000}
-EOC
-    "$(proxy_bin)" -f -c "$T/$_n/apt-dht.conf" --cache-dir "$T/$_n/cache" \
-        --state-dir "$T/$_n/state" >> "$T/$_n/log" 2>&1 &
-    eval "PID_$_n=$!"
-    track_pid "$!"
-    wait_port "$_p" 15 || { tail -20 "$T/$_n/log"; fail "proxy $_n did not start"; }
-}
-
-client() {
-    _c="$T/client-$1"
-    apt_sandbox "$_c"
-    apt_sources "$_c" backend fixture "http://127.0.0.1:$2"
-    apt_update "$_c"
-    apt_download_all "$_c" "$_c/downloads" || fail "host $1: apt could not download everything"
-    apt_check_downloads "$_c/downloads"
-}
-
 # log_total NAME [SOURCE-RE [PATH-RE]]: body bytes the proxy's request log says went to
 # apt (status < 400, source cache, peer or mirror), or only those of one source and path;
 # log_count: the number of such answers.
@@ -88,8 +60,9 @@ chromium_run --dump-dom 'data:text/html,<p id="probe">ok</p>' > "$T/probe.dom" 2
 grep -q 'id="probe"' "$T/probe.dom" || skip "chromium cannot run here: $(tail -n 1 "$T/probe.err")"
 
 PA=$(free_port); PB=$(free_port)
-start_node a "$PA"
-start_node b "$PB" "$PA"
+P2P_LOG_LEVEL=info # the page shows the log ring: its default level
+p2p_node_start a "$PA"
+p2p_node_start b "$PB" "$PA"
 wait_for 20 grep -q "dht: alone -> active" "$T/b/log" || fail "node b never joined the DHT"
 
 pool_total=$(find "$FIXTURE_ROOT/pool" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
@@ -125,7 +98,7 @@ wait_port "$FAKE_PORT" 10 || fail "fake peer did not start"
     --timeout 20 announce "$big_key" "$FAKE_PORT" > "$T/announce.log" 2>&1 \
     || { cat "$T/announce.log"; fail "could not announce the lying peer"; }
 
-client a "$PA"
+p2p_client a "$PA"
 grep -q "peer 127.0.0.1:$FAKE_PORT served data that failed verification: banned" "$T/a/log" \
     || fail "the lying peer was not banned"
 lies=$(grep -c "GET /~/sha256/" "$T/fake.log" || true)
@@ -133,7 +106,7 @@ mirror_after_a=$(mirror_tally '*' "" GET 200)
 mirror_after_a=${mirror_after_a#* }
 
 # --- host b, from peer a ------------------------------------------------------------
-client b "$PB"
+p2p_client b "$PB"
 check_eq "$pool_total" "$(mirror_bytes '*/pool/*')" "pool bytes from the mirror after host b"
 b_apt=$(find "$T/client-b/downloads" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 # b took the pool and the by-hash indices from peer a; what apt saved is the pool part
