@@ -75,6 +75,11 @@ struct xfer {
     struct loop_timer deadline; /* its response headers (a peer's deadline from its round
                                  * trip; a mirror's first-byte deadline once connected) */
     struct loop_timer tick;     /* the speed floor's check (peers only) */
+    /* The loop-turn budget (XFER_TURN_BYTES): body bytes taken in turn `turn`; over it
+     * the transfer is paused until the next wait has run (fetcher.paused). */
+    uint64_t turn, turn_bytes;
+    bool paused;
+    struct xfer *paused_next;
 };
 
 /* Where a download takes its bytes from. Changes only through set_source() in dl.c,
@@ -169,6 +174,7 @@ struct fetcher {
     bool (*is_self)(void *ud, const char *ip, unsigned port);
     void *self_ud;
     bool freed;        /* fetcher_free ran; the last dl_destroy frees the struct */
+    struct xfer *paused; /* transfers over their turn's budget, resumed before the wait */
 };
 
 /* ---- fetch.c, for dl.c ---- */

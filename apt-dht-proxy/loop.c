@@ -44,6 +44,7 @@ struct loop {
     size_t n_sigs;
     struct prepare_slot prep[4];
     size_t n_prep;
+    uint64_t turn; /* waits returned so far */
     int stop;
 };
 
@@ -310,6 +311,7 @@ int loop_run(struct loop *l)
     l->stop = 0;
     while (!l->stop) {
         int n = epoll_wait(l->epfd, evs, 64, wait_timeout(l));
+        l->turn++;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -323,6 +325,11 @@ int loop_run(struct loop *l)
         run_timers(l);
     }
     return 0;
+}
+
+uint64_t loop_turn(const struct loop *l)
+{
+    return l->turn;
 }
 
 void loop_stop(struct loop *l)

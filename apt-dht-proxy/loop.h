@@ -58,6 +58,11 @@ int loop_add_prepare(struct loop *l, loop_prepare_cb cb, void *ud);
 /* Removes the hook added with the same cb and ud (nothing if there is none). */
 void loop_del_prepare(struct loop *l, loop_prepare_cb cb, void *ud);
 
+/* How many waits have returned: work done under one value of it ran between two waits,
+ * with no chance for other fds in between (a budget per turn keeps one busy fd from
+ * starving the others). */
+uint64_t loop_turn(const struct loop *l);
+
 /* Runs until loop_stop; returns 0 or a negative errno if epoll fails. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);

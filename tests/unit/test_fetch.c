@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,9 @@ static struct {
     int commits;
     bool stop_at_peer_byte;
     bool unverified_seen; /* a reader could have had a byte of a peer's */
+    /* the loop-turn budget case: mirror bytes taken in the current loop turn, the most
+     * taken in any one turn, the turns that took any */
+    uint64_t turn, turn_bytes, max_turn_bytes, busy_turns;
 } w;
 
 /* ---- the servers ---- */
@@ -293,6 +297,14 @@ static void on_bytes(void *ud, bool from_peer, size_t n)
             loop_stop(w.loop);
     } else {
         w.mirror_bytes += n;
+        if (loop_turn(w.loop) != w.turn) {
+            w.turn = loop_turn(w.loop);
+            w.turn_bytes = 0;
+            w.busy_turns++;
+        }
+        w.turn_bytes += n;
+        if (w.turn_bytes > w.max_turn_bytes)
+            w.max_turn_bytes = w.turn_bytes;
     }
 }
 
@@ -968,6 +980,74 @@ static void test_shutdown_during_peer(void)
     teardown();
 }
 
+/* A mirror faster than the receiver: a thread writes FAST_LEN bytes as fast as loopback
+ * takes them, so the socket never stops being readable. */
+#define FAST_LEN (24u * 1024u * 1024u)
+
+static void *fast_server(void *arg)
+{
+    int lfd = *(int *)arg, fd = accept(lfd, NULL, NULL);
+    char req[4096], hdr[128];
+    static uint8_t chunk[64 * 1024];
+    if (fd < 0)
+        return NULL;
+    if (read(fd, req, sizeof req) > 0) {
+        int n = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %u\r\n"
+                                          "Connection: close\r\n\r\n", FAST_LEN);
+        send_all(fd, hdr, (size_t)n);
+        for (size_t off = 0; off < FAST_LEN; off += sizeof chunk)
+            send_all(fd, chunk, sizeof chunk);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* The loop stays responsive under a fast transfer: no loop turn takes more than the
+ * per-transfer budget (1 MiB, plus a receive buffer over it and the one held back by
+ * the pause); without the budget libcurl reads the whole body in one or two turns. */
+static void test_fast_mirror_yields_turns(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    pthread_t th;
+    char url[128];
+    setup();
+    cache_set_max_size(w.cache, 256u << 20);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(lfd >= 0);
+    CU_ASSERT_FATAL(bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CU_ASSERT_FATAL(listen(lfd, 1) == 0);
+    CU_ASSERT_FATAL(getsockname(lfd, (struct sockaddr *)&sa, &len) == 0);
+    CU_ASSERT_FATAL(pthread_create(&th, NULL, fast_server, &lfd) == 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/debian/pool/main/b/big_1.0_all.deb",
+             ntohs(sa.sin_port));
+    struct dl_request q = {
+        .key = "mirror.example/debian/pool/main/b/big_1.0_all.deb",
+        .urls = {url},
+        .n_urls = 1,
+        .immutable = true,
+        .cacheable = true,
+    };
+    int err = 0;
+    struct dl *d = fetcher_get(w.f, &q, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dl_watch(d, on_change, NULL));
+    w.d = d;
+    run();
+    CU_ASSERT_EQUAL(dl_state(d), DL_DONE);
+    CU_ASSERT_EQUAL(dl_available(d), FAST_LEN);
+    CU_ASSERT_EQUAL(w.mirror_bytes, FAST_LEN);
+    CU_ASSERT(w.max_turn_bytes <= 2u * 1024u * 1024u);
+    CU_ASSERT(w.busy_turns >= FAST_LEN / (2u * 1024u * 1024u));
+    if (w.max_turn_bytes > 2u * 1024u * 1024u)
+        fprintf(stderr, "one loop turn took %llu bytes of one transfer (%llu turns)\n",
+                (unsigned long long)w.max_turn_bytes, (unsigned long long)w.busy_turns);
+    done(d);
+    pthread_join(th, NULL);
+    close(lfd);
+    teardown();
+}
+
 int main(void)
 {
     log_setup(getenv("TEST_FETCH_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, 0);
@@ -997,6 +1077,7 @@ int main(void)
         {"a lying Content-Length evicts nothing", test_lying_length_evicts_nothing},
         {"a Content-Length above the ceiling fails at once", test_length_above_ceiling},
         {"a body past the ceiling fails, is not cached", test_body_past_ceiling},
+        {"a fast mirror leaves the loop a turn every 1 MiB", test_fast_mirror_yields_turns},
         {NULL, NULL},
     };
     return unit_run("fetch", cases);
