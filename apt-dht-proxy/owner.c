@@ -2,7 +2,7 @@
  *
  * The weight is SHA-256(node id || key) compared as a big-endian number; ids are 20
  * bytes in both dialects. Ranking is a partial selection sort of at most n + 1 weights,
- * n being a LAN's handful of nodes (p2p_lan_nodes gives at most 64). */
+ * n being a LAN's nodes (at most OWNER_LAN_MAX). */
 #include "aptdht-config.h"
 #include <openssl/evp.h>
 #include <string.h>
@@ -21,9 +21,9 @@ static void weight(const uint8_t id[20], const uint8_t key[20], uint8_t out[32])
 size_t owner_rank(const uint8_t self_id[20], const struct p2p_node *nodes, size_t n,
                   const uint8_t key[20], struct p2p_node *out, size_t max)
 {
-    uint8_t self_w[32], w[64][32];
-    bool taken[64] = {false};
-    size_t m = n < 64 ? n : 64, k = 0;
+    uint8_t self_w[32], w[OWNER_LAN_MAX][32];
+    bool taken[OWNER_LAN_MAX] = {false};
+    size_t m = n < OWNER_LAN_MAX ? n : OWNER_LAN_MAX, k = 0;
     weight(self_id, key, self_w);
     for (size_t i = 0; i < m; i++)
         weight(nodes[i].id, key, w[i]);

@@ -16,6 +16,8 @@
 
 /* Most owners a download asks before its mirror (the rest rank below them anyway). */
 #define OWNER_MAX 3
+/* Most LAN nodes ranked (a LAN's nodes; the roster holds up to ROSTER_MAX). */
+#define OWNER_LAN_MAX 256
 
 /* Ranks the n nodes and this node (self_id) for the DHT key. Copies the nodes that rank
  * above this node into out, heaviest first, at most max, and returns how many: 0 means

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "apt-dht-proxy/loop.h"
+#include "apt-dht-proxy/roster.h"
 #include "apt-dht-proxy/p2p.h"
 #include "apt-dht-proxy/strmap.h"
 
@@ -72,6 +73,7 @@ struct p2p {
     struct lookup_ctx *lookups;
     struct p2p_stats st;
     struct p2p_rtt rtt; /* every peer's response times together (p2p-peers.c) */
+    struct roster roster; /* the LAN's nodes as heard, for owner ranking (roster.h) */
 };
 
 /* Rereads this host's interface addresses into p->ifs (empty if getifaddrs fails). */

@@ -93,6 +93,16 @@ static void on_state(void *ud, enum dht_state old, enum dht_state st)
     log_info("dht: %s -> %s", names[old & 3], names[st & 3]);
 }
 
+/* Every node heard on one of this host's subnets joins the roster the owner of a key is
+ * ranked among (roster.h). */
+static void on_node(void *ud, const uint8_t id[DHT_ID_LEN], const struct sockaddr *sa,
+                    socklen_t salen, int replied)
+{
+    struct p2p *p = ud;
+    if (p2p_peers_near(p, sa))
+        roster_heard(&p->roster, id, sa, salen, loop_now_ms());
+}
+
 static void on_udp(struct loop *l, int fd, uint32_t events, void *ud)
 {
     struct p2p *p = ud;
@@ -507,6 +517,7 @@ int p2p_new(struct p2p **out, const struct config *cfg, struct loop *l, uint16_t
     dc.value_ttl_s = cfg->dht_ttl_s;
     dc.send = send_cb;
     dc.on_state = on_state;
+    dc.on_node = on_node;
     dc.ud = p;
     if ((r = dht_new(&dc, loop_now_ms(), &p->dht)) < 0)
         goto fail;
@@ -740,12 +751,23 @@ size_t p2p_nodes(const struct p2p *p, struct p2p_node *out, size_t max)
 
 size_t p2p_lan_nodes(struct p2p *p, struct p2p_node *out, size_t max, uint8_t self_id[20])
 {
-    struct p2p_node all[64];
-    size_t n = p2p_nodes(p, all, 64), k = 0;
+    static struct roster_entry live[ROSTER_MAX];
+    uint64_t now = loop_now_ms();
+    size_t n = roster_live(&p->roster, now, live, ROSTER_MAX), k = 0;
     memcpy(self_id, dht_id(p->dht), 20);
-    for (size_t i = 0; i < n && k < max; i++)
-        if (all[i].good && p2p_peers_near(p, (const struct sockaddr *)&all[i].addr))
-            out[k++] = all[i];
+    for (size_t i = 0; i < n && k < max; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&live[i].addr;
+        socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in);
+        if (memcmp(live[i].id, self_id, 20) == 0 || dht_addr_failed(p->dht, sa, len) == 1)
+            continue;
+        memset(&out[k], 0, sizeof out[k]);
+        out[k].addr = live[i].addr;
+        memcpy(out[k].id, live[i].id, 20);
+        out[k].good = true;
+        out[k].last_reply_ms = live[i].heard_ms;
+        k++;
+    }
     return k;
 }
 

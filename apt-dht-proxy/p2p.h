@@ -103,9 +103,9 @@ size_t p2p_peers(struct p2p *p, struct p2p_peer_view *out, size_t max);
 bool p2p_peer_view(struct p2p *p, const struct sockaddr *sa, struct p2p_peer_view *out);
 /* Up to max nodes of the routing table (closest buckets first). */
 size_t p2p_nodes(const struct p2p *p, struct p2p_node *out, size_t max);
-/* The live LAN nodes: those of the routing table that answered recently (good) on one of
- * this host's subnets, ourselves excluded; up to max, and this node's id in self_id. The
- * owner of a key is ranked among them (owner.h). */
+/* The live LAN nodes: those heard from within the roster's window on one of this host's
+ * subnets (roster.h), ourselves and nodes whose address failed excluded; up to max, and
+ * this node's id in self_id. The owner of a key is ranked among them (owner.h). */
 size_t p2p_lan_nodes(struct p2p *p, struct p2p_node *out, size_t max, uint8_t self_id[20]);
 /* The node's dialect name ("apt-dht", "bep5"). */
 const char *p2p_dialect(const struct p2p *p);

@@ -8,8 +8,11 @@
  * only if its own signed indices give the same SHA-256 and size) or to relay what it
  * has. When this node ranks first, the next in rank is asked only whether it has the
  * file in flight (it fetched it if it asked us before our own indices listed it), which
- * it declines at once otherwise; then the mirror. A lone host has nobody to ask: its
- * cold path is unchanged. */
+ * it declines at once otherwise; then the mirror. A download this node runs for another
+ * host's pull-through request asks the same nodes only that question (two hosts whose
+ * views of the LAN differ, or whose indices were not in step, may both have been asked
+ * to fetch; the one that asks second finds the other's download in flight). A lone host
+ * has nobody to ask: its cold path is unchanged. */
 #include "aptdht-config.h"
 #include <errno.h>
 #include <netinet/in.h>
@@ -53,10 +56,13 @@ static bool usable(struct p2p *p2p, const struct sockaddr *sa)
 
 static void add_owners(struct find_ctx *x)
 {
-    struct p2p_node lan[64], owners[OWNER_MAX];
+    static struct p2p_node lan[OWNER_LAN_MAX];
+    struct p2p_node owners[OWNER_MAX];
     uint8_t self[20];
-    bool pull = true;
-    size_t n = p2p_lan_nodes(x->p2p, lan, 64, self);
+    /* A download run for another host's pull-through request asks nobody to fetch for
+     * it (no loops), only whether they have it in flight: a plain request. */
+    bool pull = x->forward;
+    size_t n = p2p_lan_nodes(x->p2p, lan, OWNER_LAN_MAX, self);
     size_t k = owner_rank(self, lan, n, x->sha256, owners, OWNER_MAX); /* key: first 160 bits */
     if (k == 0 && owner_runner_up(self, lan, n, x->sha256, owners)) {
         /* Ours, but the next in rank may be fetching it already: it did if it asked us
@@ -73,7 +79,7 @@ static void add_owners(struct find_ctx *x)
         if (usable(x->p2p, sa) && p2p_peer_url(sa, x->sha256, url, sizeof url) == 0 &&
             dl_add_owner(x->d, sa, len, url, pull) == 0)
             log_debug("%s: asking %s %s (%zu live LAN nodes)", dl_key(x->d),
-                      pull ? "owner" : "the next in rank, we own it:", url, n + 1);
+                      pull ? "owner" : "whether it has it in flight:", url, n + 1);
     }
 }
 
@@ -88,7 +94,7 @@ static void on_peers(void *ud, const struct sockaddr_storage *peers, size_t n, b
         if (p2p_peer_url(sa, x->sha256, url, sizeof url) == 0)
             dl_add_peer(x->d, sa, len, url);
     }
-    if (done && x->forward)
+    if (done)
         add_owners(x);
     if (done)
         find_free(x);

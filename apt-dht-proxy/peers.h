@@ -20,7 +20,8 @@ struct p2p;
  * forward, when the lookup is over the nodes that rank above this one as the file's
  * owner (owner.h) are added after the holders, to be asked to fetch it for us (or, when
  * this node owns it, the next in rank, asked only for what it has in flight); without
- * (a download this node runs for another's pull-through request), none are. */
+ * (a download this node runs for another's pull-through request), the same nodes are
+ * asked only for what they have in flight. */
 void peers_find(struct p2p *p2p, struct loop *l, struct dl *d, const uint8_t sha256[32],
                 bool forward);
 

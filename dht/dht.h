@@ -71,6 +71,11 @@ typedef int (*dht_send_fn)(void *ud, const void *buf, size_t len, const struct s
                            socklen_t tolen);
 /* Called when dht_state() changes. */
 typedef void (*dht_state_fn)(void *ud, enum dht_state old_state, enum dht_state new_state);
+/* Called for every node heard from (resolve-only nodes excepted), inside dht_input:
+ * replied is 1 when it answered one of our queries, 0 when it sent us one. It must not
+ * call back into the node. */
+typedef void (*dht_node_fn)(void *ud, const uint8_t id[DHT_ID_LEN], const struct sockaddr *sa,
+                            socklen_t salen, int replied);
 
 struct dht_config {
     enum dht_dialect dialect;
@@ -97,7 +102,8 @@ struct dht_config {
     uint64_t seed;                /* PRNG seed (tests); 0 = from getrandom() */
     dht_send_fn send;             /* required */
     dht_state_fn on_state;        /* optional */
-    void *ud;                     /* passed to send and on_state */
+    dht_node_fn on_node;          /* optional */
+    void *ud;                     /* passed to send, on_state and on_node */
 };
 
 /* Fills cfg with the defaults above (dialect APT, everything 0/NULL). */

@@ -258,6 +258,11 @@ void node_heard(struct dht *dht, const uint8_t *id, const dht_sa *from, int repl
     }
     if (r == RT_ADDED && before == 0)
         dht->own_lookup_due = 1; /* first node: find our neighbourhood */
+    if (dht->cfg.on_node)
+        dht->cfg.on_node(dht->cfg.ud, id, &from->sa,
+                         from->sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                        : sizeof(struct sockaddr_in),
+                         replied);
 }
 
 void node_update_state(struct dht *dht)

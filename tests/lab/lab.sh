@@ -450,6 +450,41 @@ lab_proxy_config() {
     } > "$_d/apt-dht.conf"
 }
 
+# lab_owner_ids OWNER N HOST...: gives each HOST a node id of its own (a state file
+# in its state dir, read at start) such that OWNER ranks first, as owner.c ranks
+# (SHA-256 of id and key, largest wins), for at least N of the fixture's .deb keys (the
+# first 160 bits of each file's SHA-256). A test that needs one host to be asked (a
+# liar that must be caught) makes it so instead of leaving it to random ids.
+lab_owner_ids() {
+    _owner=$1 _need=$2; shift 2
+    python3 - "$FIXTURE_ROOT" "$_owner" "$_need" "$@" > "$T/owner-ids" <<'PY' ||
+import hashlib, pathlib, sys
+root, owner, need, hosts = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+keys = [hashlib.sha256(p.read_bytes()).digest()[:20]
+        for p in sorted(pathlib.Path(root).rglob("*.deb"))]
+def nid(h, seed):
+    return hashlib.sha1(("apt-dht lab node %s %d" % (h, seed)).encode()).digest()
+def owned(ids, h):
+    return sum(1 for k in keys
+               if max(ids, key=lambda x: hashlib.sha256(ids[x] + k).digest()) == h)
+ids = {h: nid(h, 0) for h in hosts}
+for seed in range(1, 10000):
+    if owned(ids, owner) >= min(need, len(keys)):
+        break
+    ids[owner] = nid(owner, seed)
+else:
+    sys.exit("no id found")
+for h in hosts:
+    print(h, ids[h].hex(), owned(ids, h))
+PY
+        fail "lab_owner_ids: no id makes $_owner own $_need keys"
+    while read -r _h _id _n; do
+        mkdir -p "$(_lab_hdir "$_h")/state"
+        printf 'apt-dht-state 1\nid %s\n' "$_id" > "$(_lab_hdir "$_h")/state/dht-$LAB_DHT_MODE.state"
+    done < "$T/owner-ids"
+    log "node ids: $(awk '{printf "%s owns %s; ", $1, $3}' "$T/owner-ids")"
+}
+
 # lab_proxy_start HOST [YAML-LINES...]: run apt-dht-proxy in HOST's namespace,
 # cache and state under $T/lab/HOST (kept across restarts). A config written
 # by lab_proxy_config beforehand is kept when no YAML lines are given. Waits
