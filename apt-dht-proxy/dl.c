@@ -489,6 +489,14 @@ bool dl_take_writer(struct dl *d, struct xfer *x)
             log_info("fetch %s: peer %s answered first; %s, past its deadline, is dropped", d->key,
                      x->peer ? d->peers[x->idx].label : "the mirror", d->peers[y->idx].label);
             report_peer(d, y, PEER_FAILED);
+        } else if (y->peer && d->n_peers < DL_MAX_PEERS) {
+            /* asked beside the winner and merely slower: it stays a source, next in line
+             * should the winner fail or lie */
+            struct dl_peer again = d->peers[y->idx];
+            memmove(&d->peers[d->peer_idx + 1], &d->peers[d->peer_idx],
+                    (d->n_peers - d->peer_idx) * sizeof d->peers[0]);
+            d->peers[d->peer_idx] = again;
+            d->n_peers++;
         }
         fetch_doom(y);
     }
@@ -768,6 +776,25 @@ static bool start_next_peer(struct dl *d, bool *failed)
     return false;
 }
 
+/* Holders are asked two at a time until one answers: a holder that departed (its link
+ * dead) or is busy costs nothing when another is asked beside it, instead of its header
+ * deadline or a 503's round trip; the first body byte wins and the other is dropped. An
+ * owner asked to fetch for us (pull) is never doubled: that would be two mirror fetches
+ * for the LAN. */
+static void pair_up(struct dl *d)
+{
+    bool failed;
+    if (d->budget_over || fetch_running(d) != 1 || d->peer_idx >= d->n_peers ||
+        d->peers[d->peer_idx].pull)
+        return;
+    struct xfer *o = oldest(d);
+    if (!o || !o->peer || o->answered || d->peers[o->idx].pull)
+        return;
+    if (start_next_peer(d, &failed))
+        log_debug("fetch %s: asking %s beside %s", d->key, d->peers[d->peer_idx - 1].label,
+                  d->peers[o->idx].label);
+}
+
 /* The peers asked so far are late: ask the next one beside them. With both slots taken
  * by late peers, the older one has had two deadlines: it has failed, and gives way. */
 static void hedge(struct dl *d)
@@ -800,6 +827,7 @@ void dl_peer_failed(struct dl *d, struct xfer *x, enum peer_result r)
     report_peer(d, x, r);
     if (!was_writer && fetch_running(d) > 0) {
         hedge(d); /* the other goes on; and beside it the next, if it is late too */
+        pair_up(d);
         return;
     }
     dl_next_source(d);
@@ -831,7 +859,11 @@ void dl_next_source(struct dl *d)
      * more fetch */
     bool next_quiet = d->peer_idx < d->n_peers && d->peers[d->peer_idx].quiet;
     if (peers && (!d->budget_over || next_quiet)) {
-        if (start_next_peer(d, &failed) || failed)
+        if (start_next_peer(d, &failed)) {
+            pair_up(d);
+            return;
+        }
+        if (failed)
             return;
         if (fetch_running(d) > 0)
             return; /* a late peer may still answer */
@@ -905,10 +937,12 @@ int dl_add_peer_at(struct dl *d, size_t at, const struct sockaddr *sa, socklen_t
  * the peers asked are late. */
 static void peer_added(struct dl *d)
 {
-    if (d->src == SRC_AWAIT_PEER)
+    if (d->src == SRC_AWAIT_PEER) {
         dl_next_source(d);
-    else
+    } else if (peer_phase(d)) {
         hedge(d);
+        pair_up(d);
+    }
 }
 
 int dl_add_peer(struct dl *d, const struct sockaddr *sa, socklen_t salen, const char *url)
@@ -955,6 +989,7 @@ void dl_peer_declined(struct dl *d, struct xfer *x)
         dl_add_hints(d, x);
     if (!x->writer && fetch_running(d) > 0) {
         hedge(d); /* the other goes on; and beside it the next, if it is late too */
+        pair_up(d);
         return;
     }
     dl_next_source(d);

@@ -45,7 +45,10 @@ enum srv_mode {
     SRV_BADRANGE,   /* a Range is answered 206 with the wrong Content-Range */
     SRV_BUSY,       /* 503 naming the relay at srv.hint_port (X-Apt-Dht-Relays) */
     SRV_NOTHERE,    /* 404 */
+    SRV_LATE,       /* as SRV_OK, LATE_MS after the request */
 };
+
+#define LATE_MS 30
 
 #define LIE_LEN (200 * BODY_LEN)
 #define ENDLESS_N 5
@@ -55,6 +58,7 @@ struct conn {
     int fd;
     char buf[4096];
     size_t n;
+    struct loop_timer later; /* SRV_LATE's answer */
 };
 
 struct srv {
@@ -98,7 +102,7 @@ static struct {
 static void send_all(int fd, const void *p, size_t n)
 {
     for (size_t off = 0; off < n;) {
-        ssize_t r = write(fd, (const char *)p + off, n - off);
+        ssize_t r = send(fd, (const char *)p + off, n - off, MSG_NOSIGNAL);
         if (r <= 0)
             return;
         off += (size_t)r;
@@ -112,7 +116,24 @@ static long range_of(const char *req)
     return r ? strtol(r + 15, NULL, 10) : -1;
 }
 
+static void answer_now(struct conn *c);
+
+static void on_later(struct loop *l, struct loop_timer *t, void *ud)
+{
+    answer_now(ud);
+}
+
 static void answer(struct conn *c)
+{
+    if (c->s->mode == SRV_LATE) {
+        loop_timer_init(&c->later, on_later, c);
+        loop_timer_start(w.loop, &c->later, LATE_MS);
+        return;
+    }
+    answer_now(c);
+}
+
+static void answer_now(struct conn *c)
 {
     struct srv *s = c->s;
     char hdr[256];
@@ -235,6 +256,7 @@ static void srv_start(struct srv *s, enum srv_mode mode)
 static void srv_stop(struct srv *s)
 {
     for (size_t i = 0; i < s->n_conns; i++) {
+        loop_timer_stop(w.loop, &s->conns[i]->later);
         loop_del_fd(w.loop, s->conns[i]->fd);
         close(s->conns[i]->fd);
         free(s->conns[i]);
@@ -518,6 +540,36 @@ static void test_bad_peer_then_mirror(void)
     teardown();
 }
 
+/* Two holders asked together, the liar faster: its body fails verification, it is
+ * reported, and the other one, asked beside it and dropped when the liar's first byte
+ * won, is asked again and serves; the mirror is not asked. */
+static void test_bad_peer_beside_good(void)
+{
+    struct srv m, p1, p2;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p1, SRV_BAD);
+    srv_start(&p2, SRV_LATE);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p1);
+    add_peer(d, &p2);
+    dl_peers_done(d);
+    run();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", p2.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_BAD_DATA], 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
+    CU_ASSERT_EQUAL(p2.requests, 2); /* beside the liar, then again */
+    CU_ASSERT_EQUAL(m.requests, 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p1);
+    srv_stop(&p2);
+    teardown();
+}
+
 /* Elapsed ms of a run. */
 static uint64_t run_ms(void)
 {
@@ -526,9 +578,10 @@ static uint64_t run_ms(void)
     return loop_now_ms() - t0;
 }
 
-/* A holder that accepts and never answers: past its deadline (100 ms here) the next one
- * is asked beside it and wins; the silent one is reported, the mirror never asked. */
-static void test_silent_peer_hedged(void)
+/* A holder that accepts and never answers costs nothing: holders are asked two at a
+ * time, and the one asked beside it wins at once; the silent one is dropped, not judged
+ * (it was not past its deadline), the mirror never asked. */
+static void test_silent_peer_paired(void)
 {
     struct srv m, p1, p2;
     setup();
@@ -539,18 +592,16 @@ static void test_silent_peer_hedged(void)
     add_peer(d, &p1);
     add_peer(d, &p2);
     dl_peers_done(d);
-    uint64_t ms = run_ms();
+    run();
     check_body(d);
     char want[64];
     snprintf(want, sizeof want, "peer 127.0.0.1:%u", p2.port);
     CU_ASSERT_STRING_EQUAL(dl_source(d), want);
-    CU_ASSERT(ms < 1000); /* a deadline, not a budget or a connect timeout */
     CU_ASSERT_EQUAL(p1.requests, 1);
     CU_ASSERT_EQUAL(p2.requests, 1);
     CU_ASSERT_EQUAL(m.requests, 0);
     CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
-    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 1); /* the silent one */
-    CU_ASSERT(w.rtt_samples >= 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 0);
     done(d);
     srv_stop(&m);
     srv_stop(&p1);
@@ -558,8 +609,43 @@ static void test_silent_peer_hedged(void)
     teardown();
 }
 
-/* The only holder never answers and the budget is long: it is given up after 2 s (not
- * the budget's 5), reported, and the mirror serves. */
+/* Two holders that accept and never answer, asked together: past their deadline (100 ms
+ * here) the next one is asked beside them and wins; both silent ones are reported, the
+ * mirror never asked. */
+static void test_silent_peer_hedged(void)
+{
+    struct srv m, p1, p2, p3;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&p1, SRV_SILENT);
+    srv_start(&p2, SRV_SILENT);
+    srv_start(&p3, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_peer(d, &p1);
+    add_peer(d, &p2);
+    add_peer(d, &p3);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", p3.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT(ms < 1000); /* a deadline, not a budget or a connect timeout */
+    CU_ASSERT_EQUAL(p1.requests, 1);
+    CU_ASSERT_EQUAL(p2.requests, 1);
+    CU_ASSERT_EQUAL(p3.requests, 1);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
+    CU_ASSERT_EQUAL(w.n_by_result[PEER_FAILED], 2); /* the silent ones */
+    CU_ASSERT(w.rtt_samples >= 1);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&p1);
+    srv_stop(&p2);
+    srv_stop(&p3);
+    teardown();
+}
+
 static void test_silent_peer_given_up(void)
 {
     struct srv m, p;
@@ -615,6 +701,9 @@ static void test_dead_peer_resumed_from_peer(void)
     srv_start(&p2, SRV_OK);
     struct dl *d = start(&m.port, 1, true, 5000);
     add_peer(d, &p1);
+    w.stop_at_peer_byte = true; /* p2 is named once p1 sends: it is not asked beside p1 */
+    run();
+    w.stop_at_peer_byte = false;
     add_peer(d, &p2);
     dl_peers_done(d);
     run();
@@ -661,6 +750,9 @@ static void test_wrong_range_refused(void)
     srv_start(&p2, SRV_BADRANGE);
     struct dl *d = start(&m.port, 1, true, 5000);
     add_peer(d, &p1);
+    w.stop_at_peer_byte = true; /* p2 is named once p1 sends: it is not asked beside p1 */
+    run();
+    w.stop_at_peer_byte = false;
     add_peer(d, &p2);
     dl_peers_done(d);
     run();
@@ -1061,10 +1153,13 @@ int main(void)
         {"an owner asked to pull declines with 404: no failure, the mirror serves",
          test_owner_declines},
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
+        {"a liar asked beside a good peer wins the race, fails; the good one serves",
+         test_bad_peer_beside_good},
         {"the peer budget runs out: the mirror", test_budget_runs_out},
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
         {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
-        {"a silent peer is hedged by the next, which wins", test_silent_peer_hedged},
+        {"a silent peer costs nothing: the one asked beside it wins", test_silent_peer_paired},
+        {"two silent peers are hedged by the next, which wins", test_silent_peer_hedged},
         {"the only holder silent: given up after 2 s", test_silent_peer_given_up},
         {"a stalled peer: the mirror sends the rest (Range)",
          test_stalled_peer_resumed_from_mirror},
