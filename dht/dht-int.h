@@ -175,6 +175,9 @@ void dht_dealloc(struct dht *dht, void *p);
 /* The node's seeded splitmix64 stream: fast and reproducible, not cryptographic. */
 uint64_t dht_rand64(struct dht *dht);
 void dht_rand_bytes(struct dht *dht, uint8_t *out, size_t n);
+/* Bytes nobody may predict from what the node sends (its ids and transaction ids come
+ * from the stream above): getrandom(), or the stream when the node is seeded. */
+void dht_secret_bytes(struct dht *dht, uint8_t *out, size_t n);
 /* SHA-1 of a || b into out. Returns 0 or -EIO (libcrypto failed). */
 int dht_sha1(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[20]);
 

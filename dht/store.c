@@ -455,15 +455,15 @@ void store_dump(const struct store *s, FILE *f, uint64_t now_ms)
 
 void token_init(struct tokens *t, struct dht *dht, uint64_t now_ms)
 {
-    dht_rand_bytes(dht, t->secret, sizeof(t->secret));
-    dht_rand_bytes(dht, t->prev, sizeof(t->prev));
+    dht_secret_bytes(dht, t->secret, sizeof(t->secret));
+    dht_secret_bytes(dht, t->prev, sizeof(t->prev));
     t->rotated_ms = now_ms;
 }
 
 void token_rotate(struct tokens *t, struct dht *dht, uint64_t now_ms)
 {
     memcpy(t->prev, t->secret, sizeof(t->prev));
-    dht_rand_bytes(dht, t->secret, sizeof(t->secret));
+    dht_secret_bytes(dht, t->secret, sizeof(t->secret));
     t->rotated_ms = now_ms;
 }
 

@@ -5,13 +5,15 @@
  * holds (dht_stats.mem_bytes) without a table of blocks. Random numbers: one splitmix64
  * stream per node, seeded once (dht_config.seed, or getrandom() when 0), so a seeded
  * node is reproducible in tests and simulations. splitmix64 is fast, not cryptographic:
- * each output reveals the state. SHA-1 comes from libcrypto, the library's only
+ * each output reveals the state, so secrets (the token secrets) come from getrandom()
+ * instead, unless the node is seeded. SHA-1 comes from libcrypto, the library's only
  * dependency beyond libc. These functions call nothing else in the library, so the
  * routing table, the storage and the tokens use them without depending on the node's
  * protocol engine (node.c, lookup.c); only struct dht's rng and mem fields are read. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <openssl/evp.h>
 #include "dht/node.h"
 
@@ -48,6 +50,13 @@ void dht_rand_bytes(struct dht *dht, uint8_t *out, size_t n)
         uint64_t r = dht_rand64(dht);
         memcpy(out + i, &r, n - i < 8 ? n - i : 8);
     }
+}
+
+void dht_secret_bytes(struct dht *dht, uint8_t *out, size_t n)
+{
+    if (dht->cfg.seed == 0 && getrandom(out, n, 0) == (ssize_t)n)
+        return;
+    dht_rand_bytes(dht, out, n); /* a seeded node (tests), or no getrandom() */
 }
 
 int dht_sha1(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[20])

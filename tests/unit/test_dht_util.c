@@ -94,6 +94,26 @@ static void test_seed_reproducible(void)
     dht_free(c);
 }
 
+/* Secrets (token secrets) come from the stream only for a seeded node; an unseeded
+ * node's are not the stream's next bytes, which anyone who saw its ids could compute. */
+static void test_secret_bytes(void)
+{
+    struct dht *a = node(9), *b = node(9), *u = node(0);
+    uint8_t x[16], y[16], s1[16], s2[16];
+    dht_secret_bytes(a, x, sizeof x);
+    dht_rand_bytes(b, y, sizeof y);
+    CU_ASSERT_EQUAL(memcmp(x, y, sizeof x), 0); /* seeded: reproducible */
+    struct dht copy = *u;                        /* the unseeded node's stream, cloned */
+    dht_secret_bytes(u, s1, sizeof s1);
+    dht_rand_bytes(&copy, y, sizeof y);
+    CU_ASSERT_NOT_EQUAL(memcmp(s1, y, sizeof s1), 0);
+    dht_secret_bytes(u, s2, sizeof s2);
+    CU_ASSERT_NOT_EQUAL(memcmp(s1, s2, sizeof s1), 0);
+    dht_free(a);
+    dht_free(b);
+    dht_free(u);
+}
+
 static void hex20(const uint8_t *md, char *out)
 {
     for (int i = 0; i < 20; i++)
@@ -127,6 +147,7 @@ int main(void)
         {"rand reference values", test_rand_reference},
         {"rand bytes", test_rand_bytes},
         {"seed reproducible", test_seed_reproducible},
+        {"secrets from getrandom unless seeded", test_secret_bytes},
         {"sha1 of two parts", test_sha1},
         {NULL, NULL},
     };
