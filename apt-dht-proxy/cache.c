@@ -757,24 +757,14 @@ static void hash_now(struct cache *c, struct entry *e)
     apply_hash(c, e, err, size, h);
 }
 
-int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
-                void (*done)(void *ud), void *ud, struct cache_wait **w)
+/* The checks of entry e (key) whose file, as it is now, has stat st. */
+static int check_entry(struct cache *c, struct entry *e, const struct stat *st,
+                       const struct hashdb_entry *expect, void (*done)(void *ud), void *ud,
+                       struct cache_wait **w)
 {
-    char path[PATH_MAX];
-    struct stat st;
-    struct entry *e = strmap_get(c->map, key);
-    if (w)
-        *w = NULL;
-    if (!e || key_path(c, key, path, sizeof path) < 0)
-        return -ENOENT;
-    if (stat(path, &st) < 0) {
-        if (errno != ENOENT)
-            return -errno;
-        drop_entry(c, e); /* removed behind our back */
-        return -ENOENT;
-    }
-    if ((uint64_t)st.st_size != e->size) {
-        wrong_size(c, e, (uint64_t)st.st_size, "not the stored", e->size);
+    const char *key = e->key;
+    if ((uint64_t)st->st_size != e->size) {
+        wrong_size(c, e, (uint64_t)st->st_size, "not the stored", e->size);
         return -ENOENT;
     }
     /* The index's word binds immutable files only: a volatile file that differs from
@@ -797,6 +787,44 @@ int cache_check(struct cache *c, const char *key, const struct hashdb_entry *exp
         return -ENOENT;
     }
     return 0;
+}
+
+int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                void (*done)(void *ud), void *ud, struct cache_wait **w)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct entry *e = strmap_get(c->map, key);
+    if (w)
+        *w = NULL;
+    if (!e || key_path(c, key, path, sizeof path) < 0)
+        return -ENOENT;
+    if (stat(path, &st) < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        drop_entry(c, e); /* removed behind our back */
+        return -ENOENT;
+    }
+    return check_entry(c, e, &st, expect, done, ud, w);
+}
+
+int cache_check_open(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                     void (*done)(void *ud), void *ud, struct cache_wait **w, struct stat *st)
+{
+    if (w)
+        *w = NULL;
+    if (!strmap_get(c->map, key))
+        return -ENOENT;
+    int fd = cache_open(c, key, st); /* drops an entry whose file has gone */
+    if (fd < 0)
+        return fd;
+    struct entry *e = strmap_get(c->map, key);
+    int r = e ? check_entry(c, e, st, expect, done, ud, w) : -ENOENT;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 void cache_wait_cancel(struct cache_wait *w)

@@ -132,6 +132,11 @@ int cache_remove(struct cache *c, const char *key);
  * computed on the calling thread and -EINPROGRESS is never returned. */
 int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
                 void (*done)(void *ud), void *ud, struct cache_wait **w);
+/* cache_check on the entry's file opened (as cache_open): the fd (the caller's to close)
+ * and *st when it passed, else cache_check's negative answer (nothing left open). A hit
+ * is checked and served from one open, without a second look up of its path. */
+int cache_check_open(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                     void (*done)(void *ud), void *ud, struct cache_wait **w, struct stat *st);
 void cache_wait_cancel(struct cache_wait *w); /* accepts NULL */
 
 /* Starts the checker thread, its results delivered on l. 0 or a negative errno. Before

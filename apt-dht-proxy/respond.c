@@ -76,6 +76,7 @@ void answer_init(struct answer *a, struct responder *rs, struct MHD_Connection *
     a->release = release;
     a->refs = 1;
     a->up_fd = -1;
+    a->held_fd = -1;
     snprintf(a->source, sizeof a->source, "-");
     loop_timer_init(&a->pace_timer, pace_wake, a);
 }
@@ -99,6 +100,15 @@ void answer_done(struct answer *a)
     if (a->up_fd >= 0)
         close(a->up_fd);
     a->up_fd = -1;
+    answer_let_go(a);
+}
+
+void answer_let_go(struct answer *a)
+{
+    if (a->held_fd >= 0)
+        close(a->held_fd);
+    a->held_fd = -1;
+    a->held_key = NULL;
 }
 
 void answer_suspend(struct answer *a)
@@ -366,15 +376,20 @@ int answer_check_cached(struct answer *a, struct cache *c, const char *key,
 {
     cache_wait_cancel(a->check); /* a wait left from an earlier decision */
     a->check = NULL;
-    int r = cache_check(c, key, expect, check_done, a, &a->check);
+    answer_let_go(a);
+    int r = cache_check_open(c, key, expect, check_done, a, &a->check, &a->held_st);
+    if (r >= 0) {
+        a->held_fd = r;
+        a->held_key = key;
+        return 0;
+    }
     if (r == -EINPROGRESS && a->check) {
         answer_suspend(a);
         return -EINPROGRESS;
     }
     if (r == -ENOENT)
         return 1;
-    if (r < 0)
-        log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
+    log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
     return 0;
 }
 
@@ -395,9 +410,15 @@ int answer_cached(struct answer *a, struct cache *c, const char *key, const char
                   enum MHD_Result *ret)
 {
     struct stat st;
-    int fd = cache_open(c, key, &st);
-    if (fd < 0)
+    int fd = -1;
+    if (a->held_fd >= 0 && strcmp(a->held_key, key) == 0) {
+        fd = a->held_fd; /* checked just now: served as it was opened */
+        st = a->held_st;
+        a->held_fd = -1;
+        a->held_key = NULL;
+    } else if ((fd = cache_open(c, key, &st)) < 0) {
         return 0;
+    }
     snprintf(a->source, sizeof a->source, "%s", why);
     *ret = answer_fd(a, fd, &st, key);
     return 1;

@@ -399,6 +399,8 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
     struct server *s = r->s;
     enum MHD_Result ret = MHD_YES;
     int err;
+    if (o->act != ACT_SERVE_CACHED)
+        answer_let_go(&r->ans); /* the entry checked is not served as it is now */
     switch (o->act) {
     case ACT_SERVE_CACHED:
         if (serve_cached(r, r->route.key, "cache", &ret)) {
