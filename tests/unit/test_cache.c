@@ -407,8 +407,30 @@ static void test_check_open(void)
     /* another hash than the index's: dropped, nothing open */
     CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/b.deb", &e, NULL, NULL, NULL, &st), -ENOENT);
     CU_ASSERT_FALSE(cache_has(c, "h/d/pool/b.deb"));
-    /* gone behind the cache's back, or cut short */
+    /* served again: the same bytes, from the file held open */
+    fd = cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(pread(fd, buf, sizeof buf, 0), 5);
+    CU_ASSERT(memcmp(buf, "alpha", 5) == 0);
+    close(fd);
+    /* replaced behind the cache's back: the file now at the path, not the one held */
+    char other[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/h/d/pool/a.deb", dir);
+    snprintf(other, sizeof other, "%s/h/d/pool/a.new", dir);
+    FILE *f = fopen(other, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("ALPHA", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(rename(other, path), 0);
+    fd = cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(pread(fd, buf, sizeof buf, 0), 5);
+    CU_ASSERT(memcmp(buf, "ALPHA", 5) == 0);
+    close(fd);
+    /* gone behind the cache's back (while held), or cut short (while held) */
+    fd = cache_check_open(c, "h/d/pool/d.deb", NULL, NULL, NULL, NULL, &st);
+    CU_ASSERT(fd >= 0);
+    close(fd);
     CU_ASSERT_EQUAL(unlink(path), 0);
     CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st), -ENOENT);
     CU_ASSERT_FALSE(cache_has(c, "h/d/pool/a.deb"));
