@@ -252,6 +252,33 @@ static enum MHD_Result answer_empty(struct answer *a, unsigned status, const cha
     return queue(a, status, resp);
 }
 
+/* 416 for a file of size bytes: the Content-Range that names its length. */
+static enum MHD_Result answer_unsatisfiable(struct answer *a, uint64_t size)
+{
+    char cr[96];
+    snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+    return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+}
+
+/* The Range headers of a file's response: Accept-Ranges, and for a range (rr > 0, from
+ * parse_range) its Content-Range. The status that goes with them is range_status(rr). */
+static void range_headers(struct MHD_Response *resp, int rr, uint64_t from, uint64_t to,
+                          uint64_t size)
+{
+    char cr[96];
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (rr <= 0)
+        return;
+    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
+             (unsigned long long)to, (unsigned long long)size);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+}
+
+static unsigned range_status(int rr)
+{
+    return rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK;
+}
+
 /* ---- paced uploads ---- */
 
 /* Takes up to want bytes from the shared token bucket (refilled at the configured rate,
@@ -332,7 +359,7 @@ static void count_sent(struct answer *a, uint64_t len)
 enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key)
 {
     uint64_t size = (uint64_t)st->st_size, from = 0, to = size ? size - 1 : 0;
-    char date[64], cr[96];
+    char date[64];
     http_date(st->st_mtime, date, sizeof date);
     time_t ims = http_date_parse(header(a, "If-Modified-Since"));
     if (ims > 0 && st->st_mtime <= ims) {
@@ -345,23 +372,17 @@ enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const
                  : 0;
     if (rr < 0) {
         close(fd);
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        return answer_unsatisfiable(a, size);
     }
     uint64_t len = size ? to - from + 1 : 0;
     struct MHD_Response *resp = file_response(a, fd, from, len);
     if (!resp)
         return answer_error(a, 500, "cannot open the cached file");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
-    if (rr > 0) {
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
-                 (unsigned long long)to, (unsigned long long)size);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    range_headers(resp, rr, from, to, size);
     count_sent(a, len);
-    return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    return queue(a, range_status(rr), resp);
 }
 
 static void check_done(void *ud)
@@ -541,12 +562,9 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
 enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, const char *key)
 {
     uint64_t from = 0, to = size ? size - 1 : 0;
-    char cr[96];
     int rr = parse_range(header(a, "Range"), size, &from, &to);
-    if (rr < 0) {
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    if (rr < 0)
+        return answer_unsatisfiable(a, size);
     a->dl = d;
     a->relay_gen = dl_body_gen(d);
     a->up_off = from;
@@ -556,13 +574,8 @@ enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, cons
     if (!resp)
         return answer_error(a, 500, "out of memory");
     answer_ref(a); /* the response's */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
-    if (rr > 0) {
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
-                 (unsigned long long)to, (unsigned long long)size);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    range_headers(resp, rr, from, to, size);
     snprintf(a->source, sizeof a->source, "relay");
-    return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    return queue(a, range_status(rr), resp);
 }
