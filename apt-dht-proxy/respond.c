@@ -359,8 +359,12 @@ static void count_sent(struct answer *a, uint64_t len)
 enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key)
 {
     uint64_t size = (uint64_t)st->st_size, from = 0, to = size ? size - 1 : 0;
-    char date[64];
-    http_date(st->st_mtime, date, sizeof date);
+    struct responder *rs = a->rs;
+    if (rs->date_t != st->st_mtime || !rs->date[0]) { /* hits on one file: written once */
+        http_date(st->st_mtime, rs->date, sizeof rs->date);
+        rs->date_t = st->st_mtime;
+    }
+    const char *date = rs->date;
     time_t ims = http_date_parse(header(a, "If-Modified-Since"));
     if (ims > 0 && st->st_mtime <= ims) {
         close(fd);

@@ -34,6 +34,8 @@ struct responder {
     bool corrupt_uploads; /* test hook APT_DHT_TEST_CORRUPT_UPLOADS=1: every upload lies */
     double tokens;        /* upload bytes that may go out now */
     uint64_t tokens_ms;   /* when tokens was last refilled */
+    time_t date_t;        /* the last Last-Modified written, and its text */
+    char date[64];
 };
 
 struct answer {

@@ -150,8 +150,9 @@ static struct req *req_new(struct server *s, struct MHD_Connection *c, const cha
     struct req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    snprintf(r->target, sizeof r->target, "%s", url);
-    snprintf(r->method, sizeof r->method, "%s", method);
+    size_t n = strnlen(url, sizeof r->target - 1), m = strnlen(method, sizeof r->method - 1);
+    memcpy(r->target, url, n); /* cut to fit, as the log line shows it; calloc'd: ends in NUL */
+    memcpy(r->method, method, m);
     answer_init(&r->ans, &s->rs, c, r->target, strcmp(method, "HEAD") == 0, req_release);
     r->s = s;
     r->start_ms = loop_now_ms();
