@@ -29,7 +29,8 @@
  * answer holds while no connection of this process has committed anything since (every
  * commit in WAL mode ends in the WAL hook, which counts it), this connection has changed
  * nothing and rolled nothing back, and for at most HASHDB_MEMO_MS, so that a commit by
- * another process is seen within that. */
+ * another process is seen within that. A database that is not in WAL mode (a file system
+ * that cannot share its index) is asked every time. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/hashdb.h"
 
@@ -79,6 +80,7 @@ struct hashdb {
      * the connection's schema, which makes SQLite prepare every statement again. */
     struct hashdb_stage *spare[HASHDB_SPARE_STAGES];
     size_t n_spare;
+    bool memo_ok;           /* commits are seen (WAL mode, or a private in-memory db) */
     struct memo_slot *memo; /* HASHDB_MEMO_SLOTS, made at the first lookup; NULL = none */
     int64_t rollbacks;      /* this connection's rollbacks: each forgets the memo */
 };
@@ -257,6 +259,25 @@ static int on_wal(void *ud, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* Whether every commit to the database is seen by the WAL hook (the database is in WAL
+ * mode) or there is no other connection (a private in-memory database): the memo's
+ * condition. */
+static bool commits_visible(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    const char *file = sqlite3_db_filename(db, "main");
+    bool wal = false;
+    if (!file || !*file)
+        return true;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *m = sqlite3_column_text(st, 0);
+        wal = m && strcmp((const char *)m, "wal") == 0;
+    }
+    sqlite3_finalize(st);
+    return wal;
+}
+
 /* Both kinds of connection: the schema may take a wait once (two first-time openers take
  * turns); after that the loop's connection never waits, and the writer's waits
  * HASHDB_WRITER_BUSY_MS, watches the WAL's size and starts the WAL (see above). */
@@ -284,6 +305,7 @@ static int open_conn(struct hashdb **out, const char *path, bool writer)
         (rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0 || (rc = run_sql(h->db, sql)) < 0)
         goto fail;
     sqlite3_wal_hook(h->db, on_wal, h);
+    h->memo_ok = commits_visible(h->db);
     if (writer) {
         if ((rc = run_sql(h->db, HASHDB_PRIME_SQL)) < 0)
             goto fail;
@@ -383,7 +405,7 @@ int hashdb_lookup(struct hashdb *h, const char *key, struct hashdb_entry *out)
 {
     if (!key || !*key)
         return -EINVAL;
-    struct memo_slot *m = memo_slot(h, key);
+    struct memo_slot *m = h->memo_ok ? memo_slot(h, key) : NULL;
     uint64_t commits = commits_seen; /* before the query: a commit during it is news */
     int64_t changes = own_changes(h), now = coarse_ms();
     if (m && m->until_ms > now && m->commits == commits && m->changes == changes &&
