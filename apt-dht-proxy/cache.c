@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,16 @@ struct entry {
     struct check_job *job; /* its hash is being computed; NULL = none */
     int64_t unchecked_until; /* seconds (wall clock): no new check before (it failed) */
     char ino[40];            /* "DEV:INO" of its file, the key of by_ino */
+    unsigned held;           /* 1 + its slot in cache.held while its file is held open */
     char key[];
+};
+
+/* Files of entries served lately, kept open: a hit takes a duplicate of the descriptor
+ * (fstat and dup) instead of opening its path again. Slots are reused in turn. */
+#define CACHE_HELD_MAX 64
+struct held {
+    struct entry *e; /* NULL = free */
+    int fd;
 };
 
 /* One hash of an entry's file under way on the hasher's thread, and who waits for it. */
@@ -97,6 +107,9 @@ struct cache {
     struct hasher *hasher;   /* NULL: checks hash on the caller's thread */
     struct check_job *jobs;  /* in progress */
     uint64_t evictions;
+    struct held held[CACHE_HELD_MAX];
+    unsigned n_held;         /* slots in use: a sixteenth of the open-file limit, at most */
+    unsigned held_next;      /* the slot the next file held takes */
 };
 
 int cache_new(struct cache **out, const char *dir, uint64_t max_size)
@@ -108,6 +121,9 @@ int cache_new(struct cache **out, const char *dir, uint64_t max_size)
         strmap_new(&c->by_ino) < 0)
         goto fail;
     c->max_size = max_size;
+    struct rlimit rl;
+    rlim_t room = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 16 : 0;
+    c->n_held = room < CACHE_HELD_MAX ? (unsigned)room : CACHE_HELD_MAX;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         r = -errno;
         goto fail;
@@ -133,6 +149,9 @@ void cache_free(struct cache *c)
     hasher_free(c->hasher); /* no result is delivered any more */
     while (c->jobs)
         job_free(c, c->jobs);
+    for (unsigned i = 0; i < c->n_held; i++)
+        if (c->held[i].e)
+            close(c->held[i].fd);
     strmap_free(c->by_sha, free);
     strmap_free(c->by_ino, free);
     strmap_free(c->map, free);
@@ -257,8 +276,35 @@ static bool ino_ref(struct cache *c, const char *ino)
     return true;
 }
 
+static void unhold(struct cache *c, struct entry *e)
+{
+    if (!e->held)
+        return;
+    struct held *h = &c->held[e->held - 1];
+    close(h->fd);
+    *h = (struct held){.e = NULL, .fd = -1};
+    e->held = 0;
+}
+
+/* Keeps a duplicate of fd, e's file just opened, in the next slot. */
+static void hold(struct cache *c, struct entry *e, int fd)
+{
+    if (c->n_held == 0 || e->held)
+        return;
+    unsigned i = c->held_next;
+    c->held_next = (i + 1) % c->n_held;
+    if (c->held[i].e)
+        unhold(c, c->held[i].e);
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return;
+    c->held[i] = (struct held){.e = e, .fd = d};
+    e->held = i + 1;
+}
+
 static void drop_entry(struct cache *c, struct entry *e)
 {
+    unhold(c, e);
     if (e->job)
         e->job->e = NULL;
     lru_unlink(c, e);
@@ -757,24 +803,14 @@ static void hash_now(struct cache *c, struct entry *e)
     apply_hash(c, e, err, size, h);
 }
 
-int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
-                void (*done)(void *ud), void *ud, struct cache_wait **w)
+/* The checks of entry e (key) whose file, as it is now, has stat st. */
+static int check_entry(struct cache *c, struct entry *e, const struct stat *st,
+                       const struct hashdb_entry *expect, void (*done)(void *ud), void *ud,
+                       struct cache_wait **w)
 {
-    char path[PATH_MAX];
-    struct stat st;
-    struct entry *e = strmap_get(c->map, key);
-    if (w)
-        *w = NULL;
-    if (!e || key_path(c, key, path, sizeof path) < 0)
-        return -ENOENT;
-    if (stat(path, &st) < 0) {
-        if (errno != ENOENT)
-            return -errno;
-        drop_entry(c, e); /* removed behind our back */
-        return -ENOENT;
-    }
-    if ((uint64_t)st.st_size != e->size) {
-        wrong_size(c, e, (uint64_t)st.st_size, "not the stored", e->size);
+    const char *key = e->key;
+    if ((uint64_t)st->st_size != e->size) {
+        wrong_size(c, e, (uint64_t)st->st_size, "not the stored", e->size);
         return -ENOENT;
     }
     /* The index's word binds immutable files only: a volatile file that differs from
@@ -797,6 +833,70 @@ int cache_check(struct cache *c, const char *key, const struct hashdb_entry *exp
         return -ENOENT;
     }
     return 0;
+}
+
+int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                void (*done)(void *ud), void *ud, struct cache_wait **w)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    struct entry *e = strmap_get(c->map, key);
+    if (w)
+        *w = NULL;
+    if (!e || key_path(c, key, path, sizeof path) < 0)
+        return -ENOENT;
+    if (stat(path, &st) < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        drop_entry(c, e); /* removed behind our back */
+        return -ENOENT;
+    }
+    return check_entry(c, e, &st, expect, done, ud, w);
+}
+
+/* e's file for serving: a duplicate of the one held open while it is still e's (not
+ * unlinked: removed or replaced behind the cache's back), else opened by its path (which
+ * forgets an entry whose file has gone) and then held. */
+static int open_served(struct cache *c, struct entry *e, struct stat *st)
+{
+    if (e->held) {
+        int fd = c->held[e->held - 1].fd;
+        if (fstat(fd, st) == 0 && st->st_nlink > 0) {
+            if ((fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+                return -errno;
+            lru_unlink(c, e);
+            lru_push_front(c, e);
+            e->last_use = (int64_t)time(NULL);
+            return fd;
+        }
+        unhold(c, e);
+    }
+    char key[PATH_MAX];
+    snprintf(key, sizeof key, "%s", e->key);
+    int fd = cache_open(c, key, st);
+    if (fd >= 0 && (e = strmap_get(c->map, key)) != NULL)
+        hold(c, e, fd);
+    return fd;
+}
+
+int cache_check_open(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                     void (*done)(void *ud), void *ud, struct cache_wait **w, struct stat *st)
+{
+    if (w)
+        *w = NULL;
+    struct entry *e = strmap_get(c->map, key);
+    if (!e)
+        return -ENOENT;
+    int fd = open_served(c, e, st);
+    if (fd < 0)
+        return fd;
+    e = strmap_get(c->map, key);
+    int r = e ? check_entry(c, e, st, expect, done, ud, w) : -ENOENT;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 void cache_wait_cancel(struct cache_wait *w)

@@ -132,6 +132,15 @@ int cache_remove(struct cache *c, const char *key);
  * computed on the calling thread and -EINPROGRESS is never returned. */
 int cache_check(struct cache *c, const char *key, const struct hashdb_entry *expect,
                 void (*done)(void *ud), void *ud, struct cache_wait **w);
+/* cache_check on the entry's file opened for serving: the fd (the caller's to close) and
+ * *st when it passed, else cache_check's negative answer (nothing left open). A hit is
+ * checked and served from one open. The files of the entries served last (a sixteenth
+ * of the open-file limit, at most 64) stay open in the cache, and a hit on one gets a
+ * duplicate of its descriptor (dup(2): it shares the file offset, so read it with
+ * pread(2) or sendfile(2) with an offset only) as long as the file is still linked;
+ * one removed or replaced behind the cache's back is opened by its path again. */
+int cache_check_open(struct cache *c, const char *key, const struct hashdb_entry *expect,
+                     void (*done)(void *ud), void *ud, struct cache_wait **w, struct stat *st);
 void cache_wait_cancel(struct cache_wait *w); /* accepts NULL */
 
 /* Starts the checker thread, its results delivered on l. 0 or a negative errno. Before

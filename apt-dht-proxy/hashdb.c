@@ -22,7 +22,15 @@
  * says the WAL has grown), truncates the WAL, and at once writes one tiny transaction:
  * the first writer into an empty or fully checkpointed WAL writes a new WAL header and
  * syncs it (an fdatasync of the WAL and of its directory), and that writer must be the
- * writer's thread, never the event loop (whose rare writes are small Release merges). */
+ * writer's thread, never the event loop (whose rare writes are small Release merges).
+ *
+ * Lookups are remembered: a cached file is asked for again and again, and each lookup is
+ * a read transaction (two fcntl locks on the WAL index) and a B-tree descent. A remembered
+ * answer holds while no connection of this process has committed anything since (every
+ * commit in WAL mode ends in the WAL hook, which counts it), this connection has changed
+ * nothing and rolled nothing back, and for at most HASHDB_MEMO_MS, so that a commit by
+ * another process is seen within that. A database that is not in WAL mode (a file system
+ * that cannot share its index) is asked every time. */
 #include "aptdht-config.h"
 #include "apt-dht-proxy/hashdb.h"
 
@@ -34,12 +42,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define HASHDB_SCHEMA_VERSION 4
 #define HASHDB_KEY_MAX 8192 /* bytes; keys are URL paths, far shorter in practice */
 #define HASHDB_WAL_LIMIT (4 << 20) /* bytes a WAL is cut back to after a checkpoint */
 #define HASHDB_PRIME_SQL "PRAGMA user_version = 4" /* a write of one page, see above */
 #define HASHDB_SPARE_STAGES 2 /* a bulk parse and a Release merged from its tick */
+#define HASHDB_MEMO_SLOTS 64 /* remembered lookups per connection (direct-mapped) */
+#define HASHDB_MEMO_KEY 240  /* longest key remembered, bytes with its NUL */
+#define HASHDB_MEMO_MS 1000  /* longest a remembered lookup is believed */
+
+/* One remembered lookup: the answer (0 with e, or -ENOENT) for key, as of commits and
+ * changes, until until_ms (CLOCK_MONOTONIC_COARSE). */
+struct memo_slot {
+    uint64_t commits;
+    int64_t changes;
+    int64_t until_ms;
+    int rc;
+    struct hashdb_entry e;
+    char key[HASHDB_MEMO_KEY];
+};
+
+/* Commits through every connection of this process, counted by the WAL hook. Shared by
+ * the event loop's and the indexer thread's connections, which are opened apart and live
+ * on two threads; one count for every database file only costs a spurious lookup. */
+static _Atomic uint64_t commits_seen;
 
 struct hashdb {
     sqlite3 *db;
@@ -52,6 +80,9 @@ struct hashdb {
      * the connection's schema, which makes SQLite prepare every statement again. */
     struct hashdb_stage *spare[HASHDB_SPARE_STAGES];
     size_t n_spare;
+    bool memo_ok;           /* commits are seen (WAL mode, or a private in-memory db) */
+    struct memo_slot *memo; /* HASHDB_MEMO_SLOTS, made at the first lookup; NULL = none */
+    int64_t rollbacks;      /* this connection's rollbacks: each forgets the memo */
 };
 
 struct hashdb_stage {
@@ -217,12 +248,34 @@ static int run_sql(sqlite3 *db, const char *sql)
     return rc == SQLITE_OK ? 0 : err_of(rc);
 }
 
+/* After every commit of the connection (WAL mode): the memo of every connection is out
+ * of date; the writer's also learns the WAL's size. */
 static int on_wal(void *ud, sqlite3 *db, const char *name, int pages)
 {
     (void)db;
     (void)name;
+    commits_seen++;
     ((struct hashdb *)ud)->wal_pages = pages;
     return SQLITE_OK;
+}
+
+/* Whether every commit to the database is seen by the WAL hook (the database is in WAL
+ * mode) or there is no other connection (a private in-memory database): the memo's
+ * condition. */
+static bool commits_visible(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    const char *file = sqlite3_db_filename(db, "main");
+    bool wal = false;
+    if (!file || !*file)
+        return true;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *m = sqlite3_column_text(st, 0);
+        wal = m && strcmp((const char *)m, "wal") == 0;
+    }
+    sqlite3_finalize(st);
+    return wal;
 }
 
 /* Both kinds of connection: the schema may take a wait once (two first-time openers take
@@ -251,8 +304,9 @@ static int open_conn(struct hashdb **out, const char *path, bool writer)
     if ((rc = run_sql(h->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")) < 0 ||
         (rc = migrate(h->db)) < 0 || (rc = prepare_all(h)) < 0 || (rc = run_sql(h->db, sql)) < 0)
         goto fail;
+    sqlite3_wal_hook(h->db, on_wal, h);
+    h->memo_ok = commits_visible(h->db);
     if (writer) {
-        sqlite3_wal_hook(h->db, on_wal, h);
         if ((rc = run_sql(h->db, HASHDB_PRIME_SQL)) < 0)
             goto fail;
     } else {
@@ -299,6 +353,7 @@ void hashdb_free(struct hashdb *h)
     sqlite3_finalize(h->irec);
     sqlite3_finalize(h->iseen);
     sqlite3_close(h->db);
+    free(h->memo);
     free(h);
 }
 
@@ -316,7 +371,63 @@ static int blob_col(sqlite3_stmt *st, int col, uint8_t *dst, size_t n, bool *hav
     return 0;
 }
 
+static int64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The slot key would be remembered in, or NULL if it is too long to be. */
+static struct memo_slot *memo_slot(struct hashdb *h, const char *key)
+{
+    uint32_t x = 2166136261u; /* FNV-1a */
+    size_t n = 0;
+    for (; key[n] && n < HASHDB_MEMO_KEY; n++)
+        x = (x ^ (uint8_t)key[n]) * 16777619u;
+    if (n >= HASHDB_MEMO_KEY)
+        return NULL;
+    if (!h->memo && !(h->memo = calloc(HASHDB_MEMO_SLOTS, sizeof *h->memo)))
+        return NULL;
+    return &h->memo[x % HASHDB_MEMO_SLOTS];
+}
+
+/* The changes that make a remembered answer stale: this connection's own (uncommitted
+ * ones included) and its rollbacks. */
+static int64_t own_changes(struct hashdb *h)
+{
+    return (int64_t)sqlite3_total_changes64(h->db) + h->rollbacks;
+}
+
+static int lookup_query(struct hashdb *h, const char *key, struct hashdb_entry *out);
+
 int hashdb_lookup(struct hashdb *h, const char *key, struct hashdb_entry *out)
+{
+    if (!key || !*key)
+        return -EINVAL;
+    struct memo_slot *m = h->memo_ok ? memo_slot(h, key) : NULL;
+    uint64_t commits = commits_seen; /* before the query: a commit during it is news */
+    int64_t changes = own_changes(h), now = coarse_ms();
+    if (m && m->until_ms > now && m->commits == commits && m->changes == changes &&
+        strcmp(m->key, key) == 0) {
+        if (m->rc == 0)
+            *out = m->e;
+        return m->rc;
+    }
+    int rc = lookup_query(h, key, out);
+    if (m && (rc == 0 || rc == -ENOENT)) {
+        *m = (struct memo_slot){.commits = commits, .changes = changes,
+                                .until_ms = now + HASHDB_MEMO_MS, .rc = rc};
+        if (rc == 0)
+            m->e = *out;
+        snprintf(m->key, sizeof m->key, "%s", key);
+    } else if (m) {
+        m->until_ms = 0;
+    }
+    return rc;
+}
+
+static int lookup_query(struct hashdb *h, const char *key, struct hashdb_entry *out)
 {
     int rc = -EINVAL;
     if (!key || !*key)
@@ -443,6 +554,7 @@ int hashdb_commit(struct hashdb *h)
 
 int hashdb_rollback(struct hashdb *h)
 {
+    h->rollbacks++;
     return run(h->rollback);
 }
 
@@ -722,8 +834,10 @@ void hashdb_stage_free(struct hashdb_stage *st)
     if (!st)
         return;
     struct hashdb *h = st->h;
-    if (st->in_tx)
+    if (st->in_tx) {
+        h->rollbacks++;
         sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    }
     st->in_tx = false;
     if (h->n_spare < HASHDB_SPARE_STAGES && step_done(st->clear, 0) == 0) {
         h->spare[h->n_spare++] = st;

@@ -76,6 +76,7 @@ void answer_init(struct answer *a, struct responder *rs, struct MHD_Connection *
     a->release = release;
     a->refs = 1;
     a->up_fd = -1;
+    a->held_fd = -1;
     snprintf(a->source, sizeof a->source, "-");
     loop_timer_init(&a->pace_timer, pace_wake, a);
 }
@@ -99,6 +100,15 @@ void answer_done(struct answer *a)
     if (a->up_fd >= 0)
         close(a->up_fd);
     a->up_fd = -1;
+    answer_let_go(a);
+}
+
+void answer_let_go(struct answer *a)
+{
+    if (a->held_fd >= 0)
+        close(a->held_fd);
+    a->held_fd = -1;
+    a->held_key = NULL;
 }
 
 void answer_suspend(struct answer *a)
@@ -242,6 +252,33 @@ static enum MHD_Result answer_empty(struct answer *a, unsigned status, const cha
     return queue(a, status, resp);
 }
 
+/* 416 for a file of size bytes: the Content-Range that names its length. */
+static enum MHD_Result answer_unsatisfiable(struct answer *a, uint64_t size)
+{
+    char cr[96];
+    snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+    return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+}
+
+/* The Range headers of a file's response: Accept-Ranges, and for a range (rr > 0, from
+ * parse_range) its Content-Range. The status that goes with them is range_status(rr). */
+static void range_headers(struct MHD_Response *resp, int rr, uint64_t from, uint64_t to,
+                          uint64_t size)
+{
+    char cr[96];
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (rr <= 0)
+        return;
+    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
+             (unsigned long long)to, (unsigned long long)size);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+}
+
+static unsigned range_status(int rr)
+{
+    return rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK;
+}
+
 /* ---- paced uploads ---- */
 
 /* Takes up to want bytes from the shared token bucket (refilled at the configured rate,
@@ -322,8 +359,12 @@ static void count_sent(struct answer *a, uint64_t len)
 enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key)
 {
     uint64_t size = (uint64_t)st->st_size, from = 0, to = size ? size - 1 : 0;
-    char date[64], cr[96];
-    http_date(st->st_mtime, date, sizeof date);
+    struct responder *rs = a->rs;
+    if (rs->date_t != st->st_mtime || !rs->date[0]) { /* hits on one file: written once */
+        http_date(st->st_mtime, rs->date, sizeof rs->date);
+        rs->date_t = st->st_mtime;
+    }
+    const char *date = rs->date;
     time_t ims = http_date_parse(header(a, "If-Modified-Since"));
     if (ims > 0 && st->st_mtime <= ims) {
         close(fd);
@@ -335,23 +376,17 @@ enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const
                  : 0;
     if (rr < 0) {
         close(fd);
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        return answer_unsatisfiable(a, size);
     }
     uint64_t len = size ? to - from + 1 : 0;
     struct MHD_Response *resp = file_response(a, fd, from, len);
     if (!resp)
         return answer_error(a, 500, "cannot open the cached file");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, date);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
-    if (rr > 0) {
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
-                 (unsigned long long)to, (unsigned long long)size);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    range_headers(resp, rr, from, to, size);
     count_sent(a, len);
-    return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    return queue(a, range_status(rr), resp);
 }
 
 static void check_done(void *ud)
@@ -366,15 +401,20 @@ int answer_check_cached(struct answer *a, struct cache *c, const char *key,
 {
     cache_wait_cancel(a->check); /* a wait left from an earlier decision */
     a->check = NULL;
-    int r = cache_check(c, key, expect, check_done, a, &a->check);
+    answer_let_go(a);
+    int r = cache_check_open(c, key, expect, check_done, a, &a->check, &a->held_st);
+    if (r >= 0) {
+        a->held_fd = r;
+        a->held_key = key;
+        return 0;
+    }
     if (r == -EINPROGRESS && a->check) {
         answer_suspend(a);
         return -EINPROGRESS;
     }
     if (r == -ENOENT)
         return 1;
-    if (r < 0)
-        log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
+    log_warn("%s: cannot check the cached file: %s", a->target, strerror(-r));
     return 0;
 }
 
@@ -395,9 +435,15 @@ int answer_cached(struct answer *a, struct cache *c, const char *key, const char
                   enum MHD_Result *ret)
 {
     struct stat st;
-    int fd = cache_open(c, key, &st);
-    if (fd < 0)
+    int fd = -1;
+    if (a->held_fd >= 0 && strcmp(a->held_key, key) == 0) {
+        fd = a->held_fd; /* checked just now: served as it was opened */
+        st = a->held_st;
+        a->held_fd = -1;
+        a->held_key = NULL;
+    } else if ((fd = cache_open(c, key, &st)) < 0) {
         return 0;
+    }
     snprintf(a->source, sizeof a->source, "%s", why);
     *ret = answer_fd(a, fd, &st, key);
     return 1;
@@ -520,12 +566,9 @@ static ssize_t relay_reader(void *cls, uint64_t pos, char *buf, size_t max)
 enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, const char *key)
 {
     uint64_t from = 0, to = size ? size - 1 : 0;
-    char cr[96];
     int rr = parse_range(header(a, "Range"), size, &from, &to);
-    if (rr < 0) {
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        return answer_empty(a, MHD_HTTP_RANGE_NOT_SATISFIABLE, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    if (rr < 0)
+        return answer_unsatisfiable(a, size);
     a->dl = d;
     a->relay_gen = dl_body_gen(d);
     a->up_off = from;
@@ -535,13 +578,8 @@ enum MHD_Result answer_relay(struct answer *a, struct dl *d, uint64_t size, cons
     if (!resp)
         return answer_error(a, 500, "out of memory");
     answer_ref(a); /* the response's */
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type_of(key));
-    if (rr > 0) {
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
-                 (unsigned long long)to, (unsigned long long)size);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-    }
+    range_headers(resp, rr, from, to, size);
     snprintf(a->source, sizeof a->source, "relay");
-    return queue(a, rr > 0 ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+    return queue(a, range_status(rr), resp);
 }

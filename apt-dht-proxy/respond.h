@@ -34,6 +34,8 @@ struct responder {
     bool corrupt_uploads; /* test hook APT_DHT_TEST_CORRUPT_UPLOADS=1: every upload lies */
     double tokens;        /* upload bytes that may go out now */
     uint64_t tokens_ms;   /* when tokens was last refilled */
+    time_t date_t;        /* the last Last-Modified written, and its text */
+    char date[64];
 };
 
 struct answer {
@@ -54,6 +56,9 @@ struct answer {
     struct loop_timer pace_timer;
     struct cache_wait *check; /* the cache check this answer waits for; NULL = none */
     unsigned relay_gen;   /* a relay: the body generation (dl_body_gen) its bytes are of */
+    int held_fd;          /* the checked entry held_key, open (answer_check_cached); -1 */
+    const char *held_key; /* owned by the caller, as long as the request */
+    struct stat held_st;
 };
 
 /* Also reads the test hook APT_DHT_TEST_CORRUPT_UPLOADS (HACKING.md): "1" makes every
@@ -80,13 +85,18 @@ enum MHD_Result answer_error(struct answer *a, unsigned status, const char *reas
  * If-Range (206, 416) and HEAD. key gives the Content-Type. */
 enum MHD_Result answer_fd(struct answer *a, int fd, const struct stat *st, const char *key);
 
-/* Checks the cache entry key before anything is decided on it (cache_check; expect is
- * the hash index's entry or NULL). 0 = go on (it passed, there is none, or it cannot be
- * checked now: logged); 1 = it failed and was dropped (decide without it); -EINPROGRESS =
- * its hash is being computed: the answer is suspended, and resumed when the verdict is
- * known (then ask again). */
+/* Checks the cache entry key before anything is decided on it (cache_check_open; expect
+ * is the hash index's entry or NULL). 0 = go on (it passed, there is none, or it cannot
+ * be checked now: logged); 1 = it failed and was dropped (decide without it);
+ * -EINPROGRESS = its hash is being computed: the answer is suspended, and resumed when
+ * the verdict is known (then ask again). An entry that passed stays open for
+ * answer_cached of the same key (key must live as long as the answer) until
+ * answer_let_go or the answer's end. */
 int answer_check_cached(struct answer *a, struct cache *c, const char *key,
                         const struct hashdb_entry *expect);
+/* Closes the entry answer_check_cached left open, if any: the decision was not to serve
+ * it as it is (a revalidation may replace it). */
+void answer_let_go(struct answer *a);
 
 /* A download could not be started (err, a negative errno from fetcher_get): 503 with a
  * one-line reason when the proxy ran out of file descriptors (EMFILE, ENFILE), which is
@@ -94,7 +104,8 @@ int answer_check_cached(struct answer *a, struct cache *c, const char *key,
 enum MHD_Result answer_start_failed(struct answer *a, int err);
 
 /* The cache entry key, if present: 1 = answered (*ret holds MHD's verdict), 0 = no such
- * entry (nothing queued). why becomes the log line's source. */
+ * entry (nothing queued). why becomes the log line's source. The entry checked and left
+ * open by answer_check_cached is served as it was opened. */
 int answer_cached(struct answer *a, struct cache *c, const char *key, const char *why,
                   enum MHD_Result *ret);
 

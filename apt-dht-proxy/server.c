@@ -150,8 +150,9 @@ static struct req *req_new(struct server *s, struct MHD_Connection *c, const cha
     struct req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    snprintf(r->target, sizeof r->target, "%s", url);
-    snprintf(r->method, sizeof r->method, "%s", method);
+    size_t n = strnlen(url, sizeof r->target - 1), m = strnlen(method, sizeof r->method - 1);
+    memcpy(r->target, url, n); /* cut to fit, as the log line shows it; calloc'd: ends in NUL */
+    memcpy(r->method, method, m);
     answer_init(&r->ans, &s->rs, c, r->target, strcmp(method, "HEAD") == 0, req_release);
     r->s = s;
     r->start_ms = loop_now_ms();
@@ -399,6 +400,8 @@ static enum MHD_Result apply(struct req *r, const struct policy_out *o,
     struct server *s = r->s;
     enum MHD_Result ret = MHD_YES;
     int err;
+    if (o->act != ACT_SERVE_CACHED)
+        answer_let_go(&r->ans); /* the entry checked is not served as it is now */
     switch (o->act) {
     case ACT_SERVE_CACHED:
         if (serve_cached(r, r->route.key, "cache", &ret)) {

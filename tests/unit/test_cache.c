@@ -383,6 +383,65 @@ static void test_check_sizes_and_index(void)
     rm_dir();
 }
 
+/* The same checks on the entry opened once: the fd of the file checked, or nothing left
+ * open; a file gone or of the wrong size drops the entry. */
+static void test_check_open(void)
+{
+    struct cache *c;
+    struct hashdb_entry e = {.size = 5, .have_sha256 = true};
+    struct stat st;
+    char path[PATH_MAX + 64], buf[8];
+    make_dir();
+    CU_ASSERT_EQUAL_FATAL(cache_new(&c, dir, 1 << 20), 0);
+    put_hashed(c, "h/d/pool/a.deb", "alpha", true);
+    put_hashed(c, "h/d/pool/b.deb", "bravo", true);
+    put_hashed(c, "h/d/pool/d.deb", "delta", true);
+    sha_of("alpha", 5, e.sha256);
+    CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/none.deb", &e, NULL, NULL, NULL, &st), -ENOENT);
+    int fd = cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(st.st_size, 5);
+    CU_ASSERT_EQUAL(pread(fd, buf, sizeof buf, 0), 5);
+    CU_ASSERT(memcmp(buf, "alpha", 5) == 0);
+    close(fd);
+    /* another hash than the index's: dropped, nothing open */
+    CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/b.deb", &e, NULL, NULL, NULL, &st), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/b.deb"));
+    /* served again: the same bytes, from the file held open */
+    fd = cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(pread(fd, buf, sizeof buf, 0), 5);
+    CU_ASSERT(memcmp(buf, "alpha", 5) == 0);
+    close(fd);
+    /* replaced behind the cache's back: the file now at the path, not the one held */
+    char other[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/h/d/pool/a.deb", dir);
+    snprintf(other, sizeof other, "%s/h/d/pool/a.new", dir);
+    FILE *f = fopen(other, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("ALPHA", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(rename(other, path), 0);
+    fd = cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(pread(fd, buf, sizeof buf, 0), 5);
+    CU_ASSERT(memcmp(buf, "ALPHA", 5) == 0);
+    close(fd);
+    /* gone behind the cache's back (while held), or cut short (while held) */
+    fd = cache_check_open(c, "h/d/pool/d.deb", NULL, NULL, NULL, NULL, &st);
+    CU_ASSERT(fd >= 0);
+    close(fd);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/a.deb", &e, NULL, NULL, NULL, &st), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/a.deb"));
+    snprintf(path, sizeof path, "%s/h/d/pool/d.deb", dir);
+    CU_ASSERT_EQUAL(truncate(path, 2), 0);
+    CU_ASSERT_EQUAL(cache_check_open(c, "h/d/pool/d.deb", NULL, NULL, NULL, NULL, &st), -ENOENT);
+    CU_ASSERT_FALSE(cache_has(c, "h/d/pool/d.deb"));
+    cache_free(c);
+    rm_dir();
+}
+
 /* After a restart: entries come from the scan with the hash recorded at store time;
  * their bytes are hashed once, on the calling thread here (no checker), and a flipped
  * byte drops the entry. Peers are served only hashed entries. */
@@ -534,6 +593,7 @@ int main(void)
         {"strmap", test_strmap}, {"same content twice", test_same_content_twice},
         {"reserve", test_reserve}, {"check: sizes and the index", test_check_sizes_and_index},
         {"check: after a restart", test_check_after_restart},
+        {"check: the entry opened once", test_check_open},
         {"check: on the checker thread", test_check_on_thread},
         {"one file per content: links", test_link_sha256},
         {"one file per content: damage under one name", test_link_damage},

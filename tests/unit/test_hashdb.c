@@ -187,6 +187,44 @@ static void test_two_connections(void)
     rm_db();
 }
 
+/* Lookups are remembered; a commit by any connection of the process, a change or a
+ * rollback of the connection's own, and (for a writer the process cannot see, another
+ * process) a second, each make the next lookup ask the database again. */
+static void test_memo(void)
+{
+    struct hashdb *w = NULL, *r = NULL;
+    struct hashdb_entry a = entry(1, 1, -1), b = entry(2, 2, -1), c = entry(3, 3, -1), got;
+    const char *k = "mirror.example/debian/pool/m.deb";
+    sqlite3 *raw = NULL;
+    tmp_db();
+    CU_ASSERT_EQUAL_FATAL(hashdb_open_writer(&w, path), 0);
+    CU_ASSERT_EQUAL_FATAL(hashdb_open(&r, path), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), -ENOENT);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), -ENOENT); /* remembered */
+    CU_ASSERT_EQUAL(hashdb_put(w, k, &a), 0);             /* the other connection commits */
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 1);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 1);
+    CU_ASSERT_EQUAL(hashdb_begin(r), 0); /* its own change, then its rollback */
+    CU_ASSERT_EQUAL(hashdb_put(r, k, &b), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 2);
+    CU_ASSERT_EQUAL(hashdb_rollback(r), 0);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, 1);
+    /* a connection that is not hashdb's, as another process's would be */
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &raw), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(raw, "UPDATE files SET size = 3", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    usleep(1100 * 1000);
+    CU_ASSERT_EQUAL(hashdb_lookup(r, k, &got), 0);
+    CU_ASSERT_EQUAL(got.size, c.size);
+    hashdb_free(w);
+    hashdb_free(r);
+    rm_db();
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -476,6 +514,7 @@ int main(void)
         {"origin forget", test_origin},
         {"persistence across reopen", test_persist},
         {"two connections (WAL)", test_two_connections},
+        {"remembered lookups and what makes them stale", test_memo},
         {"cached files (schema 2, migration)", test_cached},
         {"the loop's connection never waits", test_no_wait},
         {"stages: fill without the lock, merge, supersede", test_stage},
