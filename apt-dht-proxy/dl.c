@@ -769,8 +769,13 @@ static bool start_next_peer(struct dl *d, bool *failed)
         return false;
     size_t i = d->peer_idx++;
     set_source(d, SRC_PEER);
-    if (fetch_start(d, true, i, d->received) == 0)
+    int r = fetch_start(d, true, i, d->received);
+    if (r == 0)
         return true;
+    if (r == -EBUSY) { /* both slots taken (one by a loser not yet reaped): later */
+        d->peer_idx--;
+        return false;
+    }
     *failed = true;
     dl_finish(d, DL_FAILED);
     return false;
@@ -1012,6 +1017,9 @@ bool dl_claim_lookup(struct dl *d)
 
 void dl_finish(struct dl *d, enum dl_state st)
 {
+    if (st == DL_FAILED)
+        log_info("fetch %s: failed: %d %s", d->key, d->status ? d->status : 502,
+                 d->reason[0] ? d->reason : "(no reason)");
     fetch_stop(d);
     release_room(d);
     if (d->tainted && st != DL_DONE)

@@ -175,6 +175,7 @@ struct fetcher {
     void *self_ud;
     bool freed;        /* fetcher_free ran; the last dl_destroy frees the struct */
     struct xfer *paused; /* transfers over their turn's budget, resumed before the wait */
+    unsigned in_callback; /* inside libcurl's header or write callback (no removals) */
 };
 
 /* ---- fetch.c, for dl.c ---- */

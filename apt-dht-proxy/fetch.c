@@ -223,7 +223,7 @@ static void relay_hints(struct xfer *x, const char *buf, size_t n)
         memcpy(x->hints, v, sizeof v); /* other header lines leave it alone */
 }
 
-static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
+static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
 {
     struct xfer *x = ud;
     size_t n = size * nitems;
@@ -297,7 +297,7 @@ static int64_t fetch_resume_paused(struct loop *l, void *ud)
     return any ? 0 : -1;
 }
 
-static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
+static size_t on_body(char *buf, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     struct dl *d = x->d;
@@ -319,6 +319,26 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
     if (x->first_byte_ms == 0)
         x->first_byte_ms = loop_now_ms();
     return dl_append(d, x, buf, n) ? n : 0;
+}
+
+/* libcurl's header and write callbacks. While one runs, no easy handle may be removed
+ * (fetch.h: fetch_doom), which free_slot must know. */
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+    struct fetcher *f = ((struct xfer *)ud)->d->f;
+    f->in_callback++;
+    size_t r = on_header(buf, size, nitems, ud);
+    f->in_callback--;
+    return r;
+}
+
+static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct fetcher *f = ((struct xfer *)ud)->d->f;
+    f->in_callback++;
+    size_t r = on_body(buf, size, nmemb, ud);
+    f->in_callback--;
+    return r;
 }
 
 /* Why a mirror's answer is no body: its status, or the transfer's error. */
@@ -634,11 +654,17 @@ static void set_headers(struct dl *d, struct xfer *x, CURL *e)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 }
 
+/* A slot with no transfer, or one whose transfer was doomed (it lost a race) and can be
+ * reaped now, outside libcurl's callbacks, rather than at its zero-delay timer: a source
+ * that fails right after winning must find a slot for the next one. */
 static struct xfer *free_slot(struct dl *d)
 {
     for (size_t i = 0; i < DL_MAX_XFERS; i++)
         if (!d->xf[i].easy)
             return &d->xf[i];
+    for (size_t i = 0; i < DL_MAX_XFERS && d->f->in_callback == 0; i++)
+        if (d->xf[i].doomed)
+            return &d->xf[i]; /* fetch_start cancels it first */
     return NULL;
 }
 
@@ -686,7 +712,9 @@ int fetch_start(struct dl *d, bool peer, size_t idx, uint64_t offset)
         log_debug("fetch %s from %s from byte %llu", d->key, url, (unsigned long long)offset);
     else
         log_debug("fetch %s from %s", d->key, url);
-    if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
+    CURLMcode mc = curl_multi_add_handle(f->multi, e);
+    if (mc != CURLM_OK) {
+        log_error("fetch %s: libcurl refused the transfer: %s", d->key, curl_multi_strerror(mc));
         fetch_cancel(x);
         dl_set_reason(d, 502, "cannot start a transfer");
         return -EIO;

@@ -570,6 +570,39 @@ static void test_bad_peer_beside_good(void)
     teardown();
 }
 
+/* The liar and a good peer answering at once, a third holder named: the liar's first
+ * byte wins and its whole (tiny) answer is in at once, while the good peer's transfer,
+ * dropped, still holds its slot. The good one is asked again in the other slot, and the
+ * third, for which no slot is left, waits instead of failing the download. */
+static void test_bad_peer_beside_good_fast(void)
+{
+    for (int round = 0; round < 20; round++) {
+        struct srv m, p1, p2, p3;
+        setup();
+        srv_start(&m, SRV_OK);
+        srv_start(&p1, SRV_BAD);
+        srv_start(&p2, SRV_OK);
+        srv_start(&p3, SRV_OK);
+        struct dl *d = start(&m.port, 1, true, 5000);
+        add_peer(d, &p1);
+        add_peer(d, &p2);
+        add_peer(d, &p3);
+        dl_peers_done(d);
+        run();
+        check_body(d);
+        CU_ASSERT_EQUAL(m.requests, 0);
+        CU_ASSERT_EQUAL(w.n_by_result[PEER_OK], 1);
+        if (dl_state(d) != DL_DONE)
+            fprintf(stderr, "round %d: %d %s\n", round, dl_status(d), dl_reason(d));
+        done(d);
+        srv_stop(&m);
+        srv_stop(&p1);
+        srv_stop(&p2);
+        srv_stop(&p3);
+        teardown();
+    }
+}
+
 /* Elapsed ms of a run. */
 static uint64_t run_ms(void)
 {
@@ -1155,6 +1188,8 @@ int main(void)
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
         {"a liar asked beside a good peer wins the race, fails; the good one serves",
          test_bad_peer_beside_good},
+        {"a liar and a good peer at once, a third named: the good one serves",
+         test_bad_peer_beside_good_fast},
         {"the peer budget runs out: the mirror", test_budget_runs_out},
         {"fetcher_reconfigure reaches the next transfer", test_reconfigure},
         {"shutdown while a peer sends shows none of its bytes", test_shutdown_during_peer},
