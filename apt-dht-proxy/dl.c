@@ -802,10 +802,25 @@ static void pair_up(struct dl *d)
 
 /* The peers asked so far are late: ask the next one beside them. With both slots taken
  * by late peers, the older one has had two deadlines: it has failed, and gives way. */
+static bool pull_running(const struct dl *d)
+{
+    for (size_t i = 0; i < DL_MAX_XFERS; i++) {
+        const struct xfer *x = &d->xf[i];
+        if (x->easy && !x->doomed && x->peer && d->peers[x->idx].pull)
+            return true;
+    }
+    return false;
+}
+
 static void hedge(struct dl *d)
 {
     bool failed;
     if (d->budget_over || d->peer_idx >= d->n_peers || !all_late(d))
+        return;
+    /* An owner asked to fetch for us that is late is given its whole give-up time, not
+     * hedged by the next owner: that one would fetch from the mirror too (a loaded host
+     * can miss a header deadline, and the LAN would pay the file twice). */
+    if (d->peers[d->peer_idx].pull && pull_running(d))
         return;
     if (fetch_running(d) == DL_MAX_XFERS) {
         struct xfer *o = oldest(d);

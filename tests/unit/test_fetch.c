@@ -903,6 +903,46 @@ static void test_owner_declines(void)
     teardown();
 }
 
+static void add_owner(struct dl *d, const struct srv *s)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(s->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/~/sha256/00", s->port);
+    CU_ASSERT_EQUAL(dl_add_owner(d, (struct sockaddr *)&sa, sizeof sa, url, true), 0);
+}
+
+/* An owner asked to fetch for us that does not answer within its deadline is not
+ * hedged by the next owner (which would fetch from the mirror too): the next is asked
+ * only when the first has given up (2 s), and serves. */
+static void test_late_owner_not_hedged(void)
+{
+    struct srv m, o1, o2;
+    setup();
+    srv_start(&m, SRV_OK);
+    srv_start(&o1, SRV_SILENT);
+    srv_start(&o2, SRV_OK);
+    struct dl *d = start(&m.port, 1, true, 5000);
+    add_owner(d, &o1);
+    add_owner(d, &o2);
+    dl_peers_done(d);
+    uint64_t ms = run_ms();
+    check_body(d);
+    char want[64];
+    snprintf(want, sizeof want, "peer 127.0.0.1:%u", o2.port);
+    CU_ASSERT_STRING_EQUAL(dl_source(d), want);
+    CU_ASSERT(ms >= 2000); /* o1's give-up time: o2 was not asked at o1's deadline */
+    CU_ASSERT_EQUAL(o1.requests, 1);
+    CU_ASSERT_EQUAL(o2.requests, 1);
+    CU_ASSERT_EQUAL(m.requests, 0);
+    done(d);
+    srv_stop(&m);
+    srv_stop(&o1);
+    srv_stop(&o2);
+    teardown();
+}
+
 /* What a relay sees of a lying peer's body, then the mirror's. */
 static struct {
     uint64_t most_from_peer; /* dl_relay_available at its largest while a peer sent */
@@ -1185,6 +1225,7 @@ int main(void)
         {"a relay's view: a peer's bytes but the last, generations, DONE", test_relay_view},
         {"an owner asked to pull declines with 404: no failure, the mirror serves",
          test_owner_declines},
+        {"a late owner is not hedged by the next owner", test_late_owner_not_hedged},
         {"a lying peer is reported, then the mirror", test_bad_peer_then_mirror},
         {"a liar asked beside a good peer wins the race, fails; the good one serves",
          test_bad_peer_beside_good},
