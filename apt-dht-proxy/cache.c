@@ -803,12 +803,11 @@ static void hash_now(struct cache *c, struct entry *e)
     apply_hash(c, e, err, size, h);
 }
 
-/* The checks of entry e (key) whose file, as it is now, has stat st. */
-static int check_entry(struct cache *c, struct entry *e, const struct stat *st,
+/* The checks of entry e, found under key, whose file, as it is now, has stat st. */
+static int check_entry(struct cache *c, const char *key, struct entry *e, const struct stat *st,
                        const struct hashdb_entry *expect, void (*done)(void *ud), void *ud,
                        struct cache_wait **w)
 {
-    const char *key = e->key;
     if ((uint64_t)st->st_size != e->size) {
         wrong_size(c, e, (uint64_t)st->st_size, "not the stored", e->size);
         return -ENOENT;
@@ -824,8 +823,11 @@ static int check_entry(struct cache *c, struct entry *e, const struct stat *st,
         e->unchecked_until <= (int64_t)time(NULL)) {
         if (c->hasher)
             return start_hash(c, e, done, ud, w);
+        char k[PATH_MAX]; /* key may be e->key itself, which hashing may free */
+        if (snprintf(k, sizeof k, "%s", key) >= (int)sizeof k)
+            return -ENAMETOOLONG;
         hash_now(c, e);
-        if (!(e = strmap_get(c->map, key)))
+        if (!(e = strmap_get(c->map, k)))
             return -ENOENT;
     }
     if (x && x->have_sha256 && e->hashed && memcmp(e->sha256, x->sha256, 32) != 0) {
@@ -851,7 +853,7 @@ int cache_check(struct cache *c, const char *key, const struct hashdb_entry *exp
         drop_entry(c, e); /* removed behind our back */
         return -ENOENT;
     }
-    return check_entry(c, e, &st, expect, done, ud, w);
+    return check_entry(c, key, e, &st, expect, done, ud, w);
 }
 
 /* e's file for serving: a duplicate of the one held open while it is still e's (not
@@ -891,7 +893,7 @@ int cache_check_open(struct cache *c, const char *key, const struct hashdb_entry
     if (fd < 0)
         return fd;
     e = strmap_get(c->map, key);
-    int r = e ? check_entry(c, e, st, expect, done, ud, w) : -ENOENT;
+    int r = e ? check_entry(c, key, e, st, expect, done, ud, w) : -ENOENT;
     if (r < 0) {
         close(fd);
         return r;
