@@ -800,8 +800,7 @@ static void pair_up(struct dl *d)
                   d->peers[o->idx].label);
 }
 
-/* The peers asked so far are late: ask the next one beside them. With both slots taken
- * by late peers, the older one has had two deadlines: it has failed, and gives way. */
+/* An owner asked to fetch for us is among the running transfers. */
 static bool pull_running(const struct dl *d)
 {
     for (size_t i = 0; i < DL_MAX_XFERS; i++) {
@@ -812,6 +811,8 @@ static bool pull_running(const struct dl *d)
     return false;
 }
 
+/* The peers asked so far are late: ask the next one beside them. With both slots taken
+ * by late peers, the older one has had two deadlines: it has failed, and gives way. */
 static void hedge(struct dl *d)
 {
     bool failed;

@@ -75,16 +75,6 @@ void roster_heard(struct roster *r, const uint8_t id[20], const struct sockaddr 
     e->heard_ms = now;
 }
 
-void roster_forget(struct roster *r, const struct sockaddr *sa)
-{
-    for (size_t i = 0; i < r->n; i++) {
-        if (same_addr(&r->e[i].addr, sa)) {
-            remove_at(r, i);
-            return;
-        }
-    }
-}
-
 size_t roster_live(const struct roster *r, uint64_t now, struct roster_entry *out, size_t max)
 {
     size_t k = 0;

@@ -36,9 +36,6 @@ struct roster {
 void roster_heard(struct roster *r, const uint8_t id[20], const struct sockaddr *sa,
                   socklen_t salen, uint64_t now);
 
-/* Drops the node heard at sa (it failed): it comes back when it is heard from again. */
-void roster_forget(struct roster *r, const struct sockaddr *sa);
-
 /* Nodes heard within ROSTER_LIVE_MS of now, in no particular order; up to max. */
 size_t roster_live(const struct roster *r, uint64_t now, struct roster_entry *out, size_t max);
 
