@@ -75,6 +75,9 @@ static void http_metrics(const struct status_sum *s, struct tbuf *b)
     one(b, "apt_dht_uploaded_bytes_total", "counter", "Body bytes sent to peers.",
         c->bytes_uploaded);
     one(b, "apt_dht_uploads_active", "gauge", "Uploads to peers in progress.", s->sv.uploads);
+    one(b, "apt_dht_uploads_bulk", "gauge",
+        "Uploads to peers whose socket is in the bulk band now (SO_PRIORITY read back).",
+        s->sv.uploads_bulk);
     one(b, "apt_dht_downloads_active", "gauge", "Downloads in progress (shared by their readers).",
         s->downloads);
     by_origin(b, "apt_dht_verified_files_total",

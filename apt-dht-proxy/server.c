@@ -901,6 +901,7 @@ void server_view(const struct server *s, struct server_view *v)
         .neg = s->neg,
         .ix = s->ix,
         .uploads = uploads_count(s->up),
+        .uploads_bulk = uploads_bulk(s->up),
         .max_uploads = s->conf.max_uploads,
         .peer_budget_ms = s->conf.peer_budget_ms,
         .port = s->port,

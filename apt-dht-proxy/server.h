@@ -50,6 +50,7 @@ struct server_view {
     struct negcache *neg;
     struct indexer *ix;         /* NULL: no hash knowledge */
     unsigned uploads, max_uploads; /* peer uploads now, and the limit */
+    unsigned uploads_bulk;      /* of them, sockets in the bulk band now */
     uint32_t peer_budget_ms;
     uint16_t port;
     const char *listen_address; /* NULL: by dht mode */

@@ -13,6 +13,7 @@
 #include "aptdht-config.h"
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/pkt_sched.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,10 @@ struct upload {
     struct dl *dl;              /* a relay's download (referenced), else NULL */
     struct dl_watch *watch;
     bool listed; /* in u->list and counted (until uploads_end) */
+    int sock;    /* the connection's socket while the answer goes out, else -1 */
+    bool bulk;   /* sock is in the bulk band (mark_later) */
+    struct loop *loop;
+    struct loop_timer bulk_timer;
     struct upload *prev, *next;
 };
 
@@ -80,6 +85,19 @@ unsigned uploads_count(const struct uploads *u)
     return u->n;
 }
 
+unsigned uploads_bulk(const struct uploads *u)
+{
+    unsigned n = 0;
+    for (const struct upload *up = u->list; up; up = up->next) {
+        int prio = 0;
+        socklen_t len = sizeof prio;
+        if (up->bulk && getsockopt(up->sock, SOL_SOCKET, SO_PRIORITY, &prio, &len) == 0 &&
+            prio == TC_PRIO_BULK)
+            n++;
+    }
+    return n;
+}
+
 /* ---- the records ---- */
 
 static void set_port(struct sockaddr_storage *sa, uint16_t port_be)
@@ -120,12 +138,55 @@ static struct upload *record_new(struct uploads *u, const struct sockaddr *clien
     memcpy(up->sha256, sha256, 32);
     peer_http_addr(u, client, &up->to);
     up->listed = true;
+    up->sock = -1;
     up->next = u->list;
     if (u->list)
         u->list->prev = up;
     u->list = up;
     u->n++;
     return up;
+}
+
+/* An upload's packets queue behind the host's other traffic once it is under way:
+ * SO_PRIORITY TC_PRIO_BULK is the last band of Linux's default qdisc (pfifo_fast), so
+ * this host's DHT messages, its 503s, the first bytes of its other answers and its users'
+ * own traffic are not queued behind megabytes of file on a busy uplink. The first
+ * UPLOADS_BULK_AFTER_MS of an answer keep the default band: a requester's first byte
+ * does not wait behind the uploads already running. The socket is put back to the
+ * default when the request completes (a kept-alive connection may ask again). */
+static void set_priority(struct upload *up, int prio)
+{
+    if (up->sock >= 0 && setsockopt(up->sock, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio) == 0)
+        up->bulk = prio == TC_PRIO_BULK;
+}
+
+static void on_bulk_timer(struct loop *l, struct loop_timer *t, void *ud)
+{
+    (void)l;
+    (void)t;
+    set_priority(ud, TC_PRIO_BULK);
+}
+
+static void unmark(struct upload *up)
+{
+    if (up->loop)
+        loop_timer_stop(up->loop, &up->bulk_timer);
+    if (up->bulk)
+        set_priority(up, TC_PRIO_BESTEFFORT);
+    up->sock = -1;
+    up->bulk = false;
+}
+
+static void mark_later(struct upload *up, struct answer *a)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(a->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || a->head)
+        return;
+    up->sock = ci->connect_fd;
+    up->loop = a->rs->loop;
+    loop_timer_init(&up->bulk_timer, on_bulk_timer, up);
+    loop_timer_start(up->loop, &up->bulk_timer, UPLOADS_BULK_AFTER_MS);
 }
 
 void uploads_end(struct uploads *u, struct upload *up)
@@ -141,6 +202,7 @@ void uploads_end(struct uploads *u, struct upload *up)
     up->prev = up->next = NULL;
     up->listed = false;
     u->n--;
+    unmark(up);
     if (up->dl && up->watch)
         dl_unwatch(up->dl, up->watch);
     up->watch = NULL;
@@ -323,6 +385,7 @@ enum MHD_Result uploads_serve(struct uploads *u, struct answer *a, const struct 
     }
     *out = up;
     a->upload = true;
+    mark_later(up, a);
     snprintf(a->source, sizeof a->source, "upload");
     if (fd >= 0)
         return answer_fd(a, fd, &st, key);

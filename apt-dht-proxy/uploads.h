@@ -19,6 +19,7 @@
 #include "apt-dht-proxy/respond.h"
 
 #define UPLOADS_FANOUT 2 /* peers one file goes to at once before 503 + relays */
+#define UPLOADS_BULK_AFTER_MS 10 /* an answer's start, before it goes to the bulk band */
 
 struct cache;
 struct dl;
@@ -54,6 +55,8 @@ void uploads_set(struct uploads *u, struct p2p *p2p, const struct router *rt,
                  unsigned max_uploads, uint16_t port);
 /* Uploads in progress. */
 unsigned uploads_count(const struct uploads *u);
+/* Of them, those whose socket the kernel has in the bulk band now (see uploads.c). */
+unsigned uploads_bulk(const struct uploads *u);
 
 /* Answers a peer's request (the caller checked peer_clients). *up receives the upload
  * (NULL when refused): the caller passes it to uploads_end when the request completes

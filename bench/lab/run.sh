@@ -26,6 +26,9 @@
 #   BENCH_DELAY      extra one-way delay at the mirror for tc netem (default: none, e.g. 5ms)
 #   BENCH_HOST_RATE  the link rate of every host and of apt-cacher-ng's machine, both
 #                    ways (tc tbf on each end of its veth; default: none, e.g. 400mbit).
+#                    Under a host's own tbf is pfifo_fast, Linux's default qdisc, so
+#                    socket priorities (apt-dht's uploads go to its bulk band) act as
+#                    on a Debian host; the bridge end (the switch port) is one FIFO.
 #                    Models machines with their own network cards: without it the
 #                    hosts are limited only by the CPU cores they all share.
 #   BENCH_SCHEDULE   first-then-rest (default: host 1 alone, then all others at
@@ -94,8 +97,10 @@ log "mirror egress: $(tc -n "$mns" qdisc show dev eth0 | tr '\n' ';')"
 # (what it sends) and the bridge end of its veth (what it receives).
 shape_node() {
     [ -n "$BENCH_HOST_RATE" ] || return 0
-    tc -n "$(lab_ns "$1")" qdisc add dev eth0 root tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
+    tc -n "$(lab_ns "$1")" qdisc add dev eth0 root handle 1: tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
         || hard_error "tc tbf on $1 failed"
+    tc -n "$(lab_ns "$1")" qdisc add dev eth0 parent 1:1 handle 10: pfifo_fast \
+        || hard_error "tc pfifo_fast on $1 failed"
     tc -n "$LAB_ID-br" qdisc add dev "v-$1" root tbf rate "$BENCH_HOST_RATE" burst 256kb latency 200ms \
         || hard_error "tc tbf on the bridge end of $1 failed"
 }
