@@ -11,7 +11,8 @@ else
 fi
 if ! make -j"$(nproc)" check; then
     # The end of the log of every test that failed (the .trs files say which).
-    for trs in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' $(find tests -name '*.trs') 2>/dev/null); do
+    # find -exec: with no .trs at all (a build error), grep must not wait on stdin.
+    for trs in $(find tests -name '*.trs' -exec grep -lE '^:test-result: (FAIL|ERROR|XPASS)' {} +); do
         echo "=== ${trs%.trs}.log"
         tail -n 150 "${trs%.trs}.log"
     done
